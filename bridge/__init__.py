@@ -1,0 +1,1 @@
+"""oicp-bridge: publish OCPI EVSE status to Hubject over OICP."""

@@ -1,0 +1,61 @@
+"""oicp: Hubject's Open InterCharge Protocol for EVSE status — models, clients, retry policy, simulator."""
+
+from oicp.codes import CodeInfo, Disposition, classify
+from oicp.errors import (
+    ConfigurationError,
+    ConnectError,
+    ConnectionLostError,
+    HTTPStatusError,
+    InvalidIDError,
+    OICPError,
+    RateLimitedError,
+    RejectedError,
+    RequestError,
+    RequestTimeoutError,
+    ResponseDecodeError,
+    TLSError,
+    TransportError,
+)
+from oicp.ids import EvseID, OperatorID, ProviderID
+from oicp.models import (
+    Acknowledgement,
+    ActionType,
+    EvseStatus,
+    EvseStatusRecord,
+    OperatorEvseStatus,
+    PullEvseStatusRequest,
+    PullEvseStatusResponse,
+    PushEvseStatusRequest,
+    StatusCode,
+)
+
+__all__ = [
+    "Acknowledgement",
+    "ActionType",
+    "CodeInfo",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectionLostError",
+    "Disposition",
+    "EvseID",
+    "EvseStatus",
+    "EvseStatusRecord",
+    "HTTPStatusError",
+    "InvalidIDError",
+    "OICPError",
+    "OperatorEvseStatus",
+    "OperatorID",
+    "ProviderID",
+    "PullEvseStatusRequest",
+    "PullEvseStatusResponse",
+    "PushEvseStatusRequest",
+    "RateLimitedError",
+    "RejectedError",
+    "RequestError",
+    "RequestTimeoutError",
+    "ResponseDecodeError",
+    "StatusCode",
+    "TLSError",
+    "TransportError",
+    "classify",
+]

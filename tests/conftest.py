@@ -1,0 +1,51 @@
+"""Fixtures shared by every test area: real TLS material made by trustme.
+
+Area-specific fixtures (simulators on ephemeral ports, stores on temp files) live in the
+``conftest.py`` of each test folder.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all as files."""
+
+    ca: trustme.CA
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def server_context(self, *, require_client_cert: bool) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.server_cert, self.server_key)
+        if require_client_cert:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.ca_cert)
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    client = ca.issue_cert("cpo-client.example")
+    ca_cert = folder / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_cert))
+    server_cert, server_key = folder / "server.pem", folder / "server.key"
+    server.cert_chain_pems[0].write_to_path(str(server_cert))
+    server.private_key_pem.write_to_path(str(server_key))
+    client_cert, client_key = folder / "client.pem", folder / "client.key"
+    client.cert_chain_pems[0].write_to_path(str(client_cert))
+    client.private_key_pem.write_to_path(str(client_key))
+    return TLSMaterial(ca, ca_cert, server_cert, server_key, client_cert, client_key)
