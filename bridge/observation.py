@@ -1,0 +1,59 @@
+"""The hand-off between OCPI intake and the bridge's mapping/outbox.
+
+OCPI intake emits one ``EvseObservation`` per accepted change that affects an EVSE's status,
+``evse_id`` or publication, inside the same store transaction as the OCPI change itself, by calling
+``ObservationSink.accept`` with that transaction's connection. The outbox implements the sink, so an
+OCPI request answered 1000 can never lose its status update.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class OcpiEvseStatus(StrEnum):
+    """OCPI Status enum (2.1.1 and 2.2.1 mod_locations, "Status" enum): the same nine values."""
+
+    AVAILABLE = "AVAILABLE"
+    BLOCKED = "BLOCKED"
+    CHARGING = "CHARGING"
+    INOPERATIVE = "INOPERATIVE"
+    OUTOFORDER = "OUTOFORDER"
+    PLANNED = "PLANNED"
+    REMOVED = "REMOVED"
+    RESERVED = "RESERVED"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class EvseObservation:
+    """What OCPI said about one EVSE at one moment, normalised across OCPI versions.
+
+    ``evse_id`` is the OCPI ``evse_id`` as last seen for this EVSE (intake remembers it by uid, since
+    OCPI lets it vanish when status becomes REMOVED), or None if the EVSE never had one.
+    ``last_updated`` is the EVSE's OCPI ``last_updated``, timezone-aware UTC.
+    ``publish`` is the location's ``publish`` flag (always True for OCPI 2.1.1, which has none).
+    """
+
+    country_code: str
+    party_id: str
+    location_id: str
+    evse_uid: str
+    evse_id: str | None
+    status: OcpiEvseStatus
+    last_updated: datetime
+    publish: bool
+
+
+class ObservationSink(Protocol):
+    """Receives observations inside the store's write transaction (``conn`` is that transaction).
+
+    It must not commit or roll back; raising aborts the whole OCPI change.
+    """
+
+    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None: ...
