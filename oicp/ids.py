@@ -19,7 +19,9 @@ from pydantic_core import core_schema
 
 from oicp.errors import InvalidIDError
 
-EVSE_ID_PATTERN = r"^(([A-Za-z]{2}\*?[A-Za-z0-9]{3}\*?E[A-Za-z0-9\*]{1,30})|(\+?[0-9]{1,3}\*[0-9]{3}\*[0-9\*]{1,32}))$"
+EVSE_ID_PATTERN = (
+    r"^(([A-Za-z]{2}\*?[A-Za-z0-9]{3}\*?E[A-Za-z0-9\*]{1,30})|(\+?[0-9]{1,3}\*[0-9]{3}\*[0-9\*]{1,32}))$"
+)
 OPERATOR_ID_PATTERN = r"^(([A-Za-z]{2}\*?[A-Za-z0-9]{3})|(\+?[0-9]{1,3}\*[0-9]{3}))$"
 PROVIDER_ID_PATTERN = r"^([A-Za-z]{2}\-?[A-Za-z0-9]{3}|[A-Za-z]{2}[\*|-]?[A-Za-z0-9]{3})$"
 
@@ -42,11 +44,9 @@ class _PatternID(str):
     def __new__(cls, value: str) -> Self:
         if not isinstance(value, str):
             raise InvalidIDError(cls._kind, repr(value), cls._pattern)
-        normalised = value.strip().upper()
-        # fullmatch, not match: the '$' of the official patterns would accept a trailing newline.
-        if not cls._regex.fullmatch(normalised):
+        if not cls.is_valid(value):
             raise InvalidIDError(cls._kind, value, cls._pattern)
-        return super().__new__(cls, normalised)
+        return super().__new__(cls, value.strip().upper())
 
     @classmethod
     def parse(cls, value: str) -> Self:
@@ -54,10 +54,16 @@ class _PatternID(str):
 
     @classmethod
     def is_valid(cls, value: str) -> bool:
-        return bool(cls._regex.fullmatch(value.strip().upper()))
+        # ASCII first: str.upper() turns some non-ASCII letters into ASCII ones ('ß' -> 'SS', 'ı' -> 'I'),
+        # which would make an invalid ID valid. fullmatch, not match: the '$' of the official patterns
+        # would accept a trailing newline.
+        text = value.strip()
+        return text.isascii() and bool(cls._regex.fullmatch(text.upper()))
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(
             cls,
             core_schema.str_schema(),
