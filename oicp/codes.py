@@ -54,7 +54,11 @@ CODE_CATALOGUE: dict[str, tuple[str, Area, Disposition]] = {
     "105": ("PLC Authentication failed - invalid EvcoID.", Area.AUTHENTICATION, P),
     "106": ("No positive authentication response.", Area.AUTHENTICATION_INTERNAL, P),
     "110": ("QR Code App Authentication failed – time out error.", Area.AUTHENTICATION, P),
-    "120": ("PLC (ISO/ IEC 15118) Authentication failed – invalid underlying EvcoID.", Area.AUTHENTICATION, P),
+    "120": (
+        "PLC (ISO/ IEC 15118) Authentication failed – invalid underlying EvcoID.",
+        Area.AUTHENTICATION,
+        P,
+    ),
     "121": ("PLC (ISO/ IEC 15118) Authentication failed – invalid certificate.", Area.AUTHENTICATION, P),
     "122": ("PLC (ISO/ IEC 15118) Authentication failed – time out error.", Area.AUTHENTICATION, P),
     "200": ("EvcoID locked.", Area.AUTHENTICATION, P),

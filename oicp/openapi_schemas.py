@@ -55,7 +55,9 @@ def _validator(schema: Schema) -> Draft4Validator:
 def validation_errors(schema: Schema, message: Mapping[str, Any] | Any) -> list[str]:
     """Every way ``message`` breaks the official schema, as readable lines (empty: valid)."""
     errors = sorted(_validator(schema).iter_errors(message), key=lambda e: list(e.absolute_path))
-    return [f"{'/'.join(str(p) for p in error.absolute_path) or '(body)'}: {error.message}" for error in errors]
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(body)'}: {error.message}" for error in errors
+    ]
 
 
 def pull_request_schema(body: Mapping[str, Any]) -> Schema:

@@ -24,10 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
+from oicp.errors import InvalidIDError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import (
     Acknowledgement,
-    ActionType,
     EvseStatus,
     PushEvseStatusRequest,
     StatusCode,
@@ -62,7 +62,9 @@ class LoggedRequest:
     client_cert_subject: str | None = None
 
 
-def acknowledgement(result: bool, code: str, description: str, additional_info: str | None = None) -> Acknowledgement:
+def acknowledgement(
+    result: bool, code: str, description: str, additional_info: str | None = None
+) -> Acknowledgement:
     return Acknowledgement(
         result=result,
         status_code=StatusCode(code=code, description=description, additional_info=additional_info),
@@ -89,6 +91,11 @@ class HubjectSimulator:
         self._closing = asyncio.Event()
         # serialises state changes: Hubject applies one push after the other per operator
         self._lock = asyncio.Lock()
+        # OICP 2.3 CPO 01: pushes of one operation MUST be sequential. The simulator records how many
+        # were ever in flight at once, per operator and overall, so tests can check a client.
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        self.max_in_flight_overall = 0
 
     # --- reading the state (tests, the control endpoint, the SOAP front end) -----------------
 
@@ -182,6 +189,16 @@ class HubjectSimulator:
         self._closing.set()
 
     async def _push(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["operator_id"].replace("*", "").upper()
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        self.max_in_flight[key] = max(self.max_in_flight.get(key, 0), self._in_flight[key])
+        self.max_in_flight_overall = max(self.max_in_flight_overall, sum(self._in_flight.values()))
+        try:
+            return await self._push_in_flight(request)
+        finally:
+            self._in_flight[key] -= 1
+
+    async def _push_in_flight(self, request: web.Request) -> web.StreamResponse:
         operator_id = request.match_info["operator_id"]
         entry = self._log(request, "push", operator_id=operator_id)
         body, errors = await _read_json(request)
@@ -193,6 +210,10 @@ class HubjectSimulator:
             return fault_response
         if not errors:
             errors = validation_errors(Schema.PUSH_EVSE_STATUS, body)
+        try:
+            OperatorID(operator_id)
+        except InvalidIDError as exc:
+            errors.append(f"(path) operatorID: {exc}")
         if errors:
             ack = acknowledgement(False, "022", "Data error.", "; ".join(errors)[:1000])
             return self._answer(entry, ack.to_wire(), status=400, result_code="022")
@@ -217,7 +238,9 @@ class HubjectSimulator:
             return self._answer(entry, ack.to_wire(), status=400, result_code="022")
         return self._answer(entry, self.handle_pull(body), result_code="000")
 
-    async def _apply_fault(self, request: web.Request, entry: LoggedRequest, operation: str) -> web.StreamResponse | None:
+    async def _apply_fault(
+        self, request: web.Request, entry: LoggedRequest, operation: str
+    ) -> web.StreamResponse | None:
         """Play the fault chosen for this request; None means answer normally."""
         if self.faults.latency > 0:
             await asyncio.sleep(self.faults.latency)
@@ -265,14 +288,22 @@ class HubjectSimulator:
         all_headers = {"Process-ID": entry.process_id, **(headers or {})}
         return web.json_response(payload, status=status, headers=all_headers)
 
-    def _log(self, request: web.Request, operation: str, **ids: str) -> LoggedRequest:
+    def _log(
+        self,
+        request: web.Request,
+        operation: str,
+        *,
+        operator_id: str | None = None,
+        provider_id: str | None = None,
+    ) -> LoggedRequest:
         entry = LoggedRequest(
             method=request.method,
             path=request.path,
             operation=operation,
             received_at=self._clock(),
             client_cert_subject=_client_cert_subject(request),
-            **ids,
+            operator_id=operator_id,
+            provider_id=provider_id,
         )
         self.request_log.append(entry)
         return entry
@@ -289,7 +320,9 @@ class HubjectSimulator:
         allowed = set(self.faults.as_dict())
         unknown = sorted(set(body) - allowed)
         if unknown:
-            return web.json_response({"errors": [f"unknown fault setting: {name}" for name in unknown]}, status=400)
+            return web.json_response(
+                {"errors": [f"unknown fault setting: {name}" for name in unknown]}, status=400
+            )
         for name, value in body.items():
             if name == "queue":
                 try:

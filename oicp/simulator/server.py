@@ -36,9 +36,9 @@ async def serve_simulator(
     port: int = 0,
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[ServedSimulator]:
-    runner = web.AppRunner(simulator.build_app(), access_log=None)
+    runner = web.AppRunner(simulator.build_app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:
         await site.start()
         bound_port = runner.addresses[0][1]
