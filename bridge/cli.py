@@ -14,6 +14,8 @@ from typing import Protocol, cast
 
 COMMANDS: dict[str, str] = {
     # name: module implementing it
+    "demo": "bridge.demo",
+    "hubject-sim": "oicp.simulator.command",
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from oicp.simulator.command import main
+
+sys.exit(main())
