@@ -23,7 +23,7 @@ PRODUCTION_URL = "https://service.hubject.com/api/oicp"
 class ClientSettings(BaseModel):
     """Connection settings shared by the REST and SOAP clients. Defaults to Hubject QA."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt key is an error, not a default
 
     url: str = QA_URL
     client_cert: Path | None = None
