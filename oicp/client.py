@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Self
@@ -63,6 +63,18 @@ class EvseStatusClient(Protocol):
         operator_name: str | None = None,
     ) -> PushResult:
         """Send one eRoamingPushEvseStatus, retrying per the policy; raise an ``oicp.errors`` type."""
+        ...
+
+    async def push_evse_status_stream(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        pages: Callable[[], AsyncIterator[Sequence[EvseStatusRecord]]],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        """The same push with records read page by page (``pages()`` once per attempt); for fullLoads of
+        any size in bounded memory."""
         ...
 
     async def pull_evse_status(

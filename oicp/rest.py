@@ -19,7 +19,7 @@ import json
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import quote
@@ -229,8 +229,51 @@ class RestClient:
             )
         return PushResult(acknowledgement, process_id, attempts)
 
+    async def push_evse_status_stream(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        pages: Callable[[], AsyncIterator[Sequence[EvseStatusRecord]]],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        """Like ``push_evse_status``, but the records come page by page and the request body is streamed,
+        so a fullLoad of 100 000 EVSEs never sits in memory whole. ``pages()`` is called once per attempt.
+        """
+        operator_id = OperatorID(operator_id)
+        url = self.base_url + push_path(operator_id)
+        head = PushEvseStatusRequest(
+            action_type=action,
+            operator_evse_status=OperatorEvseStatus(
+                operator_id=operator_id, operator_name=operator_name, evse_status_records=()
+            ),
+        ).to_wire()
+        # Everything but the records, with a marker where they go: "...,"EvseStatusRecord": [] }}".
+        prefix, suffix = json.dumps(head).split('"EvseStatusRecord": []')
+
+        async def body() -> AsyncIterator[bytes]:
+            yield (prefix + '"EvseStatusRecord": [').encode()
+            first = True
+            async for page in pages():
+                if not page:
+                    continue
+                chunk = ",".join(json.dumps(record.to_wire()) for record in page)
+                yield (chunk if first else "," + chunk).encode()
+                first = False
+            yield ("]" + suffix).encode()
+
+        async with self._push_lock:
+            (acknowledgement, process_id), attempts = await call_with_retries(
+                lambda: self._push_once(url, body, operator_id),
+                self.retry_policy,
+                sleep=self._sleep,
+                clock=self._clock,
+                on_retry=self._on_retry,
+            )
+        return PushResult(acknowledgement, process_id, attempts)
+
     async def _push_once(
-        self, url: str, body: dict[str, Any], operator_id: OperatorID
+        self, url: str, body: dict[str, Any] | Callable[[], AsyncIterator[bytes]], operator_id: OperatorID
     ) -> tuple[Acknowledgement, str | None]:
         status, payload, process_id, text = await self._post(url, body, operator_id=str(operator_id))
         acknowledgement = _parse_acknowledgement(payload)
@@ -336,14 +379,18 @@ class RestClient:
     # --- one HTTP exchange --------------------------------------------------------------------------
 
     async def _post(
-        self, url: str, body: dict[str, Any], *, operator_id: str | None
+        self, url: str, body: dict[str, Any] | Callable[[], AsyncIterator[bytes]], *, operator_id: str | None
     ) -> tuple[int, Any, str | None, str]:
         """POST once (after the throttle); (status, parsed JSON or None, Process-ID, raw text)."""
         if self._session is None:
             raise ConfigurationError("RestClient used outside 'async with'")
         await self._wait_for_throttle()
         try:
-            async with self._session.post(url, json=body) as response:
+            if callable(body):
+                request = self._session.post(url, data=body(), headers={"Content-Type": "application/json"})
+            else:
+                request = self._session.post(url, json=body)
+            async with request as response:
                 text = await response.text(errors="replace")
                 process_id = response.headers.get(PROCESS_ID_HEADER)
                 status = response.status

@@ -1,0 +1,236 @@
+"""The bridge's configuration: one TOML file, every key overridable from the environment.
+
+Names are fixed in docs/contract.md; ``config/example.toml`` documents every key. Environment variables
+are ``OICP_BRIDGE_<SECTION>__<KEY>`` (``OICP_BRIDGE_HUBJECT__URL``) and win over the file. Durations are
+numbers of seconds or strings such as ``"250ms"``, ``"30s"``, ``"24h"``. Secrets are ``SecretStr`` (never
+printed) and may be given as ``file:/path`` to read them from a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.errors import ConfigError
+from oicp.client import QA_URL, ClientSettings
+from oicp.ids import OperatorID
+
+ENV_PREFIX = "OICP_BRIDGE_"
+CONFIG_ENV = "OICP_BRIDGE_CONFIG"
+DEFAULT_CONFIG = Path("oicp-bridge.toml")
+
+_DURATION = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"250ms"`` → 0.25, ``"30s"`` → 30.0, ``"24h"`` → 86400.0, numbers as seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"not a duration: {value!r} (use seconds, or e.g. '250ms', '30s', '5m', '24h')")
+        return float(match["value"]) * _UNIT_SECONDS[match["unit"]]
+    return value
+
+
+def read_secret(value: Any) -> Any:
+    """``file:/run/secrets/x`` → the file's content (stripped); anything else unchanged."""
+    if isinstance(value, str) and value.startswith("file:"):
+        path = Path(value.removeprefix("file:"))
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Secret = Annotated[SecretStr, BeforeValidator(read_secret)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(Section):
+    url: str = "sqlite:///oicp-bridge.db"
+
+    @field_validator("url")
+    @classmethod
+    def _sqlite_only(cls, url: str) -> str:
+        if not url.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///PATH is supported in this release")
+        return url
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.url.removeprefix("sqlite:///"))
+
+
+class Protocol(StrEnum):
+    REST = "rest"
+    SOAP = "soap"
+
+
+class HubjectConfig(Section):
+    url: str = QA_URL
+    protocol: Protocol = Protocol.REST
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    key_password: Secret | None = None
+    ca_cert: Path | None = None
+    connect_timeout: Duration = 10.0
+    timeout: Duration = 30.0
+
+
+class OperatorConfig(Section):
+    operator_id: OperatorID
+    operator_name: str | None = Field(default=None, max_length=100)
+
+
+class TokenConfig(Section):
+    """A pre-shared OCPI token (the CPO's credentials token for us), bound to one party."""
+
+    token: Secret
+    country_code: str = Field(pattern=r"^[A-Z]{2}$")
+    party_id: str = Field(pattern=r"^[A-Z0-9]{3}$")
+
+
+class ReceiverConfig(Section):
+    listen: str = "127.0.0.1:8080"
+    public_url: str | None = None  # how CPOs reach us; default http://{listen}
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+
+class SourceConfig(Section):
+    """A CPO's OCPI Locations sender that the bridge polls."""
+
+    versions_url: str
+    token: Secret
+    poll_interval: Duration = 60.0
+    country_code: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    party_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{3}$")
+
+
+class OcpiConfig(Section):
+    receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+
+class PushConfig(Section):
+    flush_interval: Duration = 1.0
+    max_batch: int = Field(default=1000, ge=1, le=10_000)
+    max_retry_interval: Duration = 60.0
+    max_calls_per_minute: int = Field(default=2000, ge=1)
+    shutdown_timeout: Duration = 20.0
+    retry_budget: Duration = 300.0
+
+
+class ResyncConfig(Section):
+    interval: Duration = 86400.0  # 0 = off
+    max_shrink: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class AdminConfig(Section):
+    listen: str = "127.0.0.1:8081"
+    token: Secret | None = None
+
+
+class BridgeConfig(BaseSettings):
+    """The whole configuration. Build with ``load_config``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, toml_file=None
+    )
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    hubject: HubjectConfig = Field(default_factory=HubjectConfig)
+    operators: list[OperatorConfig] = Field(default_factory=list)
+    ocpi: OcpiConfig = Field(default_factory=OcpiConfig)
+    push: PushConfig = Field(default_factory=PushConfig)
+    resync: ResyncConfig = Field(default_factory=ResyncConfig)
+    mapping: dict[str, str] = Field(default_factory=dict)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = init_settings.init_kwargs.pop("_toml_path", None)  # type: ignore[attr-defined]
+        sources: list[PydanticBaseSettingsSource] = [env_settings, init_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    def client_settings(self) -> ClientSettings:
+        hubject = self.hubject
+        return ClientSettings(
+            url=hubject.url,
+            client_cert=hubject.client_cert,
+            client_key=hubject.client_key,
+            key_password=hubject.key_password,
+            ca_cert=hubject.ca_cert,
+            connect_timeout=hubject.connect_timeout,
+            timeout=hubject.timeout,
+            max_calls_per_minute=self.push.max_calls_per_minute,
+            max_retry_interval=self.push.max_retry_interval,
+            retry_budget=self.push.retry_budget,
+        )
+
+
+def config_path(explicit: Path | None) -> Path:
+    """``--config``, else ``$OICP_BRIDGE_CONFIG``, else ``./oicp-bridge.toml``."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else DEFAULT_CONFIG
+
+
+def load_config(path: Path | None, *, require_file: bool = False) -> BridgeConfig:
+    """Read the TOML file (if it exists) and the environment; raise ConfigError listing every problem."""
+    if path is not None and not path.exists():
+        if require_file:
+            raise ConfigError([f"{path}: no such configuration file"])
+        path = None
+    try:
+        return BridgeConfig(_toml_path=path)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from exc
+    except (OSError, ValueError) as exc:  # TOML syntax errors are ValueErrors (tomllib.TOMLDecodeError)
+        raise ConfigError([f"{path}: {exc}"]) from exc
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling against config/example.toml)"
+    return f"{location}: {message}"

@@ -1,0 +1,202 @@
+"""The dispatcher against the Hubject simulator over loopback HTTP: batching, coalescing, failures,
+dead letters, parking, fullLoad resync and its guard."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from bridge.dispatcher import ResyncResult
+from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.store.database import Database
+from bridge.store.outbox import OutboxStore
+from oicp.ids import EvseID, OperatorID
+from oicp.models import ActionType, EvseStatus, EvseStatusRecord
+from oicp.rest import RestClient
+from oicp.simulator import FaultKind, ServedSimulator
+from tests.bridge.conftest import make_dispatcher, observation, wait_for
+
+ABC = OperatorID("DE*ABC")
+
+
+async def accept(outbox: OutboxStore, observations: list[EvseObservation]) -> None:
+    await outbox.accept_now(observations)
+
+
+def pushes(hubject: ServedSimulator, action: str | None = None) -> list[object]:
+    return [
+        e
+        for e in hubject.simulator.request_log
+        if e.operation == "push" and (action is None or e.action_type == action)
+    ]
+
+
+async def test_pending_records_reach_hubject_as_one_update(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+) -> None:
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(50)])
+    await make_dispatcher(outbox, client).run_until_idle()
+    assert hubject.simulator.statuses(ABC) == {EvseID(f"DE*ABC*E{n}"): EvseStatus.OCCUPIED for n in range(50)}
+    assert len(pushes(hubject, "update")) == 1
+    assert (await outbox.lane_status(ABC)).pending == 0
+
+
+async def test_max_batch_cuts_requests(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+) -> None:
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(25)])
+    await make_dispatcher(outbox, client, max_batch=10).run_until_idle()
+    sizes = [len(e.body["OperatorEvseStatus"]["EvseStatusRecord"]) for e in pushes(hubject)]  # type: ignore[attr-defined]
+    assert sizes == [10, 10, 5]
+
+
+async def test_a_burst_is_coalesced_to_at_most_one_push_per_flush_interval(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+) -> None:
+    dispatcher = make_dispatcher(outbox, client, flush_interval=0.5)
+    database.add_commit_listener(dispatcher.wake)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    for n in range(200):  # 200 changes to 5 EVSEs, as fast as intake takes them
+        status = OcpiEvseStatus.CHARGING if n % 2 else OcpiEvseStatus.AVAILABLE
+        await accept(outbox, [observation(str(n % 5), status, seconds=n)])
+    expected = {
+        EvseID(f"DE*ABC*E{n}"): (EvseStatus.OCCUPIED if (195 + n) % 2 else EvseStatus.AVAILABLE)
+        for n in range(5)
+    }
+
+    async def converged() -> bool:
+        return hubject.simulator.statuses(ABC) == expected and (await outbox.lane_status(ABC)).pending == 0
+
+    await wait_for(converged)
+    stop.set()
+    await running
+    times = [e.received_at for e in pushes(hubject)]  # type: ignore[attr-defined]
+    assert 1 <= len(times) <= 2 + (times[-1] - times[0]) / 0.5
+    for earlier, later in itertools.pairwise(times):
+        assert later - earlier >= 0.45  # never two pushes within one flush interval
+
+
+async def test_failed_pushes_keep_records_pending_until_hubject_recovers(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+) -> None:
+    hubject.simulator.faults.error_5xx_rate = 1.0
+    hubject.simulator.faults.retry_after = None
+    await accept(outbox, [observation("1", OcpiEvseStatus.CHARGING)])
+    dispatcher = make_dispatcher(outbox, client)
+    await dispatcher.run_until_idle()
+    assert (await outbox.lane_status(ABC)).pending == 1
+    assert "500" in (dispatcher.lane(ABC).last_error or "")
+    hubject.simulator.faults.error_5xx_rate = 0.0
+    await dispatcher.run_until_idle()
+    assert hubject.simulator.statuses(ABC) == {EvseID("DE*ABC*E1"): EvseStatus.OCCUPIED}
+
+
+async def test_a_refused_record_is_dead_lettered_and_the_rest_delivered(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+) -> None:
+    # Hubject refuses (018, naming no record) the batch of 4, then its first half, then that half's first one.
+    hubject.simulator.faults.reject_code = "018"
+    hubject.simulator.faults.queue.extend([FaultKind.REJECT] * 3)
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(4)])
+    await make_dispatcher(outbox, client).run_until_idle()
+    assert hubject.simulator.statuses(ABC) == {
+        EvseID(f"DE*ABC*E{n}"): EvseStatus.AVAILABLE for n in (1, 2, 3)
+    }
+    dead = await database.read(
+        lambda conn: conn.execute(
+            "SELECT evse_id, dead_code, dead_reason FROM outbox WHERE state = 'dead'"
+        ).fetchall()
+    )
+    assert [(row[0], row[1]) for row in dead] == [("DE*ABC*E0", "018")]
+    assert "018" in dead[0][2]
+
+
+async def test_unknown_evses_are_parked_and_the_rest_delivered(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+) -> None:
+    hubject.simulator.state.known_evse_ids = frozenset({EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2")})
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in (1, 2, 3)])
+    await make_dispatcher(outbox, client).run_until_idle()
+    assert set(hubject.simulator.statuses(ABC)) == {EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2")}
+    parked = await database.read(
+        lambda conn: conn.execute("SELECT evse_id, dead_code FROM outbox WHERE state = 'parked'").fetchall()
+    )
+    assert [tuple(row) for row in parked] == [("DE*ABC*E3", "603")]
+    # a later status for it waits for the next fullLoad instead of being retried forever
+    await accept(outbox, [observation("3", OcpiEvseStatus.CHARGING, seconds=5)])
+    assert (await outbox.lane_status(ABC)).pending == 0
+
+
+async def test_fullload_replaces_hubjects_set(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+) -> None:
+    stale = EvseStatusRecord(evse_id=EvseID("DE*ABC*E999"), evse_status=EvseStatus.AVAILABLE)
+    await client.push_evse_status(
+        ABC, ActionType.UPDATE, [stale]
+    )  # something Hubject holds, the bridge does not know
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(3)])
+    (outcome,) = await make_dispatcher(outbox, client).resync_now(ABC)
+    assert outcome.result is ResyncResult.DONE
+    assert outcome.records == 3
+    assert hubject.simulator.statuses(ABC) == {EvseID(f"DE*ABC*E{n}"): EvseStatus.OCCUPIED for n in range(3)}
+    assert (await outbox.lane_status(ABC)).pending == 0
+
+
+async def test_fullload_guard_refuses_empty_and_shrunken_sets_unless_forced(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+) -> None:
+    dispatcher = make_dispatcher(outbox, client)
+    (empty,) = await dispatcher.resync_now(ABC)
+    assert empty.result is ResyncResult.REFUSED
+    assert "empty" in empty.message
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(10)])
+    (first,) = await dispatcher.resync_now(ABC)
+    assert first.result is ResyncResult.DONE
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.REMOVED, seconds=1) for n in range(5)])
+    (shrunk,) = await dispatcher.resync_now(ABC)
+    assert shrunk.result is ResyncResult.REFUSED
+    assert "50%" in shrunk.message
+    assert len(hubject.simulator.statuses(ABC)) == 10  # nothing was sent
+    (forced,) = await dispatcher.resync_now(ABC, force=True)
+    assert forced.result is ResyncResult.DONE
+    assert len(hubject.simulator.statuses(ABC)) == 5
+
+
+async def test_updates_arriving_during_a_fullload_survive_it(
+    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+) -> None:
+    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(20)])
+    dispatcher = make_dispatcher(outbox, client, flush_interval=0.01)
+    database.add_commit_listener(dispatcher.wake)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    await wait_for(lambda: _settled(outbox))
+    hubject.simulator.faults.latency = 0.3  # the fullLoad takes a while ...
+    resync = asyncio.create_task(dispatcher.request_resync(ABC))
+    await wait_for(lambda: _fullload_started(hubject))
+    await accept(outbox, [observation("7", OcpiEvseStatus.CHARGING, seconds=10)])  # ... and an update arrives
+    (outcome,) = await resync
+    assert outcome.result is ResyncResult.DONE
+    hubject.simulator.faults.latency = 0.0
+    expected = {EvseID(f"DE*ABC*E{n}"): EvseStatus.AVAILABLE for n in range(20)} | {
+        EvseID("DE*ABC*E7"): EvseStatus.OCCUPIED
+    }
+
+    async def converged() -> bool:
+        return hubject.simulator.statuses(ABC) == expected
+
+    await wait_for(converged)
+    stop.set()
+    await running
+    actions = [e.action_type for e in pushes(hubject)]  # type: ignore[attr-defined]
+    assert actions.index("fullLoad") < len(actions) - 1  # the update came after the fullLoad, not before
+    assert hubject.simulator.max_in_flight_overall == 1
+
+
+async def _settled(outbox: OutboxStore) -> bool:
+    return (await outbox.lane_status(ABC)).pending == 0
+
+
+async def _fullload_started(hubject: ServedSimulator) -> bool:
+    return any(e.action_type == "fullLoad" for e in pushes(hubject))  # type: ignore[attr-defined]
