@@ -178,6 +178,9 @@ class HubjectSimulator:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(PUSH_PATH, self._push)
         app.router.add_post(PULL_PATH, self._pull)
+        from oicp.simulator.soap import SOAP_PATH, SoapFrontEnd  # imports this module: import late
+
+        app.router.add_post(SOAP_PATH, SoapFrontEnd(self, clock=self._clock).handle)
         app.router.add_get("/_simulator/faults", self._get_faults)
         app.router.add_put("/_simulator/faults", self._put_faults)
         app.router.add_get("/_simulator/state", self._get_state)
