@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     # name: module implementing it
     "demo": "bridge.demo",
     "hubject-sim": "oicp.simulator.command",
+    "ocpi-sim": "bridge.ocpi.cpo_sim.command",
 }
 
 

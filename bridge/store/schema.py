@@ -3,7 +3,7 @@
 Append only: a released migration is never edited. Each area owns its tables:
 - 1: the outbox (bridge.store.outbox): the latest mapped status per (operator, EvseID) and its delivery state,
   what was not pushed and why, and per-operator push/resync bookkeeping.
-- 2: OCPI state (bridge.ocpi.store): locations, EVSEs, connectors per party; tokens; poll cursors.
+- 2: OCPI state (bridge.ocpi.store): locations, EVSEs, connectors per party; registrations (tokens).
 - 3: the sender poller (bridge.ocpi.poller): per polled source, its cursor and last success/error.
 """
 
@@ -59,4 +59,53 @@ CREATE TABLE operator_state (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [OUTBOX]
+OCPI = """
+CREATE TABLE ocpi_location (
+    country_code    TEXT NOT NULL,
+    party_id        TEXT NOT NULL,
+    location_id     TEXT NOT NULL,
+    version         TEXT NOT NULL,            -- OCPI version the document is in: 2.1.1 | 2.2.1
+    document        TEXT NOT NULL,            -- the Location JSON (EVSEs, Connectors) as received or merged
+    last_updated_us INTEGER NOT NULL,         -- last_updated, microseconds since the epoch (UTC)
+    PRIMARY KEY (country_code, party_id, location_id)
+) WITHOUT ROWID;
+
+CREATE TABLE ocpi_evse (
+    country_code    TEXT NOT NULL,
+    party_id        TEXT NOT NULL,
+    location_id     TEXT NOT NULL,
+    evse_uid        TEXT NOT NULL,
+    evse_id         TEXT,                     -- the last evse_id seen for this uid (kept when OCPI drops it)
+    status          TEXT NOT NULL,
+    publish         INTEGER NOT NULL,
+    last_updated_us INTEGER NOT NULL,
+    PRIMARY KEY (country_code, party_id, location_id, evse_uid)
+) WITHOUT ROWID;
+
+CREATE TABLE ocpi_registration (
+    country_code    TEXT NOT NULL,
+    party_id        TEXT NOT NULL,
+    version         TEXT NOT NULL,
+    inbound_sha256  TEXT NOT NULL UNIQUE,     -- SHA-256 of the token the CPO presents to us (only compared)
+    outbound_token  TEXT NOT NULL,            -- the token we present to the CPO (sent, so kept as is)
+    versions_url    TEXT NOT NULL,
+    endpoints       TEXT NOT NULL,            -- JSON: the CPO's version details endpoints
+    credentials     TEXT NOT NULL,            -- JSON: the CPO's credentials object as received
+    registered_at   REAL NOT NULL,
+    PRIMARY KEY (country_code, party_id)
+) WITHOUT ROWID;
+
+"""
+
+OCPI_SENDER_POLL = """
+CREATE TABLE IF NOT EXISTS ocpi_sender_poll (
+    source          TEXT PRIMARY KEY,         -- the polled versions_url ([[ocpi.sources]] versions_url)
+    cursor_us       INTEGER,                  -- start (date_to) of the last complete poll, us since the epoch
+    last_success_at REAL,                     -- wall clock (s) of the last complete poll
+    last_full_at    REAL,                     -- wall clock (s) of the last complete full fetch
+    last_error      TEXT,
+    last_error_at   REAL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [OUTBOX, OCPI, OCPI_SENDER_POLL]

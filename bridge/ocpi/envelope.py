@@ -1,0 +1,61 @@
+"""The OCPI response envelope (transport_and_format, "Response format") and its aiohttp responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from bridge.ocpi.errors import OcpiStatusError
+
+SUCCESS = 1000
+# 2.2.1 transport_and_format "Unique message IDs" / "Correlation IDs": the receiver echoes both headers.
+ECHOED_HEADERS = ("X-Request-ID", "X-Correlation-ID")
+
+
+def timestamp(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def envelope(data: Any = None, status_code: int = SUCCESS, message: str = "Success") -> dict[str, Any]:
+    """``data`` is left out when None: 2.2.1 advises not to set it where the spec does not say what it is."""
+    body: dict[str, Any] = {"status_code": status_code, "status_message": message, "timestamp": timestamp()}
+    if data is not None:
+        body = {"data": data, **body}
+    return body
+
+
+def echoed(request_headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: request_headers[name] for name in ECHOED_HEADERS if name in request_headers}
+
+
+def respond(
+    request: web.Request,
+    data: Any = None,
+    *,
+    status_code: int = SUCCESS,
+    message: str = "Success",
+    http_status: int = 200,
+) -> web.Response:
+    return web.Response(
+        status=http_status,
+        text=json.dumps(envelope(data, status_code, message), separators=(",", ":")),
+        content_type="application/json",
+        headers=echoed(request.headers),
+    )
+
+
+def respond_error(request: web.Request, error: OcpiStatusError) -> web.Response:
+    return respond(
+        request, status_code=error.status_code, message=error.message, http_status=error.http_status
+    )
+
+
+def unwrap(body: Any) -> tuple[int, str, Any]:
+    """Split a received envelope into (status_code, status_message, data); ValueError if it is not one."""
+    if not isinstance(body, dict) or not isinstance(body.get("status_code"), int):
+        raise ValueError("not an OCPI response (no integer status_code)")
+    return body["status_code"], str(body.get("status_message", "")), body.get("data")

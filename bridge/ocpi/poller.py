@@ -1,0 +1,523 @@
+"""Polling a CPO's OCPI Locations *sender* (``[[ocpi.sources]]``).
+
+One poll: discover the CPO's locations endpoint through its versions URL (version_information_endpoint),
+then GET it page by page, following ``Link: <...>; rel="next"`` (transport_and_format, Pagination), and
+hand each page to the store as it arrives, so memory stays bounded by one page however large the CPO.
+
+Incremental polls ask for ``date_from`` = the cursor minus an overlap (clock skew between the CPO and
+us); the store ignores what it already has, so the overlap duplicates nothing downstream. Every poll also
+sends ``date_to`` = the moment it started: a Location updated while we page through the set leaves the
+set, which changes ``X-Total-Count``; such a poll may have skipped an entry (offset pagination shifted under
+us), so it does not advance the cursor, and the next poll asks again from the old cursor. A complete,
+consistent poll moves the cursor to its start. The cursor lives in ``ocpi_sender_poll`` (one row per
+source), so a restart resumes incrementally.
+
+A page that fails (transport error, HTTP 5xx/429, OCPI 3xxx) is retried with exponential backoff;
+a poll that still fails is retried by ``run`` with backoff up to ``max_backoff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+
+from bridge.config import SourceConfig
+from bridge.errors import StoreError
+from bridge.ocpi.errors import OcpiClientError, OcpiError, OcpiResponseError, OcpiTransportError
+from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
+from bridge.store.database import Database
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Document = dict[str, Any]
+
+DEFAULT_OVERLAP = timedelta(seconds=60)
+MAX_IMMEDIATE_REPOLLS = 2
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class PollError(OcpiClientError):
+    """A poll of a CPO's Locations sender did not complete; the cursor was not advanced."""
+
+
+class SourceConfigError(PollError):
+    """The source cannot be polled as configured (e.g. OCPI 2.1.1 without country_code/party_id)."""
+
+
+class SenderLocationsSink(Protocol):
+    """Where polled pages go (``bridge.ocpi.store.OcpiStore``)."""
+
+    async def apply_sender_locations(
+        self, country_code: str, party_id: str, version: OcpiVersion, locations: Sequence[dict[str, Any]]
+    ) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll did. ``complete``: every page arrived and the set held still, so the cursor moved."""
+
+    source: str
+    version: OcpiVersion
+    full: bool
+    started_at: datetime
+    date_from: datetime | None
+    pages: int
+    locations: int
+    changed: int
+    retries: int
+    complete: bool
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """OCPI DateTime in UTC (``2024-05-01T12:00:00.123Z``), for query parameters."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def authorization(token: str, version: OcpiVersion) -> str:
+    """``Token <token>``: base64 under 2.2.1 (transport_and_format, Authorization), plain under 2.1.1."""
+    if version is OcpiVersion.V2_2_1:
+        token = base64.b64encode(token.encode("utf-8")).decode("ascii")
+    return f"Token {token}"
+
+
+def next_link(header: str | None) -> str | None:
+    """The ``rel="next"`` target of a ``Link`` header (RFC 8288), if any."""
+    if not header:
+        return None
+    match = _LINK_NEXT.search(header)
+    return match.group(1) if match else None
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter: uniform in [base * 2**attempt / 2, base * 2**attempt], capped."""
+    ceiling = min(cap, base * 2**attempt)
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def _to_us(value: datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+# --- the cursor -------------------------------------------------------------------------------------
+
+
+class PollCursors:
+    """Per-source poll bookkeeping in ``ocpi_sender_poll``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def load(self, source: str) -> datetime | None:
+        def read(conn: sqlite3.Connection) -> datetime | None:
+            row = conn.execute(
+                "SELECT cursor_us FROM ocpi_sender_poll WHERE source = ?", (source,)
+            ).fetchone()
+            return None if row is None or row[0] is None else _from_us(int(row[0]))
+
+        return await self.db.read(read)
+
+    async def save_success(self, source: str, cursor: datetime, *, full: bool) -> None:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO ocpi_sender_poll (source, cursor_us, last_success_at, last_full_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET cursor_us = excluded.cursor_us,"
+                " last_success_at = excluded.last_success_at,"
+                " last_full_at = COALESCE(excluded.last_full_at, last_full_at), last_error = NULL",
+                (source, _to_us(cursor), now, now if full else None),
+            )
+
+        await self.db.write(write)
+
+    async def save_error(self, source: str, error: str) -> None:
+        now = time.time()
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO ocpi_sender_poll (source, last_error, last_error_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error,"
+                " last_error_at = excluded.last_error_at",
+                (source, error[:1000], now),
+            )
+
+        await self.db.write(write)
+
+
+# --- the poller -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    version: OcpiVersion
+    locations_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    locations: list[Document]
+    total: int | None
+    next_url: str | None
+
+
+class _RetryableError(OcpiResponseError):
+    """A failure worth retrying the same request for (5xx, 429, OCPI 3xxx, transport)."""
+
+
+class SenderPoller:
+    """Polls one source. ``poll_once`` for one poll, ``run`` for the loop, ``request_full`` for a resync."""
+
+    def __init__(
+        self,
+        source: SourceConfig,
+        sink: SenderLocationsSink,
+        db: Database,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Clock = utc_now,
+        overlap: timedelta = DEFAULT_OVERLAP,
+        page_limit: int | None = None,
+        page_attempts: int = 5,
+        retry_base: float = 0.5,
+        max_backoff: float = 300.0,
+        timeout: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.key = source.versions_url
+        self.sink = sink
+        self.cursors = PollCursors(db)
+        self.clock = clock
+        self.overlap = overlap
+        self.page_limit = page_limit
+        self.page_attempts = page_attempts
+        self.retry_base = retry_base
+        self.max_backoff = max_backoff
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._rng = rng or random.Random()
+        self._endpoint: _Endpoint | None = None
+        self._full_requested = False
+        self._wake = asyncio.Event()
+        self.consecutive_failures = 0
+        self._moving_streak = 0
+
+    @property
+    def _token(self) -> str:
+        return self.source.token.get_secret_value()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def request_full(self) -> None:
+        """Make the next poll of ``run`` a full fetch (resync), and start it now."""
+        self._full_requested = True
+        self._wake.set()
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    async def _get(
+        self, url: str, version: OcpiVersion | None, params: dict[str, str] | None = None
+    ) -> _Page:
+        """One GET; an OCPI success answer as a page (``data`` a list, or one object), else an error.
+
+        ``version`` None (the versions endpoint, before a version is chosen): base64 first, as 2.2.1 wants,
+        then plain on HTTP 401, as a 2.1.1-only CPO wants.
+        """
+        encodings = [version] if version is not None else [OcpiVersion.V2_2_1, OcpiVersion.V2_1_1]
+        for index, encoding in enumerate(encodings):
+            headers = {"Authorization": authorization(self._token, encoding)}
+            try:
+                async with self._http().get(
+                    url, params=params, headers=headers, timeout=self._timeout
+                ) as response:
+                    status = response.status
+                    if status == 401 and index + 1 < len(encodings):
+                        continue
+                    text = await response.text()
+                    total_header = response.headers.get("X-Total-Count")
+                    link = response.headers.get("Link")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise OcpiTransportError(f"GET {url}: {exc!r}") from exc
+            return _parse_page(url, status, text, total_header, link)
+        raise OcpiResponseError(f"GET {url}: no usable token encoding", http_status=401)  # pragma: no cover
+
+    async def _get_with_retries(
+        self, url: str, version: OcpiVersion, params: dict[str, str] | None, counter: list[int]
+    ) -> _Page:
+        for attempt in range(self.page_attempts):
+            try:
+                return await self._get(url, version, params)
+            except (OcpiTransportError, _RetryableError) as exc:
+                if attempt + 1 >= self.page_attempts:
+                    raise PollError(
+                        f"{self.key}: giving up after {self.page_attempts} attempts: {exc}"
+                    ) from exc
+                counter[0] += 1
+                delay = backoff_delay(attempt, base=self.retry_base, cap=self.max_backoff, rng=self._rng)
+                log.warning("poll %s: %s; retrying in %.2fs", self.key, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- discovery -------------------------------------------------------------------------------
+
+    async def discover(self) -> _Endpoint:
+        """The CPO's locations sender endpoint for the best version both sides speak (cached)."""
+        if self._endpoint is not None:
+            return self._endpoint
+        url = self.source.versions_url
+        versions = (await self._get(url, None)).locations
+        offered = {
+            str(v.get("version")): str(v.get("url")) for v in versions if isinstance(v, dict) and v.get("url")
+        }
+        version = next((v for v in SUPPORTED_VERSIONS if v.value in offered), None)
+        if version is None:
+            raise PollError(f"{url}: no OCPI version in common (offered: {', '.join(offered) or 'none'})")
+        details = (await self._get(offered[version.value], version)).locations
+        endpoints = details[0].get("endpoints") if details else None
+        for endpoint in endpoints if isinstance(endpoints, list) else []:
+            if (
+                isinstance(endpoint, dict)
+                and endpoint.get("identifier") == "locations"
+                and endpoint.get("role", "SENDER") == "SENDER"
+            ):
+                self._endpoint = _Endpoint(version, str(endpoint["url"]).rstrip("/"))
+                return self._endpoint
+        raise PollError(f"{offered[version.value]}: the CPO offers no locations sender endpoint")
+
+    # --- polling ---------------------------------------------------------------------------------
+
+    def _party_of(self, version: OcpiVersion, location: Document) -> tuple[str, str]:
+        country, party = self.source.country_code, self.source.party_id
+        if version is OcpiVersion.V2_2_1:  # 2.2.1 Locations name their party
+            country = location.get("country_code") or country
+            party = location.get("party_id") or party
+        if not isinstance(country, str) or not isinstance(party, str):
+            raise SourceConfigError(
+                f"{self.key}: OCPI {version} Locations do not name their party: set country_code and party_id"
+            )
+        return country, party
+
+    async def _apply(self, version: OcpiVersion, locations: list[Document]) -> int:
+        groups: dict[tuple[str, str], list[Document]] = {}
+        for location in locations:
+            if isinstance(location, dict):
+                groups.setdefault(self._party_of(version, location), []).append(location)
+        changed = 0
+        for (country, party), group in groups.items():
+            changed += await self.sink.apply_sender_locations(country, party, version, group)
+        return changed
+
+    async def poll_once(self, *, full: bool = False) -> PollResult:
+        """One poll (full if asked or if this source never completed one); raises PollError on failure."""
+        try:
+            return await self._poll(full=full)
+        except PollError:
+            self._endpoint = None  # rediscover next time: the CPO may have moved its endpoints
+            raise
+        except (OcpiError, StoreError) as exc:
+            self._endpoint = None
+            raise PollError(f"{self.key}: {exc}") from exc
+
+    async def _poll(self, *, full: bool) -> PollResult:
+        endpoint = await self.discover()
+        started = self.clock()
+        cursor = None if full else await self.cursors.load(self.key)
+        date_from = None if cursor is None else cursor - self.overlap
+        params = {"date_to": format_datetime(started)}
+        if date_from is not None:
+            params["date_from"] = format_datetime(date_from)
+        if self.page_limit is not None:
+            params["limit"] = str(self.page_limit)
+        retries = [0]
+        pages = locations = changed = 0
+        totals: set[int] = set()
+        url: str | None = endpoint.locations_url
+        seen_urls: set[str] = set()
+        while url is not None:
+            page = await self._get_with_retries(
+                url, endpoint.version, params if pages == 0 else None, retries
+            )
+            pages += 1
+            locations += len(page.locations)
+            if page.total is not None:
+                totals.add(page.total)
+            changed += await self._apply(endpoint.version, page.locations)
+            seen_urls.add(url)
+            url = page.next_url
+            if url is not None and (url in seen_urls or not page.locations):
+                raise PollError(f"{self.key}: pagination does not advance (next {url})")
+        consistent = len(totals) <= 1
+        if consistent:
+            await self.cursors.save_success(self.key, started, full=cursor is None)
+        else:
+            log.warning(
+                "poll %s: the set changed while paging (X-Total-Count %s); polling again", self.key, totals
+            )
+        result = PollResult(
+            self.key,
+            endpoint.version,
+            cursor is None,
+            started,
+            date_from,
+            pages,
+            locations,
+            changed,
+            retries[0],
+            consistent,
+        )
+        log.info("poll %s: %s", self.key, result)
+        return result
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every ``poll_interval`` until ``stop`` is set; after a failure wait with exponential backoff
+        (capped at ``max_backoff``); a poll the set moved under is repeated at once, at most twice running."""
+        while not stop.is_set():
+            full, self._full_requested = self._full_requested, False
+            self._wake.clear()
+            try:
+                result = await self.poll_once(full=full)
+            except PollError as exc:
+                self.consecutive_failures += 1
+                self._full_requested = self._full_requested or full
+                delay = backoff_delay(
+                    self.consecutive_failures - 1,
+                    base=self.retry_base * 4,
+                    cap=self.max_backoff,
+                    rng=self._rng,
+                )
+                log.warning(
+                    "poll %s failed (%d in a row): %s; next try in %.1fs",
+                    self.key,
+                    self.consecutive_failures,
+                    exc,
+                    delay,
+                )
+                await self._record_error(str(exc))
+            else:
+                self.consecutive_failures = 0
+                self._moving_streak = 0 if result.complete else self._moving_streak + 1
+                # Repeat a poll the set moved under at once, but only twice in a row: a CPO busy enough to
+                # move it every time is polled at the normal interval (from the kept cursor, so nothing lost).
+                again = 0 < self._moving_streak <= MAX_IMMEDIATE_REPOLLS
+                delay = 0.0 if again else self.source.poll_interval
+            await self._wait(stop, delay)
+
+    async def _record_error(self, error: str) -> None:
+        try:
+            await self.cursors.save_error(self.key, error)
+        except StoreError as exc:
+            log.error("poll %s: cannot record the error: %s", self.key, exc)
+
+    async def _wait(self, stop: asyncio.Event, delay: float) -> None:
+        if delay <= 0:
+            return
+        stopped = asyncio.ensure_future(stop.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stopped, woken}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            woken.cancel()
+
+    async def get_location(self, country_code: str, party_id: str, location_id: str) -> Document | None:
+        """GET one Location from the CPO's sender; None if the CPO does not know it (or it is another
+        party's)."""
+        endpoint = await self.discover()
+        url = f"{endpoint.locations_url}/{location_id}"
+        try:
+            page = await self._get(url, endpoint.version)
+        except OcpiResponseError as exc:
+            if exc.http_status == 404 or exc.status_code == 2003:
+                return None
+            raise
+        if not page.locations:
+            return None
+        location = page.locations[0]
+        if self._party_of(endpoint.version, location) != (country_code, party_id):
+            return None
+        return location
+
+    async def fetch_location(self, country_code: str, party_id: str, location_id: str) -> None:
+        """The receiver's ``fetch_missing``: GET the Location from the CPO's sender and store it.
+
+        Raises an OcpiError if the CPO cannot be asked; a Location the CPO does not know is left unknown.
+        """
+        try:
+            location = await self.get_location(country_code, party_id, location_id)
+        except PollError:
+            raise
+        except OcpiError as exc:
+            self._endpoint = None
+            raise PollError(f"{self.key}: fetching Location {location_id}: {exc}") from exc
+        if location is None:
+            log.warning(
+                "poll %s: the CPO does not know Location %s/%s/%s",
+                self.key,
+                country_code,
+                party_id,
+                location_id,
+            )
+            return
+        endpoint = await self.discover()
+        await self.sink.apply_sender_locations(country_code, party_id, endpoint.version, [location])
+
+
+def _parse_page(url: str, status: int, text: str, total_header: str | None, link: str | None) -> _Page:
+    """Interpret one answer: an OCPI envelope whose ``data`` is a list (or one object, as a list of one)."""
+    envelope: Any
+    try:
+        envelope = json.loads(text) if text else None
+    except ValueError:
+        envelope = None
+    code = envelope.get("status_code") if isinstance(envelope, dict) else None
+    message = envelope.get("status_message") if isinstance(envelope, dict) else None
+    summary = f"GET {url}: HTTP {status}, OCPI {code} {message or text[:200]!r}"
+    code_int = code if isinstance(code, int) else None
+    if status >= 500 or status == 429 or (code_int is not None and 3000 <= code_int < 4000):
+        raise _RetryableError(summary, http_status=status, status_code=code_int)
+    if status >= 300 or code_int is None or not 1000 <= code_int < 2000:
+        raise OcpiResponseError(summary, http_status=status, status_code=code_int)
+    data = envelope.get("data")
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise OcpiResponseError(
+            f"GET {url}: the answer has no data list", http_status=status, status_code=code_int
+        )
+    try:
+        total = int(total_header) if total_header is not None else None
+    except ValueError:
+        total = None
+    return _Page(data, total, next_link(link))

@@ -1,0 +1,226 @@
+"""The OCPI receiver: versions, version details, credentials, and the Locations receiver interface.
+
+Routes (``{v}`` is 2.1.1 or 2.2.1)::
+
+    GET                 /ocpi/versions
+    GET                 /ocpi/{v}                       version details
+    GET POST PUT DELETE /ocpi/{v}/credentials
+    GET PUT PATCH       /ocpi/{v}/locations/{country_code}/{party_id}/{location_id}[/{evse_uid}[/{conn_id}]]
+
+Every request needs ``Authorization: Token ...`` (see ``bridge.ocpi.auth``); every answer is an OCPI
+envelope; ``X-Request-ID``/``X-Correlation-ID`` are echoed. A Locations write is answered only once the
+store has committed it; any refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bridge.config import ReceiverConfig
+from bridge.ocpi.auth import Caller, Party, TokenStore
+from bridge.ocpi.credentials import CredentialsModule
+from bridge.ocpi.envelope import respond, respond_error
+from bridge.ocpi.errors import (
+    AuthenticationError,
+    BodyTooLargeError,
+    InvalidParametersError,
+    MalformedJsonError,
+    OcpiError,
+    OcpiStatusError,
+    PartyMismatchError,
+    UnknownLocationError,
+)
+from bridge.ocpi.store import ObjectPath, OcpiStore, Outcome, WriteResult
+from bridge.ocpi.v211 import models as v211
+from bridge.ocpi.v221 import models as v221
+from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
+
+FetchMissing = Callable[[str, str, str], Awaitable[None]]
+
+MAX_BODY_BYTES = 1_000_000
+# Placeholder identity for the bridge in credentials objects until configuration carries one.
+DEFAULT_OWN_PARTY = Party("ZZ", "OIB")
+
+STORE_KEY = web.AppKey("ocpi_store", OcpiStore)
+TOKENS_KEY = web.AppKey("ocpi_tokens", TokenStore)
+SESSION_KEY = web.AppKey("ocpi_client_session", aiohttp.ClientSession)
+
+URL_LIMITS = {
+    OcpiVersion.V2_1_1: (v211.LOCATION_ID_MAX, v211.EVSE_UID_MAX, v211.CONNECTOR_ID_MAX),
+    OcpiVersion.V2_2_1: (v221.LOCATION_ID_MAX, v221.EVSE_UID_MAX, v221.CONNECTOR_ID_MAX),
+}
+
+
+def build_receiver_app(
+    store: OcpiStore,
+    config: ReceiverConfig,
+    *,
+    token_store: TokenStore | None = None,
+    fetch_missing: FetchMissing | None = None,
+    own_party: Party = DEFAULT_OWN_PARTY,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    client_timeout: float = 10.0,
+) -> web.Application:
+    """The receiver app. ``fetch_missing(cc, party_id, location_id)`` (optional) refreshes a Location from
+    the party's sender when a PATCH or sub-object PUT addresses a Location the bridge does not know."""
+    tokens = token_store or TokenStore(store.db, config.tokens)
+    app = web.Application(middlewares=[_envelope_errors], client_max_size=max_body_bytes)
+    app[STORE_KEY] = store
+    app[TOKENS_KEY] = tokens
+    base = config.base_url
+    versions_url = f"{base}/ocpi/versions"
+
+    async def client_session(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client_timeout)) as session:
+            app[SESSION_KEY] = session
+            yield
+
+    app.cleanup_ctx.append(client_session)
+
+    async def caller(request: web.Request) -> Caller:
+        return await tokens.authenticate(request.headers.get("Authorization"))
+
+    def version_of(request: web.Request) -> OcpiVersion:
+        try:
+            return OcpiVersion(request.match_info["version"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+
+    async def versions(request: web.Request) -> web.Response:
+        await caller(request)
+        data = [{"version": v.value, "url": f"{base}/ocpi/{v.value}"} for v in SUPPORTED_VERSIONS]
+        return respond(request, data)
+
+    async def version_details(request: web.Request) -> web.Response:
+        await caller(request)
+        version = version_of(request)
+        root = f"{base}/ocpi/{version.value}"
+        if version is OcpiVersion.V2_1_1:
+            endpoints = [
+                {"identifier": "credentials", "url": f"{root}/credentials"},
+                {"identifier": "locations", "url": f"{root}/locations"},
+            ]
+        else:
+            endpoints = [
+                {"identifier": "credentials", "role": "SENDER", "url": f"{root}/credentials"},
+                {"identifier": "credentials", "role": "RECEIVER", "url": f"{root}/credentials"},
+                {"identifier": "locations", "role": "RECEIVER", "url": f"{root}/locations"},
+            ]
+        return respond(request, {"version": version.value, "endpoints": endpoints})
+
+    def credentials_module(request: web.Request) -> CredentialsModule:
+        return CredentialsModule(tokens, request.app[SESSION_KEY], versions_url, own_party)
+
+    async def credentials(request: web.Request) -> web.Response:
+        who = await caller(request)
+        version = version_of(request)
+        module = credentials_module(request)
+        if request.method == "GET":
+            return await module.get(request, version, who)
+        if request.method == "DELETE":
+            return await module.delete(request, version, who)
+        body = await read_json(request, max_body_bytes)
+        if request.method == "POST":
+            return await module.post(request, version, who, body)
+        return await module.put(request, version, who, body)
+
+    async def locations(request: web.Request) -> web.Response:
+        who = await caller(request)
+        version = version_of(request)
+        path = object_path(request, version, who)
+        if request.method == "GET":
+            found = await store.get_object(path)
+            if found is None:
+                raise UnknownLocationError(f"unknown {path.kind.value} {path}")
+            return respond(request, found)
+        body = await read_json(request, max_body_bytes)
+        write = store.put if request.method == "PUT" else store.patch
+        try:
+            result = await write(version, path, body)
+        except UnknownLocationError:
+            if fetch_missing is None:
+                raise
+            # transport_and_format PATCH: a failed PATCH means the sender's object is needed; with a
+            # sender configured for this party, fetch it rather than lose the update, then apply again.
+            try:
+                await fetch_missing(path.country_code, path.party_id, path.location_id)
+            except OcpiError as exc:
+                raise UnknownLocationError(
+                    f"unknown {path.kind.value} {path}; fetching it failed: {exc}"
+                ) from exc
+            result = await write(version, path, body)
+        return answer_write(request, result)
+
+    app.router.add_get("/ocpi/versions", versions)
+    app.router.add_get("/ocpi/{version}", version_details)
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        app.router.add_route(method, "/ocpi/{version}/credentials", credentials)
+    tail = "{cc}/{pid}/{location_id}"
+    for suffix in (tail, tail + "/{evse_uid}", tail + "/{evse_uid}/{connector_id}"):
+        for method in ("GET", "PUT", "PATCH"):
+            app.router.add_route(method, "/ocpi/{version}/locations/" + suffix, locations)
+    return app
+
+
+def answer_write(request: web.Request, result: WriteResult) -> web.Response:
+    if result.outcome is Outcome.STALE:
+        return respond(request, message="Ignored: older last_updated than the stored object")
+    # status_codes: 201 when the object was newly created, 200 when it existed.
+    return respond(request, http_status=201 if result.outcome is Outcome.CREATED else 200)
+
+
+def object_path(request: web.Request, version: OcpiVersion, caller: Caller) -> ObjectPath:
+    info = request.match_info
+    party = Party.of(info["cc"], info["pid"])
+    if party != caller.party:
+        raise PartyMismatchError(f"this token belongs to {caller.party}; it cannot write or read {party}")
+    location_max, evse_max, connector_max = URL_LIMITS[version]
+    for name, limit in (
+        ("location_id", location_max),
+        ("evse_uid", evse_max),
+        ("connector_id", connector_max),
+    ):
+        value = info.get(name)
+        if value is not None and len(value) > limit:
+            raise InvalidParametersError(f"{name} in the URL is longer than {limit} characters")
+    return ObjectPath(
+        party.country_code,
+        party.party_id,
+        info["location_id"],
+        info.get("evse_uid"),
+        info.get("connector_id"),
+    )
+
+
+async def read_json(request: web.Request, max_body_bytes: int) -> Any:
+    if request.content_length is not None and request.content_length > max_body_bytes:
+        raise BodyTooLargeError(f"the body is {request.content_length} bytes; the limit is {max_body_bytes}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BodyTooLargeError(f"the body exceeds the limit of {max_body_bytes} bytes") from exc
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJsonError(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise MalformedJsonError("the body must be a JSON object")
+    return body
+
+
+@web.middleware
+async def _envelope_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except OcpiStatusError as exc:
+        response = respond_error(request, exc)
+        if isinstance(exc, AuthenticationError):
+            response.headers["WWW-Authenticate"] = "Token"
+        return response

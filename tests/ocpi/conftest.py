@@ -1,0 +1,180 @@
+"""Fixtures for the OCPI tests: a real store on a temp file, a real sink, the receiver on a loopback port."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from bridge.config import ReceiverConfig, TokenConfig
+from bridge.observation import EvseObservation
+from bridge.ocpi.receiver import FetchMissing, build_receiver_app
+from bridge.ocpi.store import OcpiStore
+from bridge.store.database import Database
+from bridge.store.schema import MIGRATIONS
+
+DATA = Path(__file__).parent.parent / "data" / "ocpi"
+# One pre-shared token per party appearing in the OCPI examples.
+PARTIES = [("NL", "TNM"), ("BE", "BEC"), ("SE", "EVC"), ("NL", "ALF"), ("NL", "ALL"), ("DE", "ALL")]
+TOKENS = {(cc, pid): f"token-a-{cc.lower()}-{pid.lower()}" for cc, pid in PARTIES}
+
+
+def load_example(version: str, name: str) -> Any:
+    return json.loads((DATA / version / name).read_text(encoding="utf-8"))
+
+
+class TableSink:
+    """A real ObservationSink: writes each observation into a table on the caller's transaction."""
+
+    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS test_observation (n INTEGER PRIMARY KEY, country_code, party_id,"
+            " location_id, evse_uid, evse_id, status, last_updated, publish)"
+        )
+        conn.executemany(
+            "INSERT INTO test_observation VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (o.country_code, o.party_id, o.location_id, o.evse_uid, o.evse_id, o.status.value,
+                 o.last_updated.isoformat(), int(o.publish))
+                for o in observations
+            ],
+        )  # fmt: skip
+
+
+async def observations(db: Database) -> list[dict[str, Any]]:
+    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name='test_observation'").fetchone()
+        if not exists:
+            return []
+        return [dict(row) for row in conn.execute("SELECT * FROM test_observation ORDER BY n")]
+
+    return await db.read(read)
+
+
+async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything the OCPI side and the sink hold, to assert that a refused request changed nothing."""
+
+    def read(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+        names = [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
+        ]
+        return {n: [tuple(r) for r in conn.execute(f"SELECT * FROM {n}")] for n in names}
+
+    return await db.read(read)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "bridge.db", MIGRATIONS)
+    await database.open()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def store(db: Database) -> OcpiStore:
+    return OcpiStore(db, TableSink())
+
+
+@dataclass
+class Reply:
+    http_status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+    @property
+    def status_code(self) -> int:
+        return int(self.body["status_code"])
+
+    @property
+    def data(self) -> Any:
+        return self.body.get("data")
+
+
+@dataclass
+class Client:
+    """A CPO's view of the receiver: an HTTP session and a token, with OCPI's header encodings."""
+
+    session: aiohttp.ClientSession
+    base_url: str
+    token: str | None
+    base64_token: bool = True
+
+    def headers(self) -> dict[str, str]:
+        if self.token is None:
+            return {}
+        value = base64.b64encode(self.token.encode()).decode() if self.base64_token else self.token
+        return {"Authorization": f"Token {value}"}
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        all_headers = {**self.headers(), **(headers or {})}
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        if data is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        async with self.session.request(method, url, data=data, headers=all_headers) as response:
+            return Reply(response.status, await response.json(content_type=None), dict(response.headers))
+
+    def as_token(self, token: str | None, *, base64_token: bool = True) -> Client:
+        return Client(self.session, self.base_url, token, base64_token)
+
+    async def discover_locations(self, version: str) -> str:
+        """Discover as a CPO would: /ocpi/versions → version details → the locations endpoint."""
+        versions = await self.call("GET", f"{self.base_url}/ocpi/versions")
+        details_url = next(v["url"] for v in versions.data if v["version"] == version)
+        details = await self.call("GET", details_url)
+        return str(next(e["url"] for e in details.data["endpoints"] if e["identifier"] == "locations"))
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@dataclass
+class Receiver:
+    base_url: str
+    client: Client
+    store: OcpiStore
+
+
+async def start_receiver(
+    store: OcpiStore, *, fetch_missing: FetchMissing | None = None, max_body_bytes: int = 1_000_000
+) -> tuple[web.AppRunner, str]:
+    sock = free_socket()
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    tokens = [
+        TokenConfig(token=SecretStr(t), country_code=cc, party_id=pid) for (cc, pid), t in TOKENS.items()
+    ]
+    config = ReceiverConfig(listen=base_url.removeprefix("http://"), public_url=base_url, tokens=tokens)
+    app = build_receiver_app(store, config, fetch_missing=fetch_missing, max_body_bytes=max_body_bytes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner, base_url
+
+
+@pytest.fixture
+async def receiver(store: OcpiStore) -> AsyncIterator[Receiver]:
+    runner, base_url = await start_receiver(store)
+    async with aiohttp.ClientSession() as session:
+        yield Receiver(base_url, Client(session, base_url, TOKENS[("BE", "BEC")]), store)
+    await runner.cleanup()

@@ -1,0 +1,89 @@
+"""OcpiStore: commit-or-nothing with the sink, ordering, evse_id memory, sender upserts."""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.observation import EvseObservation
+from bridge.ocpi.store import ObjectPath, OcpiStore, merge_patch
+from bridge.ocpi.versions import OcpiVersion
+from bridge.store.database import Database
+from tests.ocpi.conftest import load_example, observations, snapshot
+
+LOCATION = load_example("2.2.1", "location_example.json")
+V = OcpiVersion.V2_2_1
+
+
+class FailingSink:
+    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None:
+        raise RuntimeError("outbox refused")
+
+
+async def test_a_failing_sink_rolls_back_the_ocpi_change(db: Database) -> None:
+    before = await snapshot(db)
+    with pytest.raises(RuntimeError, match="outbox refused"):
+        await OcpiStore(db, FailingSink()).put(V, ObjectPath("BE", "BEC", "LOC1"), LOCATION)
+    assert await snapshot(db) == before
+
+
+async def test_observations_are_committed_with_the_change(store: OcpiStore) -> None:
+    await store.put(V, ObjectPath("BE", "BEC", "LOC1"), LOCATION)
+    seen = await observations(store.db)
+    assert [(o["evse_uid"], o["evse_id"], o["status"]) for o in seen] == [
+        ("3256", "BE*BEC*E041503001", "AVAILABLE"),
+        ("3257", "BE*BEC*E041503002", "RESERVED"),
+    ]
+
+
+async def test_sender_locations_older_last_updated_never_overwrites_newer(store: OcpiStore) -> None:
+    assert await store.apply_sender_locations("BE", "BEC", V, [LOCATION]) == 1
+    older = copy.deepcopy(LOCATION)
+    older["last_updated"] = "2010-01-01T00:00:00Z"
+    older["evses"][0]["status"] = "OUTOFORDER"
+    assert await store.apply_sender_locations("BE", "BEC", V, [older]) == 0
+    stored = await store.get_location("BE", "BEC", "LOC1")
+    assert stored == LOCATION
+
+
+async def test_sender_locations_skip_invalid_and_foreign_ones(store: OcpiStore) -> None:
+    invalid = {**LOCATION, "id": "BAD", "evses": [{**LOCATION["evses"][0], "status": "BROKEN"}]}
+    foreign = {**LOCATION, "id": "FOREIGN", "party_id": "XYZ"}
+    assert await store.apply_sender_locations("BE", "BEC", V, [invalid, foreign, LOCATION]) == 1
+    assert await store.location_count("BE", "BEC") == 1
+
+
+async def test_an_evse_dropped_from_a_replacing_put_is_reported_removed(store: OcpiStore) -> None:
+    await store.put(V, ObjectPath("BE", "BEC", "LOC1"), LOCATION)
+    newer = {**LOCATION, "evses": LOCATION["evses"][:1], "last_updated": "2020-01-01T00:00:00Z"}
+    await store.put(V, ObjectPath("BE", "BEC", "LOC1"), newer)
+    last = (await observations(store.db))[-1]
+    assert (last["evse_uid"], last["evse_id"], last["status"]) == ("3257", "BE*BEC*E041503002", "REMOVED")
+
+
+async def test_unpublishing_a_location_emits_observations(store: OcpiStore) -> None:
+    await store.put(V, ObjectPath("BE", "BEC", "LOC1"), LOCATION)
+    hidden = {**LOCATION, "publish": False, "last_updated": "2020-01-01T00:00:00Z"}
+    result = await store.put(V, ObjectPath("BE", "BEC", "LOC1"), hidden)
+    assert [o.publish for o in result.observations] == [False, False]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3),
+    max_leaves=5,
+)
+documents = st.dictionaries(st.text(min_size=1, max_size=5), json_values, max_size=5)
+
+
+@given(documents, documents)
+def test_patch_keeps_absent_fields_and_takes_present_ones(
+    stored: dict[str, object], patch: dict[str, object]
+) -> None:
+    merged = merge_patch(stored, patch, list_keys={})
+    assert merged == {**stored, **patch}
