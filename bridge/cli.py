@@ -14,7 +14,11 @@ from typing import Protocol, cast
 
 COMMANDS: dict[str, str] = {
     # name: module implementing it
+    "run": "bridge.commands.run",
     "demo": "bridge.demo",
+    "resync": "bridge.commands.resync",
+    "status": "bridge.commands.status",
+    "check-config": "bridge.commands.check_config",
     "hubject-sim": "oicp.simulator.command",
     "ocpi-sim": "bridge.ocpi.cpo_sim.command",
 }

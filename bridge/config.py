@@ -119,6 +119,9 @@ class ReceiverConfig(Section):
     listen: str = "127.0.0.1:8080"
     public_url: str | None = None  # how CPOs reach us; default http://{listen}
     tokens: list[TokenConfig] = Field(default_factory=list)
+    # the bridge's own OCPI identity, sent in its credentials objects
+    country_code: str = Field(default="ZZ", pattern=r"^[A-Z]{2}$")
+    party_id: str = Field(default="OIB", pattern=r"^[A-Z0-9]{3}$")
 
     @property
     def base_url(self) -> str:

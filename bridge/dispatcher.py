@@ -181,11 +181,15 @@ class Dispatcher:
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         log = self.log.bind(operator_id=str(lane.operator_id))
+        first_fullload_due = False
         if self.initial_resync and self.resync_config.interval > 0:
             last_at, _ = await self.store.last_fullload(lane.operator_id)
-            if last_at is None:
-                await self._resync(lane, force=False, reason="first start")
+            first_fullload_due = last_at is None
         while not stop.is_set():
+            if first_fullload_due and await self._ready_for_first_fullload(lane):
+                outcome = await self._resync(lane, force=False, reason="first start")
+                first_fullload_due = outcome.result is ResyncResult.FAILED
+                continue
             if not lane.resyncs.empty():
                 request = lane.resyncs.get_nowait()
                 outcome = await self._resync(lane, force=request.force, reason="requested")
@@ -209,6 +213,14 @@ class Dispatcher:
             if timeout is not None and not lane.wake.is_set() and not stop.is_set():
                 await self._maybe_scheduled_resync(lane)
         await self._drain(lane, log)
+
+    async def _ready_for_first_fullload(self, lane: Lane) -> bool:
+        """The first fullLoad waits until the bridge holds statuses and has pushed them all as updates:
+        an empty store at first start has nothing to replace Hubject's set with (docs/bridge.md)."""
+        if lane.failures or self.clock() < lane.backoff_until:
+            return False
+        status = await self.store.lane_status(lane.operator_id)
+        return status.pending == 0 and await self.store.fullload_count(lane.operator_id) > 0
 
     async def _next_wakeup(self, lane: Lane) -> float | None:
         """0: push now; a number: sleep at most that long; None: wait for a wake-up."""

@@ -1,0 +1,199 @@
+"""Wiring: the whole bridge built from one configuration, and its lifecycle.
+
+Start order: store, Hubject client, dispatcher, OCPI receiver and pollers, admin listener. Stop order
+(SIGTERM/SIGINT): stop taking input (receiver closed, pollers stopped), let the dispatcher push what is
+pending within ``shutdown_timeout``, then close the client and the store, and log one summary line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from bridge.admin import AdminApp
+from bridge.config import BridgeConfig, Protocol
+from bridge.dispatcher import Dispatcher
+from bridge.mapping import StatusMapper, parse_overrides
+from bridge.metrics import Metrics
+from bridge.observation import EvseObservation
+from bridge.ocpi.auth import Party
+from bridge.ocpi.poller import SenderPoller
+from bridge.ocpi.receiver import FetchMissing, build_receiver_app
+from bridge.ocpi.store import OcpiStore
+from bridge.store.database import Database
+from bridge.store.outbox import AcceptCounts, OutboxStore
+from bridge.store.schema import MIGRATIONS
+from oicp.client import EvseStatusClient
+from oicp.rest import RestClient
+from oicp.soap import SoapClient
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build_client(config: BridgeConfig) -> EvseStatusClient:
+    settings = config.client_settings()
+    if config.hubject.protocol is Protocol.SOAP:
+        return SoapClient(settings)
+    return RestClient(settings)
+
+
+@dataclass
+class Bridge:
+    """Every part of a running bridge; built by ``Bridge.build`` (no global state)."""
+
+    config: BridgeConfig
+    metrics: Metrics
+    db: Database
+    outbox: OutboxStore
+    ocpi_store: OcpiStore
+    client: EvseStatusClient
+    dispatcher: Dispatcher
+    pollers: list[SenderPoller]
+    admin: AdminApp
+    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("bridge"))
+    receiver_url: str | None = None
+    admin_url: str | None = None
+
+    @classmethod
+    def build(cls, config: BridgeConfig, *, initial_resync: bool = True) -> Bridge:
+        metrics = Metrics()
+        db = Database(config.store.sqlite_path, MIGRATIONS)
+        mapper = StatusMapper([op.operator_id for op in config.operators], parse_overrides(config.mapping))
+
+        def count(observation: EvseObservation, counts: AcceptCounts) -> None:
+            metrics.observations.labels(observation.status.value).inc()
+
+        outbox = OutboxStore(db, mapper, on_accept=count)
+        ocpi_store = OcpiStore(db, outbox)
+        client = build_client(config)
+        dispatcher = Dispatcher(
+            outbox,
+            client,
+            config.operators,
+            config.push,
+            config.resync,
+            metrics=metrics,
+            initial_resync=initial_resync,
+        )
+        db.add_commit_listener(dispatcher.wake)
+        pollers = [SenderPoller(source, ocpi_store, db) for source in config.ocpi.sources]
+        admin = AdminApp(db, dispatcher, metrics, token=config.admin.token)
+        return cls(config, metrics, db, outbox, ocpi_store, client, dispatcher, pollers, admin)
+
+    def fetch_missing(self) -> FetchMissing | None:
+        """A PATCH for a Location the bridge does not know: fetch it from that party's sender, if polled."""
+        by_party = {
+            (p.source.country_code, p.source.party_id): p for p in self.pollers if p.source.country_code
+        }
+        if not by_party:
+            return None
+
+        async def fetch(country_code: str, party_id: str, location_id: str) -> None:
+            poller = by_party.get((country_code, party_id))
+            if poller is not None:
+                await poller.fetch_location(country_code, party_id, location_id)
+
+        return fetch
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[asyncio.Event]:
+        """Start everything; yields the event that stops it. On exit, stops in order and drains."""
+        started = time.monotonic()
+        await self.db.open()
+        stop_intake, stop_dispatch = asyncio.Event(), asyncio.Event()
+        receiver = self.config.ocpi.receiver
+        own_party = Party.of(receiver.country_code, receiver.party_id)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.db.close)
+            await stack.enter_async_context(self.client)
+            receiver_socket = _bind(receiver.listen)
+            stack.callback(receiver_socket.close)
+            host, port = receiver_socket.getsockname()[:2]
+            self.receiver_url = f"http://{host}:{port}"
+            if receiver.public_url is None:  # CPOs discover our endpoints at the address really bound
+                receiver = receiver.model_copy(update={"public_url": self.receiver_url})
+            receiver_app = build_receiver_app(
+                self.ocpi_store, receiver, fetch_missing=self.fetch_missing(), own_party=own_party
+            )
+            receiver_runner = await _serve(receiver_app, receiver_socket)
+            admin_socket = _bind(self.config.admin.listen)
+            stack.callback(admin_socket.close)
+            admin_runner = await _serve(self.admin.build(), admin_socket)
+            stack.push_async_callback(admin_runner.cleanup)
+            admin_host, admin_port = admin_socket.getsockname()[:2]
+            self.admin_url = f"http://{admin_host}:{admin_port}"
+            tasks = [asyncio.create_task(self.dispatcher.run(stop_dispatch), name="dispatcher")]
+            tasks += [asyncio.create_task(p.run(stop_intake), name=f"poller {p.key}") for p in self.pollers]
+            self.log.info(
+                "bridge started",
+                receiver=self.receiver_url,
+                admin=self.admin_url,
+                hubject=self.config.hubject.url,
+                protocol=self.config.hubject.protocol.value,
+                operators=[str(o.operator_id) for o in self.config.operators],
+                sources=len(self.pollers),
+            )
+            stop = asyncio.Event()
+            try:
+                yield stop
+            finally:
+                # 1. stop taking input
+                await receiver_runner.cleanup()
+                stop_intake.set()
+                for poller in self.pollers:
+                    await poller.aclose()
+                # 2. push what is pending (the dispatcher's own drain is bounded by shutdown_timeout)
+                stop_dispatch.set()
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                for task, result in zip(tasks, results, strict=True):
+                    if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                        self.log.error("task failed", task=task.get_name(), error=repr(result))
+                pending = sum(
+                    [
+                        (await self.outbox.lane_status(lane.operator_id)).pending
+                        for lane in self.dispatcher.lanes.values()
+                    ]
+                )
+                self.log.info(
+                    "bridge stopped", pending_records=pending, uptime_s=round(time.monotonic() - started, 1)
+                )
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        async with self.running() as running_stop:
+            waiter = asyncio.ensure_future(stop.wait())
+            other = asyncio.ensure_future(running_stop.wait())
+            await asyncio.wait({waiter, other}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, other):
+                task.cancel()
+
+
+def _bind(listen: str) -> socket.socket:
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
