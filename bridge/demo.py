@@ -1,102 +1,169 @@
-"""``oicp-bridge demo``: see the Hubject side work with nothing to set up.
+"""``oicp-bridge demo``: the whole bridge, embedded, with nothing to set up.
 
-Starts the built-in Hubject simulator on a loopback port, pushes a sample of EVSE status records with
-the OICP 2.3 REST client (a fullLoad, then updates, one of them through an injected Hubject outage so
-the retry is visible), prints what Hubject acknowledged, pulls the state back as an EMP would, and ends
-with a summary saying whether Hubject's state equals what was pushed. Exit status 0 when it does.
+A temporary SQLite store, the built-in Hubject simulator and a simulated CPO on loopback ports. The CPO
+registers nothing and uses a pre-shared token: it PUTs its locations to the bridge's OCPI 2.2.1 receiver,
+then PATCHes EVSE status changes for a while (one burst runs through a simulated Hubject outage). The
+demo shows progress, then pulls Hubject's state from the simulator as an EMP would and says whether it
+equals the OCPI state mapped by the table (docs/mapping.md). Exit status 0 when it does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-from oicp.client import ClientSettings, PushResult
-from oicp.errors import RequestError
+import aiohttp
+
+from bridge.app import Bridge
+from bridge.config import BridgeConfig
+from bridge.logs import configure_logging
+from bridge.mapping import DEFAULT_TABLE, Withdrawal
+from bridge.observation import OcpiEvseStatus
+from bridge.ocpi.cpo_sim.model import CpoFleet
+from bridge.ocpi.cpo_sim.pusher import CpoPusher
+from bridge.ocpi.versions import OcpiVersion
+from oicp.client import ClientSettings
 from oicp.ids import EvseID, OperatorID, ProviderID
-from oicp.models import ActionType, EvseStatus, EvseStatusRecord
+from oicp.models import EvseStatus
 from oicp.rest import RestClient
-from oicp.simulator import FaultKind, HubjectSimulator, serve_simulator
+from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
 
-HELP = "run everything embedded (Hubject simulator, sample status pushes) and show the result"
-
+HELP = "run everything embedded (store, Hubject simulator, simulated CPO) and show that Hubject converges"
+TOKEN = "demo-cpo-token"
 OPERATOR = OperatorID("DE*OBD")
-PROVIDER = ProviderID("DE-DMO")
-
-INITIAL: dict[str, EvseStatus] = {
-    "DE*OBD*E1001*1": EvseStatus.AVAILABLE,
-    "DE*OBD*E1001*2": EvseStatus.OCCUPIED,
-    "DE*OBD*E1002*1": EvseStatus.AVAILABLE,
-    "DE*OBD*E1002*2": EvseStatus.OUT_OF_SERVICE,
-    "DE*OBD*E1003*1": EvseStatus.RESERVED,
-    "DE*OBD*E1003*2": EvseStatus.UNKNOWN,
-}
-CHANGES: list[tuple[str, EvseStatus]] = [
-    ("DE*OBD*E1001*1", EvseStatus.OCCUPIED),
-    ("DE*OBD*E1002*2", EvseStatus.AVAILABLE),
-    ("DE*OBD*E1001*2", EvseStatus.AVAILABLE),
-]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--locations", type=int, default=20, help="locations of the simulated CPO")
+    parser.add_argument("--evses", type=int, default=4, help="EVSEs per location")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds of status changes")
+    parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 
-def _records(statuses: dict[str, EvseStatus]) -> list[EvseStatusRecord]:
-    return [EvseStatusRecord(evse_id=EvseID(e), evse_status=s) for e, s in statuses.items()]
-
-
-def _describe(action: ActionType, count: int, result: PushResult) -> str:
-    code = result.acknowledgement.status_code
-    retried = f", after {result.attempts} attempts" if result.attempts > 1 else ""
-    return (
-        f"  {action.value:<8} {count} record(s) -> Result={result.acknowledgement.result} "
-        f"Code={code.code} ({code.description}){retried}; Process-ID {result.process_id}"
+def demo_config(folder: Path, hubject: ServedSimulator) -> BridgeConfig:
+    return BridgeConfig(
+        store={"url": f"sqlite:///{folder / 'bridge.db'}"},
+        hubject={"url": hubject.url, "timeout": 5},
+        operators=[{"operator_id": str(OPERATOR), "operator_name": "OBD Charging (demo)"}],
+        ocpi={
+            "receiver": {
+                "listen": "127.0.0.1:0",
+                "tokens": [{"token": TOKEN, "country_code": "DE", "party_id": "OBD"}],
+            }
+        },
+        push={"flush_interval": 0.25, "max_retry_interval": 1.0, "retry_budget": 2.0},
+        resync={"interval": 0},
+        admin={"listen": "127.0.0.1:0"},
     )
 
 
-async def run_demo(*, quiet: bool = False) -> bool:
+def expected_state(fleet: CpoFleet) -> tuple[dict[EvseID, EvseStatus], set[EvseID]]:
+    """Hubject's state per the mapping table, and EVSEs whose status maps to 'skip' (left as Hubject had it)."""
+    expected: dict[EvseID, EvseStatus] = {}
+    skipped: set[EvseID] = set()
+    for evse_id, status in fleet.statuses_by_evse_id().items():
+        target = DEFAULT_TABLE[OcpiEvseStatus(status)]
+        if isinstance(target, EvseStatus):
+            expected[EvseID(evse_id)] = target
+        elif target is Withdrawal.SKIP:
+            skipped.add(EvseID(evse_id))
+    return expected, skipped
+
+
+async def pull(hubject: ServedSimulator) -> dict[EvseID, EvseStatus]:
+    async with RestClient(ClientSettings(url=hubject.url)) as emp:
+        return await emp.pull_evse_status(ProviderID("DE-DMO"), operator_ids=[OPERATOR])
+
+
+async def run_demo(args: argparse.Namespace) -> bool:
     def say(line: str) -> None:
-        if not quiet:
+        if not args.quiet:
             print(line, flush=True)
 
-    simulator = HubjectSimulator()
-    expected = dict(INITIAL)
-    async with serve_simulator(simulator) as served:
-        say(f"Hubject simulator on {served.url}")
-        settings = ClientSettings(url=served.url, max_retry_interval=1.0)
-
-        def on_retry(attempt: int, error: RequestError, wait: float) -> None:
-            say(f"    attempt {attempt} failed ({error}); retrying in {wait:.2f}s")
-
-        async with RestClient(settings, on_retry=on_retry) as client:
-            say(f"Pushing EVSE status for operator {OPERATOR}:")
-            result = await client.push_evse_status(OPERATOR, ActionType.FULL_LOAD, _records(INITIAL))
-            say(_describe(ActionType.FULL_LOAD, len(INITIAL), result))
-            for index, (evse_id, status) in enumerate(CHANGES):
-                if index == 1:
-                    say("  (the simulator now answers the next request with HTTP 503, as in an outage)")
-                    simulator.faults.retry_after = 0.2
-                    simulator.faults.error_5xx_status = 503
-                    simulator.faults.queue.append(FaultKind.SERVER_ERROR)
-                result = await client.push_evse_status(
-                    OPERATOR, ActionType.UPDATE, _records({evse_id: status})
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="oicp-bridge-demo-") as folder:
+        async with serve_simulator(HubjectSimulator()) as hubject:
+            bridge = Bridge.build(demo_config(Path(folder), hubject), initial_resync=False)
+            async with bridge.running():
+                say(f"Hubject simulator  {hubject.url}")
+                say(f"bridge OCPI        {bridge.receiver_url}/ocpi/versions   admin {bridge.admin_url}/status")
+                say(f"store              {folder}/bridge.db")
+                fleet = CpoFleet(
+                    seed=args.seed, locations=args.locations, evses_per_location=args.evses, party_id="OBD"
                 )
-                expected[evse_id] = status
-                say(_describe(ActionType.UPDATE, 1, result) + f"  [{evse_id} {status.value}]")
-            held = await client.pull_evse_status(PROVIDER, operator_ids=[OPERATOR])
-    say("Hubject now holds (pulled as an EMP):")
-    for evse_id, status in sorted(held.items()):
-        say(f"  {evse_id:<16} {status.value}")
-    equal = {str(k): v for k, v in held.items()} == expected
-    pushes = len([e for e in simulator.request_log if e.operation == "push"])
+                async with aiohttp.ClientSession() as session:
+                    pusher = CpoPusher(fleet, OcpiVersion.V2_2_1, session)
+                    await pusher.discover(f"{bridge.receiver_url}/ocpi/versions", TOKEN)
+                    await pusher.push_all()
+                    say(f"CPO: PUT {args.locations} locations with {fleet.evse_count} EVSEs (OCPI 2.2.1)")
+                    await _progress(bridge, hubject, say)
+                    for round_number in range(1, args.rounds + 1):
+                        if round_number == args.rounds // 2:
+                            say("Hubject: simulated outage (every request answered 503) ...")
+                            hubject.simulator.faults.error_5xx_status = 503
+                            hubject.simulator.faults.retry_after = 0.3
+                            hubject.simulator.faults.error_5xx_rate = 1.0
+                        changes = fleet.step(max(1, fleet.evse_count // 4))
+                        await pusher.push_changes(changes)
+                        say(f"CPO: PATCHed {len(changes)} status changes (round {round_number})")
+                        if hubject.simulator.faults.error_5xx_rate:
+                            await asyncio.sleep(1.0)  # let the outage be seen: intake goes on, pushes wait
+                            await _progress(bridge, hubject, say)
+                            hubject.simulator.faults.error_5xx_rate = 0.0
+                            say("Hubject: back")
+                        await _progress(bridge, hubject, say)
+                expected, skipped = expected_state(fleet)
+                held = await _converge(hubject, expected, skipped)
+            pushes = sum(1 for e in hubject.simulator.request_log if e.operation == "push")
+    equal = {k: v for k, v in held.items() if k not in skipped} == expected
+    counts: dict[str, int] = {}
+    for status in expected.values():
+        counts[status.value] = counts.get(status.value, 0) + 1
     print(
-        f"Summary: {len(expected)} EVSEs, {pushes} push requests; "
-        f"Hubject's state {'EQUALS' if equal else 'DIFFERS FROM'} the pushed state.",
+        f"Summary: {fleet.evse_count} EVSEs, {pushes} Hubject push requests in {time.monotonic() - started:.1f}s; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + f"; Hubject's state {'EQUALS' if equal else 'DIFFERS FROM'} the mapped OCPI state.",
         flush=True,
     )
     return equal
 
 
+async def _progress(bridge: Bridge, hubject: ServedSimulator, say: Callable[[str], None]) -> None:
+    """Wait (at most 3 s) for the records waiting to be pushed to drain, and show the numbers."""
+    deadline = time.monotonic() + 3.0
+    waiting = await _waiting(bridge)
+    while waiting and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        waiting = await _waiting(bridge)
+    held = len(hubject.simulator.statuses(OPERATOR))
+    line = f"  bridge: {waiting} records waiting for Hubject; Hubject holds {held} EVSEs"
+    retries = sum(1 for e in hubject.simulator.request_log if e.http_status and e.http_status >= 500)
+    if retries:
+        line += f" ({retries} requests answered 5xx so far, all retried)"
+    say(line)
+
+
+async def _waiting(bridge: Bridge) -> int:
+    states = (await bridge.outbox.counts_by_state()).get(str(OPERATOR), {})
+    return states.get("pending", 0) + states.get("in_flight", 0)
+
+
+async def _converge(
+    hubject: ServedSimulator, expected: dict[EvseID, EvseStatus], skipped: set[EvseID], within: float = 30.0
+) -> dict[EvseID, EvseStatus]:
+    deadline = time.monotonic() + within
+    held = await pull(hubject)
+    while {k: v for k, v in held.items() if k not in skipped} != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        held = await pull(hubject)
+    return held
+
+
 def run(args: argparse.Namespace) -> int:
-    return 0 if asyncio.run(run_demo(quiet=args.quiet)) else 1
+    configure_logging(json=False, level="WARNING")
+    return 0 if asyncio.run(run_demo(args)) else 1

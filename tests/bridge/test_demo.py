@@ -1,4 +1,4 @@
-"""``oicp-bridge demo`` as the README runs it."""
+"""``oicp-bridge demo`` as the README runs it: everything embedded, ends saying Hubject converged."""
 
 from __future__ import annotations
 
@@ -12,11 +12,16 @@ async def test_demo_runs_end_to_end_and_reports_equal_state() -> None:
         "-m",
         "bridge",
         "demo",
+        "--locations",
+        "6",
+        "--rounds",
+        "4",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=90)
     output = stdout.decode()
-    assert process.returncode == 0, stderr.decode()
-    assert "EQUALS" in output
-    assert "after 2 attempts" in output  # the injected outage was retried
+    assert process.returncode == 0, output + stderr.decode()
+    assert "Hubject's state EQUALS the mapped OCPI state" in output
+    assert "simulated outage" in output
+    assert "24 EVSEs" in output
