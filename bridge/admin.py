@@ -11,7 +11,7 @@ import hmac
 import html
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from bridge.dispatcher import Dispatcher, ResyncResult
 from bridge.metrics import Metrics
+from bridge.ocpi.errors import OcpiError
 from bridge.status import read_status
 from bridge.store.database import Database
 from oicp.errors import InvalidIDError
@@ -34,12 +35,14 @@ class AdminApp:
         metrics: Metrics,
         *,
         token: SecretStr | None,
+        refetch: Callable[[], Awaitable[int]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.token = token
+        self.refetch = refetch
         self.clock = clock
 
     def build(self) -> web.Application:
@@ -106,6 +109,15 @@ class AdminApp:
             except (InvalidIDError, KeyError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
         force = request.query.get("force", "").lower() in ("1", "true", "yes")
+        if request.query.get("refetch", "").lower() in ("1", "true", "yes"):
+            if self.refetch is None:
+                return web.json_response(
+                    {"error": "no [[ocpi.sources]] configured to re-fetch from"}, status=400
+                )
+            try:
+                await self.refetch()
+            except OcpiError as exc:
+                return web.json_response({"error": f"full OCPI re-fetch failed: {exc}"}, status=502)
         outcomes = await self.dispatcher.request_resync(operator, force=force)
         body = [
             {

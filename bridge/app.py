@@ -87,7 +87,15 @@ class Bridge:
         )
         db.add_commit_listener(dispatcher.wake)
         pollers = [SenderPoller(source, ocpi_store, db) for source in config.ocpi.sources]
-        admin = AdminApp(db, dispatcher, metrics, token=config.admin.token)
+
+        async def refetch_all() -> int:
+            """A full OCPI fetch from every configured sender (before a resync, on request)."""
+            results = [await poller.poll_once(full=True) for poller in pollers]
+            return sum(result.locations for result in results)
+
+        admin = AdminApp(
+            db, dispatcher, metrics, token=config.admin.token, refetch=refetch_all if pollers else None
+        )
         return cls(config, metrics, db, outbox, ocpi_store, client, dispatcher, pollers, admin)
 
     def fetch_missing(self) -> FetchMissing | None:

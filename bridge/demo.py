@@ -63,7 +63,7 @@ def demo_config(folder: Path, hubject: ServedSimulator) -> BridgeConfig:
 
 
 def expected_state(fleet: CpoFleet) -> tuple[dict[EvseID, EvseStatus], set[EvseID]]:
-    """Hubject's state per the mapping table, and EVSEs whose status maps to 'skip' (left as Hubject had it)."""
+    """Hubject's state per the mapping table, and EVSEs whose status maps to 'skip' (Hubject keeps its)."""
     expected: dict[EvseID, EvseStatus] = {}
     skipped: set[EvseID] = set()
     for evse_id, status in fleet.statuses_by_evse_id().items():
@@ -91,7 +91,10 @@ async def run_demo(args: argparse.Namespace) -> bool:
             bridge = Bridge.build(demo_config(Path(folder), hubject), initial_resync=False)
             async with bridge.running():
                 say(f"Hubject simulator  {hubject.url}")
-                say(f"bridge OCPI        {bridge.receiver_url}/ocpi/versions   admin {bridge.admin_url}/status")
+                say(
+                    f"bridge OCPI        {bridge.receiver_url}/ocpi/versions"
+                    f"   admin {bridge.admin_url}/status"
+                )
                 say(f"store              {folder}/bridge.db")
                 fleet = CpoFleet(
                     seed=args.seed, locations=args.locations, evses_per_location=args.evses, party_id="OBD"
@@ -125,7 +128,8 @@ async def run_demo(args: argparse.Namespace) -> bool:
     for status in expected.values():
         counts[status.value] = counts.get(status.value, 0) + 1
     print(
-        f"Summary: {fleet.evse_count} EVSEs, {pushes} Hubject push requests in {time.monotonic() - started:.1f}s; "
+        f"Summary: {fleet.evse_count} EVSEs, {pushes} Hubject push requests "
+        f"in {time.monotonic() - started:.1f}s; "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         + f"; Hubject's state {'EQUALS' if equal else 'DIFFERS FROM'} the mapped OCPI state.",
         flush=True,

@@ -103,9 +103,9 @@ async def test_cpo_pushing_ocpi_reaches_hubject(tmp_path: Path, version: OcpiVer
                 for _ in range(5):
                     await pusher.push_changes(fleet.step(8))
             await converge(hubject, fleet)
-        pushes = [e for e in hubject.simulator.request_log if e.operation in ("push", "soap-push")]
+        pushes = [e for e in hubject.simulator.request_log if e.operation == "push"]
         assert pushes, "nothing reached Hubject"
-        assert hubject.simulator.max_in_flight_overall <= 1
+        assert hubject.simulator.max_in_flight_overall == 1  # OICP: pushes are sequential
 
 
 async def test_polled_cpo_reaches_hubject_and_later_changes_follow(tmp_path: Path) -> None:
@@ -123,10 +123,27 @@ async def test_polled_cpo_reaches_hubject_and_later_changes_follow(tmp_path: Pat
         config = bridge_config(
             tmp_path, hubject, "rest", ocpi={"receiver": {"listen": "127.0.0.1:0"}, "sources": [source]}
         )
-        async with running_bridge(config):
+        async with running_bridge(config) as bridge:
             await converge(hubject, fleet)
             fleet.step(15)  # the CPO changes; the next incremental poll brings it
             await converge(hubject, fleet)
+            # a resync after a full OCPI re-fetch, as `oicp-bridge resync --refetch` asks for it
+            requests_before = len(sender.stats.list_requests)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{bridge.admin_url}/resync",
+                    params={"refetch": "true"},
+                    headers={"Authorization": "Bearer admin"},
+                ) as response,
+            ):
+                body = await response.json()
+            assert response.status == 200, body
+            assert body["outcomes"][0]["result"] == "done"
+            assert body["outcomes"][0]["records"] == len(hubject.simulator.statuses("DE*OBD"))
+            refetch = sender.stats.list_requests[requests_before:]
+            assert any(r[:2] == (0, None) for r in refetch)  # a full fetch: no date_from, from the first page
+        assert any(e.action_type == "fullLoad" for e in hubject.simulator.request_log)
 
 
 @asynccontextmanager

@@ -8,12 +8,16 @@ import ssl
 import time
 from pathlib import Path
 
+from lxml import etree
+
 from bridge.commands import add_config_argument
 from bridge.config import BridgeConfig, Protocol, config_path, load_config
 from bridge.errors import ConfigError
 from bridge.mapping import parse_overrides
 from oicp.errors import ConfigurationError
+from oicp.soap import soap_endpoint
 from oicp.tls import client_ssl_context
+from oicp.wsdl import SOAP_PATH, ServiceSchema
 
 HELP = "validate the configuration and certificates; exit 1 with one line per problem"
 EXPIRY_WARNING_DAYS = 30
@@ -32,6 +36,18 @@ def certificate_expiry(path: Path) -> float | None:
     return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
 
 
+def check_soap(url: str) -> list[str]:
+    """The SOAP transport's own needs: its shipped WSDL/XSD load offline, and the endpoint it will call."""
+    try:
+        ServiceSchema.load()
+    except (OSError, etree.LxmlError) as exc:
+        return [f"hubject.protocol = soap: the shipped WSDL/XSD cannot be loaded: {exc}"]
+    endpoint = soap_endpoint(url)
+    if not endpoint.endswith(SOAP_PATH) and "/ws/" not in endpoint:
+        return [f"hubject.url: the SOAP endpoint would be {endpoint}, which is not a /ws/ service path"]
+    return []
+
+
 def check(config: BridgeConfig, now: float) -> tuple[list[str], list[str]]:
     """(problems, warnings) of a loaded configuration."""
     problems: list[str] = []
@@ -43,6 +59,8 @@ def check(config: BridgeConfig, now: float) -> tuple[list[str], list[str]]:
         warnings.append(f"hubject.url: plain http ({hubject.url}) is for local tests only")
     elif not hubject.url.startswith("https://"):
         problems.append(f"hubject.url: must start with https:// (got {hubject.url!r})")
+    if hubject.protocol is Protocol.SOAP:
+        problems.extend(check_soap(hubject.url))
     if hubject.protocol is Protocol.REST and "/api/oicp" not in hubject.url:
         problems.append(
             "hubject.url: the OICP REST URL ends in /api/oicp, e.g. https://service-qa.hubject.com/api/oicp"

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--operator", metavar="ID", help="only this operator (default: all)")
     parser.add_argument("--force", action="store_true", help="send even an empty or sharply shrunken set")
+    parser.add_argument(
+        "--refetch",
+        action="store_true",
+        help="first fetch every location again from the configured OCPI senders",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the outcome")
 
 
@@ -44,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         print("admin.token is not set: the bridge refuses resync requests without it", file=sys.stderr)
         return 1
     params = {"force": "true"} if args.force else {}
+    if args.refetch:
+        params["refetch"] = "true"
     if args.operator:
         params["operator"] = args.operator
     url = f"http://{config.admin.listen}/resync"

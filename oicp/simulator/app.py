@@ -15,10 +15,11 @@ the ActionType semantics of ``state.py``, answers pulls from the same state, inj
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,15 +192,21 @@ class HubjectSimulator:
     async def _on_shutdown(self, app: web.Application) -> None:
         self._closing.set()
 
-    async def _push(self, request: web.Request) -> web.StreamResponse:
-        key = request.match_info["operator_id"].replace("*", "").upper()
+    @contextlib.contextmanager
+    def push_in_flight(self, operator_id: str | None) -> Iterator[None]:
+        """Count a push as in flight while it is handled (REST and SOAP front ends alike)."""
+        key = (operator_id or "").replace("*", "").upper()
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.max_in_flight[key] = max(self.max_in_flight.get(key, 0), self._in_flight[key])
         self.max_in_flight_overall = max(self.max_in_flight_overall, sum(self._in_flight.values()))
         try:
-            return await self._push_in_flight(request)
+            yield
         finally:
             self._in_flight[key] -= 1
+
+    async def _push(self, request: web.Request) -> web.StreamResponse:
+        with self.push_in_flight(request.match_info["operator_id"]):
+            return await self._push_in_flight(request)
 
     async def _push_in_flight(self, request: web.Request) -> web.StreamResponse:
         operator_id = request.match_info["operator_id"]

@@ -230,7 +230,6 @@ class SoapFrontEnd:
         self.simulator = simulator
         self.schema = schema or ServiceSchema.load()
         self._clock = clock  # the simulator's clock, so request_log times compare across front ends
-        self._pushes_in_flight = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -245,14 +244,9 @@ class SoapFrontEnd:
             return self._fault(entry, "Client", VALIDATION_FAULT, invalid.errors)
         if parsed.operation is not SoapOperation.PUSH:
             return await self._pull(request, entry, parsed)
-        self._pushes_in_flight += 1
-        self.simulator.max_in_flight_overall = max(
-            self.simulator.max_in_flight_overall, self._pushes_in_flight
-        )
-        try:
+        operator_id = parsed.payload.findtext(f"{_ES}OperatorEvseStatus/{_ES}OperatorID")
+        with self.simulator.push_in_flight(operator_id):
             return await self._push(request, entry, parsed.payload)
-        finally:
-            self._pushes_in_flight -= 1
 
     async def _push(
         self, request: web.Request, entry: LoggedRequest, payload: etree._Element

@@ -6,15 +6,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bridge.dispatcher import ResyncResult
+from bridge.mapping import StatusMapper
 from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
+from bridge.store.schema import MIGRATIONS
+from oicp.client import ClientSettings
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 from oicp.rest import RestClient
-from oicp.simulator import FaultKind, ServedSimulator
-from tests.bridge.conftest import make_dispatcher, observation, wait_for
+from oicp.retry import RetryPolicy
+from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
+from tests.bridge.conftest import OPERATORS, make_dispatcher, observation, wait_for
 
 ABC = OperatorID("DE*ABC")
 
@@ -200,3 +208,54 @@ async def _settled(outbox: OutboxStore) -> bool:
 
 async def _fullload_started(hubject: ServedSimulator) -> bool:
     return any(e.action_type == "fullLoad" for e in pushes(hubject))  # type: ignore[attr-defined]
+
+
+# --- the pushed state, as a property ---------------------------------------------------------------------
+
+STATUS_OF = {
+    OcpiEvseStatus.AVAILABLE: EvseStatus.AVAILABLE,
+    OcpiEvseStatus.CHARGING: EvseStatus.OCCUPIED,
+    OcpiEvseStatus.OUTOFORDER: EvseStatus.OUT_OF_SERVICE,
+    OcpiEvseStatus.RESERVED: EvseStatus.RESERVED,
+}
+# (evse, status or None for REMOVED, last_updated second, push now?)
+steps = st.lists(
+    st.tuples(
+        st.integers(1, 5),
+        st.sampled_from([*STATUS_OF, OcpiEvseStatus.REMOVED]),
+        st.integers(0, 30),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps)
+async def test_hubject_ends_with_the_mapping_of_the_newest_observation_per_evse(
+    tmp_path_factory: pytest.TempPathFactory, sequence: list[tuple[int, OcpiEvseStatus, int, bool]]
+) -> None:
+    """Any interleaving of observations (out-of-order last_updated, duplicates) and pushes: what Hubject
+    finally holds per EVSE is the mapping of that EVSE's newest observation."""
+    db = Database(tmp_path_factory.mktemp("pushed") / "p.db", MIGRATIONS)
+    await db.open()
+    try:
+        store = OutboxStore(db, StatusMapper([op.operator_id for op in OPERATORS]))
+        async with serve_simulator(HubjectSimulator()) as hubject:
+            policy = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.01)
+            async with RestClient(ClientSettings(url=hubject.url), retry_policy=policy) as rest:
+                dispatcher = make_dispatcher(store, rest)
+                newest: dict[EvseID, tuple[int, OcpiEvseStatus]] = {}
+                for evse, status, second, push_now in sequence:
+                    await store.accept_now([observation(str(evse), status, seconds=second)])
+                    key = EvseID(f"DE*ABC*E{evse}")
+                    if key not in newest or second >= newest[key][0]:
+                        newest[key] = (second, status)
+                    if push_now:
+                        await dispatcher.run_until_idle()
+                await dispatcher.run_until_idle()
+            expected = {k: STATUS_OF[s] for k, (_, s) in newest.items() if s is not OcpiEvseStatus.REMOVED}
+            assert hubject.simulator.statuses(ABC) == expected
+    finally:
+        await db.close()
