@@ -227,8 +227,9 @@ class Dispatcher:
         now = self.clock()
         status = await self.store.lane_status(lane.operator_id)
         if self.metrics is not None:
-            self.metrics.pending.labels(str(lane.operator_id)).set(status.pending)
-            age = 0.0 if status.oldest_pending_since is None else max(0.0, now - status.oldest_pending_since)
+            self.metrics.pending.labels(str(lane.operator_id)).set(status.unacknowledged)
+            oldest = status.oldest_unacknowledged_since
+            age = 0.0 if oldest is None else max(0.0, now - oldest)
             self.metrics.oldest_pending_age.labels(str(lane.operator_id)).set(age)
         due = flush_due_in(
             status.oldest_pending_since, status.pending, now, self.push.flush_interval, self.push.max_batch

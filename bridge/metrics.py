@@ -28,7 +28,10 @@ class Metrics:
             registry=r,
         )
         self.pending = Gauge(
-            "oicp_bridge_pending_records", "records waiting to be pushed", ["operator_id"], registry=r
+            "oicp_bridge_pending_records",
+            "records Hubject has not acknowledged yet (pending or being pushed)",
+            ["operator_id"],
+            registry=r,
         )
         self.oldest_pending_age = Gauge(
             "oicp_bridge_oldest_pending_age_seconds",

@@ -60,6 +60,8 @@ class AcceptCounts:
 class LaneStatus:
     pending: int
     oldest_pending_since: float | None
+    unacknowledged: int = 0  # pending + in flight: what Hubject has not yet acknowledged
+    oldest_unacknowledged_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +220,13 @@ class OutboxStore:
 
     async def lane_status(self, operator_id: OperatorID) -> LaneStatus:
         def run(conn: sqlite3.Connection) -> LaneStatus:
-            count, oldest = conn.execute(
-                "SELECT COUNT(*), MIN(pending_since) FROM outbox WHERE operator_id = ? AND state = 'pending'",
+            row = conn.execute(
+                "SELECT COUNT(*) FILTER (WHERE state = 'pending'), "
+                "MIN(pending_since) FILTER (WHERE state = 'pending'), COUNT(*), MIN(pending_since) "
+                "FROM outbox WHERE operator_id = ? AND state IN ('pending', 'in_flight')",
                 (str(operator_id),),
             ).fetchone()
-            return LaneStatus(count, oldest)
+            return LaneStatus(row[0], row[1], row[2], row[3])
 
         return await self.db.read(run)
 

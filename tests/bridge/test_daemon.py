@@ -153,16 +153,23 @@ async def test_daemon_serves_admin_pushes_and_drains_on_sigterm(
             return (await get(f"{base}/ready"))[0] == 503
 
         await wait_for(not_ready, within=20)
-        status, metrics = await get(f"{base}/metrics")
-        assert status == 200
-        assert 'oicp_bridge_pending_records{operator_id="DE*OBD"} 12.0' in metrics
+
+        async def twelve_pending() -> bool:
+            status, metrics = await get(f"{base}/metrics")
+            return status == 200 and 'oicp_bridge_pending_records{operator_id="DE*OBD"} 12.0' in metrics
+
+        await wait_for(twelve_pending, within=20)
         hubject.simulator.faults.error_5xx_rate = 0.0  # recovery: no manual step
         await wait_for(lambda: holds(hubject, 12), within=20)
         _, page = await get(f"{base}/status")
         assert "DE*OBD" in page
         assert "<table>" in page
-        _, body = await get(f"{base}/status.json")
-        assert json.loads(body)["operators"]["DE*OBD"]["delivered"] == 12
+
+        async def all_delivered() -> bool:
+            _, body = await get(f"{base}/status.json")
+            return bool(json.loads(body)["operators"]["DE*OBD"].get("delivered") == 12)
+
+        await wait_for(all_delivered, within=20)
         process.send_signal(signal.SIGTERM)
         assert process.stdout is not None
         output = (await asyncio.wait_for(process.stdout.read(), timeout=30)).decode()
