@@ -68,7 +68,11 @@ class Bridge:
     def build(cls, config: BridgeConfig, *, initial_resync: bool = True) -> Bridge:
         metrics = Metrics()
         db = Database(config.store.sqlite_path, MIGRATIONS)
-        mapper = StatusMapper([op.operator_id for op in config.operators], parse_overrides(config.mapping))
+        mapper = StatusMapper(
+            [op.operator_id for op in config.operators],
+            parse_overrides(config.mapping),
+            push_unpublished=config.push.include_unpublished,
+        )
 
         def count(observation: EvseObservation, counts: AcceptCounts) -> None:
             metrics.observations.labels(observation.status.value).inc()

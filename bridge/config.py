@@ -150,6 +150,7 @@ class PushConfig(Section):
     max_calls_per_minute: int = Field(default=2000, ge=1)
     shutdown_timeout: Duration = 20.0
     retry_budget: Duration = 300.0
+    include_unpublished: bool = False  # push EVSEs of OCPI publish=false locations too
 
 
 class ResyncConfig(Section):
