@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     try:
         config = load_config(path, require_file=args.config is not None)
+        if not config.operators:
+            found = "" if path.exists() else " (file not found: use --config or $OICP_BRIDGE_CONFIG)"
+            raise ConfigError([f"no [[operators]] configured, so nothing could be pushed{found}"])
         bridge = Bridge.build(config)
         if config.hubject.url.startswith("http://"):
             log.warning("plain http to Hubject: only for local tests", url=config.hubject.url)
