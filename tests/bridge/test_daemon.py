@@ -247,3 +247,14 @@ async def test_environment_overrides_the_file(tmp_path: Path) -> None:
     code, out, _ = await cli("check-config", "--config", str(config), env=env)
     assert code == 1
     assert "push.flush_interval" in out
+
+
+async def test_run_refuses_to_start_without_operators_or_with_a_missing_file(tmp_path: Path) -> None:
+    code, _, err = await cli("run", "--config", str(tmp_path / "missing.toml"))
+    assert code == 1
+    assert "no such configuration file" in err
+    empty = tmp_path / "empty.toml"
+    empty.write_text("[push]\nflush_interval = 1\n", encoding="utf-8")
+    code, _, err = await cli("run", "--config", str(empty))
+    assert code == 1
+    assert "no [[operators]] configured" in err
