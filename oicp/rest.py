@@ -257,7 +257,7 @@ class RestClient:
             async for page in pages():
                 if not page:
                     continue
-                chunk = ",".join(json.dumps(record.to_wire()) for record in page)
+                chunk = json.dumps([record.to_wire() for record in page])[1:-1]  # one dumps a page
                 yield (chunk if first else "," + chunk).encode()
                 first = False
             yield ("]" + suffix).encode()

@@ -438,7 +438,14 @@ class OcpiStore:
         observations, rows = observations_for(path, location, previous)
         document = json.dumps(new, separators=(",", ":"))
         conn.execute(UPSERT_LOCATION, (*key, version.value, document, to_us(location.last_updated)))
-        conn.executemany(UPSERT_EVSE, [(*key, uid, *row) for uid, row in rows.items()])
+        # only the EVSE rows that differ (a PATCH of one EVSE leaves its siblings' rows as they are)
+        changed = [
+            (*key, uid, *row)
+            for uid, row in rows.items()
+            if (before := previous.get(uid)) is None
+            or (before.evse_id, before.status, before.publish, before.last_updated_us) != row
+        ]
+        conn.executemany(UPSERT_EVSE, changed)
         if observations:
             self.sink.accept(conn, observations)
         return WriteResult(Outcome.CREATED if stored is None else Outcome.UPDATED, tuple(observations))

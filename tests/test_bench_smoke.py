@@ -1,0 +1,72 @@
+"""The benchmarks in ``bench/`` run, in their tiniest sizes, so their code cannot rot. Timings are not
+asserted (docs/benchmarks.md has the figures); the results' structure and correctness are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import BENCHMARKS, load
+from bench.__main__ import main
+from bench.common import TINY
+
+REQUIRED = {"benchmark", "ratio", "target", "target_met", "sizes", "bridge", "baseline"}
+
+
+async def test_intake_runs_the_full_path_and_the_baseline() -> None:
+    result = await load("intake").run(TINY)
+    assert set(result) >= REQUIRED
+    assert result["errors"] == 0
+    for side in ("bridge", "baseline"):
+        assert result[side]["requests"] == TINY.intake_requests
+        assert result[side]["per_second"] > 0
+        assert result[side]["p99_ms"] >= result[side]["p50_ms"] > 0
+    # the bridge committed every PATCH (plus the seeding PUTs) in fewer transactions: group commit
+    assert result["group_commit"]["writes"] >= TINY.intake_requests
+    assert result["ratio"] > 0
+
+
+async def test_storm_reaches_hubject_coalesced_and_times_the_probes() -> None:
+    result = await load("storm").run(TINY)
+    assert {"benchmark", "ratio", "target", "target_met", "hubject_requests"} <= set(result)
+    assert result["changes"]["http_errors"] == 0
+    assert result["changes"]["total"] >= TINY.storm_changes - TINY.storm_changes // 50
+    # coalescing: far fewer Hubject requests than changes, and every probe change reached Hubject
+    assert 1 <= result["hubject_requests"] < result["changes"]["total"] / 10
+    assert result["probe_changes_never_seen_at_hubject"] == 0
+    assert result["delay_samples"] >= 1
+
+
+async def test_resync_pushes_every_stored_evse() -> None:
+    result = await load("resync").run(TINY)
+    assert set(result) >= REQUIRED
+    assert result["bridge"]["ok"]
+    assert result["bridge"]["records"] == TINY.resync_evses
+    assert result["bridge"]["peak_rss_mb"] > 0
+    assert all(run["ok"] for run in result["baseline"]["runs"])
+
+
+async def test_coldstart_reaches_ready() -> None:
+    result = await load("coldstart").run(TINY)
+    assert set(result) >= REQUIRED
+    for side in ("bridge", "baseline"):
+        assert 0 < result[side]["build_to_ready_s"] < result[side]["spawn_to_ready_s"]
+        assert result[side]["idle_rss_mb"] > 0
+
+
+def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["resync", "--tiny", "--out", str(tmp_path)]) == 0
+    written = json.loads((tmp_path / "resync.json").read_text())
+    assert written["benchmark"] == "resync"
+    assert written["size"] == "tiny"
+    assert written["machine"]["cores"] >= 1
+    assert "resync:" in capsys.readouterr().out
+
+
+def test_every_benchmark_is_registered() -> None:
+    for name in BENCHMARKS:
+        module = load(name)
+        assert callable(module.run)
+        assert callable(module.summary)
