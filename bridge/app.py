@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ import structlog
 from aiohttp import web
 
 from bridge.admin import AdminApp
-from bridge.config import BridgeConfig, Protocol
+from bridge.config import BridgeConfig, Protocol, ReceiverConfig
 from bridge.dispatcher import Dispatcher
+from bridge.errors import ConfigError
 from bridge.mapping import StatusMapper, parse_overrides
 from bridge.metrics import Metrics
 from bridge.observation import EvseObservation
@@ -131,13 +133,13 @@ class Bridge:
             receiver_socket = _bind(receiver.listen)
             stack.callback(receiver_socket.close)
             host, port = receiver_socket.getsockname()[:2]
-            self.receiver_url = f"http://{host}:{port}"
+            self.receiver_url = f"{receiver.scheme}://{host}:{port}"
             if receiver.public_url is None:  # CPOs discover our endpoints at the address really bound
                 receiver = receiver.model_copy(update={"public_url": self.receiver_url})
             receiver_app = build_receiver_app(
                 self.ocpi_store, receiver, fetch_missing=self.fetch_missing(), own_party=own_party
             )
-            receiver_runner = await _serve(receiver_app, receiver_socket)
+            receiver_runner = await _serve(receiver_app, receiver_socket, receiver_tls(receiver))
             admin_socket = _bind(self.config.admin.listen)
             stack.callback(admin_socket.close)
             admin_runner = await _serve(self.admin.build(), admin_socket)
@@ -189,6 +191,19 @@ class Bridge:
                 task.cancel()
 
 
+def receiver_tls(receiver: ReceiverConfig) -> ssl.SSLContext | None:
+    """The server context for ``[ocpi.receiver] tls_cert``/``tls_key``, or None (plain HTTP)."""
+    if receiver.tls_cert is None or receiver.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(receiver.tls_cert, receiver.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"ocpi.receiver.tls_cert/tls_key cannot be loaded: {exc}"]) from exc
+    return context
+
+
 def _bind(listen: str) -> socket.socket:
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -204,8 +219,10 @@ def _bind(listen: str) -> socket.socket:
     return sock
 
 
-async def _serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
+async def _serve(
+    app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     return runner

@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -122,10 +123,24 @@ class ReceiverConfig(Section):
     # the bridge's own OCPI identity, sent in its credentials objects
     country_code: str = Field(default="ZZ", pattern=r"^[A-Z]{2}$")
     party_id: str = Field(default="OIB", pattern=r"^[A-Z0-9]{3}$")
+    # optional TLS on the receiver's own listener (PEM files); without them it serves plain HTTP, for
+    # deployments where a reverse proxy terminates TLS
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ReceiverConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def base_url(self) -> str:
-        return (self.public_url or f"http://{self.listen}").rstrip("/")
+        return (self.public_url or f"{self.scheme}://{self.listen}").rstrip("/")
 
 
 class SourceConfig(Section):

@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
+from bridge.errors import StoreError
 from bridge.metrics import Metrics
 from bridge.outbox import (
     Record,
@@ -186,32 +187,46 @@ class Dispatcher:
             last_at, _ = await self.store.last_fullload(lane.operator_id)
             first_fullload_due = last_at is None
         while not stop.is_set():
-            if first_fullload_due and await self._ready_for_first_fullload(lane):
-                outcome = await self._resync(lane, force=False, reason="first start")
-                first_fullload_due = outcome.result is ResyncResult.FAILED
-                continue
-            if not lane.resyncs.empty():
-                request = lane.resyncs.get_nowait()
-                outcome = await self._resync(lane, force=request.force, reason="requested")
-                if not request.done.done():
-                    request.done.set_result(outcome)
-                continue
-            timeout = await self._next_wakeup(lane)
-            if timeout == 0.0:
-                await self._flush_once(lane)
-                continue
-            lane.wake.clear()
-            wake = asyncio.ensure_future(lane.wake.wait())
-            stopping = asyncio.ensure_future(stop.wait())
+            request: _ResyncRequest | None = None
             try:
-                await asyncio.wait({wake, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (wake, stopping):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-            if timeout is not None and not lane.wake.is_set() and not stop.is_set():
-                await self._maybe_scheduled_resync(lane)
+                if first_fullload_due and await self._ready_for_first_fullload(lane):
+                    outcome = await self._resync(lane, force=False, reason="first start")
+                    first_fullload_due = outcome.result is ResyncResult.FAILED
+                    continue
+                if not lane.resyncs.empty():
+                    request = lane.resyncs.get_nowait()
+                    outcome = await self._resync(lane, force=request.force, reason="requested")
+                    if not request.done.done():
+                        request.done.set_result(outcome)
+                    continue
+                timeout = await self._next_wakeup(lane)
+                if timeout == 0.0:
+                    await self._flush_once(lane)
+                    continue
+                lane.wake.clear()
+                wake = asyncio.ensure_future(lane.wake.wait())
+                stopping = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({wake, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (wake, stopping):
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+                if timeout is not None and not lane.wake.is_set() and not stop.is_set():
+                    await self._maybe_scheduled_resync(lane)
+            except StoreError as exc:
+                # The store failed (disk full, locked...): never let that end the lane. Records this step
+                # had claimed are pending again, and the lane tries again after a pause.
+                log.error("store error in the dispatcher; retrying", error=str(exc))
+                if request is not None and not request.done.done():
+                    request.done.set_result(
+                        ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message=f"store error: {exc}")
+                    )
+                with contextlib.suppress(StoreError):
+                    await self.store.recover()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=max(0.05, self.push.max_retry_interval))
         await self._drain(lane, log)
 
     async def _ready_for_first_fullload(self, lane: Lane) -> bool:
@@ -379,6 +394,7 @@ class Dispatcher:
                 log.warning("fullLoad refused", why=message)
                 await self.store.operator_error(operator_id, f"fullLoad refused: {message}")
                 return self._resync_outcome(operator_id, ResyncResult.REFUSED, message=message)
+            await self.store.fullload_starting(operator_id)
             for _ in range(8):  # each round parks the EvseIDs Hubject reported unknown, then tries again
                 snapshot_box: list[FullLoadSnapshot] = []
                 pages = self._fullload_pages(operator_id, frozenset(excluded), snapshot_box)

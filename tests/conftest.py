@@ -13,6 +13,12 @@ from pathlib import Path
 import pytest
 import trustme
 
+# Suite-wide secret check (tests/secret_scan.py): the hooks and fixtures live there, imported here so
+# they apply to the whole suite.
+from tests.secret_scan import _secret_scan_basetemp, pytest_configure, secrets_registry
+
+__all__ = ["_secret_scan_basetemp", "pytest_configure", "secrets_registry"]
+
 
 @dataclass(frozen=True)
 class TLSMaterial:

@@ -106,6 +106,15 @@ class NotRegisteredError(OcpiStatusError):
     http_status = 405
 
 
+class StoreUnavailableError(OcpiStatusError):
+    """3000 Generic server error: the store cannot take the change now (disk full, file locked or
+    read-only). HTTP 503 with ``Retry-After``: the CPO keeps the update and sends it again; the bridge
+    never answers 1000 for a change it could not commit."""
+
+    status_code = 3000
+    http_status = 503
+
+
 class OcpiClientError(OcpiError):
     """The bridge, as an OCPI client, could not complete a call to another party."""
 

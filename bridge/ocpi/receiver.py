@@ -8,13 +8,16 @@ Routes (``{v}`` is 2.1.1 or 2.2.1)::
     GET PUT PATCH       /ocpi/{v}/locations/{country_code}/{party_id}/{location_id}[/{evse_uid}[/{conn_id}]]
 
 Every request needs ``Authorization: Token ...`` (see ``bridge.ocpi.auth``); every answer is an OCPI
-envelope; ``X-Request-ID``/``X-Correlation-ID`` are echoed. A Locations write is answered only once the
+envelope; a store that cannot take a write (disk full, locked, read-only) gets HTTP 503, OCPI 3000 and
+``Retry-After``; ``X-Request-ID``/``X-Correlation-ID`` are echoed. A Locations write is answered only once the
 store has committed it; any refused request changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge.config import ReceiverConfig
+from bridge.errors import StoreError
 from bridge.ocpi.auth import Caller, Party, TokenStore
 from bridge.ocpi.credentials import CredentialsModule
 from bridge.ocpi.envelope import respond, respond_error
@@ -33,6 +37,7 @@ from bridge.ocpi.errors import (
     OcpiError,
     OcpiStatusError,
     PartyMismatchError,
+    StoreUnavailableError,
     UnknownLocationError,
 )
 from bridge.ocpi.store import ObjectPath, OcpiStore, Outcome, WriteResult
@@ -42,7 +47,11 @@ from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
 
 FetchMissing = Callable[[str, str, str], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 MAX_BODY_BYTES = 1_000_000
+# Seconds a CPO is asked to wait before sending again what the store could not take.
+STORE_RETRY_AFTER = 5
 # Placeholder identity for the bridge in credentials objects until configuration carries one.
 DEFAULT_OWN_PARTY = Party("ZZ", "OIB")
 
@@ -160,8 +169,9 @@ def build_receiver_app(
     app.router.add_get("/ocpi/{version}", version_details)
     for method in ("GET", "POST", "PUT", "DELETE"):
         app.router.add_route(method, "/ocpi/{version}/credentials", credentials)
-    tail = "{cc}/{pid}/{location_id}"
-    for suffix in (tail, tail + "/{evse_uid}", tail + "/{evse_uid}/{connector_id}"):
+    # "[^/]+": aiohttp's default segment pattern refuses { and }, printable ASCII that OCPI ids may hold
+    tail = "{cc:[^/]+}/{pid:[^/]+}/{location_id:[^/]+}"
+    for suffix in (tail, tail + "/{evse_uid:[^/]+}", tail + "/{evse_uid:[^/]+}/{connector_id:[^/]+}"):
         for method in ("GET", "PUT", "PATCH"):
             app.router.add_route(method, "/ocpi/{version}/locations/" + suffix, locations)
     return app
@@ -205,12 +215,26 @@ async def read_json(request: web.Request, max_body_bytes: int) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLargeError(f"the body exceeds the limit of {max_body_bytes} bytes") from exc
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJsonError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise MalformedJsonError("the body is not valid JSON: it is nested too deeply") from exc
     if not isinstance(body, dict):
         raise MalformedJsonError("the body must be a JSON object")
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser would take them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf: no OCPI number is that large
+        raise ValueError(f"{text[:20]} is out of range for a number")
+    return value
 
 
 @web.middleware
@@ -223,4 +247,12 @@ async def _envelope_errors(
         response = respond_error(request, exc)
         if isinstance(exc, AuthenticationError):
             response.headers["WWW-Authenticate"] = "Token"
+        return response
+    except StoreError as exc:
+        # Nothing was committed (the write's transaction rolled back): refuse with a retryable error.
+        log.error("OCPI request refused: the store cannot take it: %s", exc)
+        response = respond_error(
+            request, StoreUnavailableError("the bridge cannot store this change right now; send it again")
+        )
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
         return response

@@ -145,7 +145,7 @@ class OutboxStore:
     ) -> None:
         row = conn.execute(
             "SELECT action, oicp_status, last_updated_us, state, pending_since, delivered_action, "
-            "delivered_status FROM outbox WHERE operator_id = ? AND evse_id = ?",
+            "delivered_status, sent_version FROM outbox WHERE operator_id = ? AND evse_id = ?",
             (str(push.operator_id), str(push.evse_id)),
         ).fetchone()
         incoming = Incoming(push.action, push.status, to_micros(observation.last_updated))
@@ -169,7 +169,13 @@ class OutboxStore:
         previous_state = None if row is None else row["state"]
         if previous_state == PARKED and push.action is Action.UPDATE:
             state = PARKED  # Hubject has no EVSE data for it: wait for the next fullLoad (docs/bridge.md)
-        elif previous_state == IN_FLIGHT or needs_push(incoming, delivered_action, delivered_status):
+        elif (
+            previous_state == IN_FLIGHT
+            # a push of this row was sent and its outcome is unknown (timeout, crash, fullLoad cut short):
+            # Hubject may hold that status rather than the delivered one, so never assume it holds this one
+            or (row is not None and row["sent_version"] is not None)
+            or needs_push(incoming, delivered_action, delivered_status)
+        ):
             state = PENDING
         else:
             state = DELIVERED
@@ -205,13 +211,14 @@ class OutboxStore:
     # --- the dispatcher's side --------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """At start: whatever was in flight when the process stopped is pending again."""
+        """At start: whatever was in flight when the process stopped is pending again. ``sent_version``
+        stays set: whether Hubject applied that push is unknown (see ``_apply``)."""
 
         def run(conn: sqlite3.Connection) -> int:
             now = self.clock()
             cursor = conn.execute(
-                "UPDATE outbox SET state = 'pending', pending_since = COALESCE(pending_since, ?), "
-                "sent_version = NULL WHERE state = 'in_flight'",
+                "UPDATE outbox SET state = 'pending', pending_since = COALESCE(pending_since, ?) "
+                "WHERE state = 'in_flight'",
                 (now,),
             )
             return cursor.rowcount
@@ -283,13 +290,14 @@ class OutboxStore:
         await self.db.write(run)
 
     async def release(self, operator_id: OperatorID, records: Sequence[Record], error: str) -> None:
-        """A push failed in a way that may pass: the records are pending again, the error is kept."""
+        """A push failed in a way that may pass: the records are pending again, the error is kept.
+        ``sent_version`` stays set: after a timeout or a reset Hubject may have applied the push."""
         now = self.clock()
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "UPDATE outbox SET state = CASE WHEN state = 'in_flight' THEN 'pending' ELSE state END, "
-                "pending_since = COALESCE(pending_since, ?), sent_version = NULL, attempts = attempts + 1, "
+                "pending_since = COALESCE(pending_since, ?), attempts = attempts + 1, "
                 "last_error = ? WHERE operator_id = ? AND evse_id = ?",
                 [(now, error, str(operator_id), str(r.evse_id)) for r in records],
             )
@@ -398,6 +406,19 @@ class OutboxStore:
             conn.close()
 
         return FullLoadSnapshot(watermark, count), pages(), close
+
+    async def fullload_starting(self, operator_id: OperatorID) -> None:
+        """Before a fullLoad: pending rows are about to reach Hubject with a status other than the delivered
+        one, and the outcome may never be known (crash, timeout); mark them sent so a later change back to
+        the delivered status is still pushed (see ``_apply``)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbox SET sent_version = version WHERE operator_id = ? AND state = 'pending'",
+                (str(operator_id),),
+            )
+
+        await self.db.write(run)
 
     async def fullload_count(self, operator_id: OperatorID) -> int:
         def run(conn: sqlite3.Connection) -> int:

@@ -11,7 +11,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from bridge.observation import OcpiEvseStatus
 
@@ -33,7 +42,10 @@ def parse_datetime(value: Any) -> Any:
         raise ValueError("a DateTime must be a string such as 2015-06-29T20:39:09Z")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 falls before year 1 in UTC
+        raise ValueError(f"DateTime out of range in UTC: {value!r}") from None
 
 
 DateTime = Annotated[datetime, BeforeValidator(parse_datetime)]
@@ -47,6 +59,10 @@ S10 = Annotated[StrictStr, Field(max_length=10)]
 S11 = Annotated[StrictStr, Field(max_length=11)]
 S16 = Annotated[StrictStr, Field(max_length=16)]
 S36 = Annotated[StrictStr, Field(max_length=36)]
+# Ids (CiString in types): printable ASCII only, so NUL, control characters, RTL marks and emoji in an id
+# are refused rather than stored under a key no URL can address cleanly.
+ID_PATTERN = r"^[ -~]*$"
+Id36 = Annotated[StrictStr, Field(max_length=36, pattern=ID_PATTERN)]
 S39 = Annotated[StrictStr, Field(max_length=39)]
 S45 = Annotated[StrictStr, Field(max_length=45)]
 S48 = Annotated[StrictStr, Field(max_length=48)]
@@ -214,6 +230,12 @@ class GeoLocation(OcpiObject):
     latitude: Annotated[StrictStr, Field(max_length=10, pattern=r"^-?[0-9]{1,2}\.[0-9]{5,7}$")]
     longitude: Annotated[StrictStr, Field(max_length=11, pattern=r"^-?[0-9]{1,3}\.[0-9]{5,7}$")]
 
+    @model_validator(mode="after")
+    def _in_range(self) -> GeoLocation:
+        if not -90 <= float(self.latitude) <= 90 or not -180 <= float(self.longitude) <= 180:
+            raise ValueError("latitude must be within -90..90 and longitude within -180..180")
+        return self
+
 
 class AdditionalGeoLocation(GeoLocation):
     name: DisplayText | None = None
@@ -279,7 +301,7 @@ class StatusSchedule(OcpiObject):
 class Connector(OcpiObject):
     """mod_locations Connector Object."""
 
-    id: S36
+    id: Id36
     standard: ConnectorType
     format: ConnectorFormat
     power_type: PowerType
@@ -294,7 +316,7 @@ class Connector(OcpiObject):
 class Evse(OcpiObject):
     """mod_locations EVSE Object."""
 
-    uid: S36
+    uid: Id36
     evse_id: S48 | None = None
     status: Status
     status_schedule: list[StatusSchedule] | None = None
@@ -322,7 +344,7 @@ class Location(OcpiObject):
 
     country_code: S2
     party_id: S3
-    id: S36
+    id: Id36
     publish: StrictBool
     publish_allowed_to: list[PublishTokenType] | None = None
     name: S255 | None = None
