@@ -156,7 +156,7 @@ def merge_patch(stored: Document, patch: Document, *, list_keys: dict[str, str])
     The lists of sub-objects named in ``list_keys`` (``evses`` by ``uid``, ``connectors`` by ``id``) merge
     per element instead of being replaced, since PATCH "is not suitable to remove information".
     """
-    merged = clone(stored)
+    merged: Document = clone(stored)
     for key, value in patch.items():
         id_key = list_keys.get(key)
         if id_key is not None and isinstance(value, list) and isinstance(merged.get(key), list):
