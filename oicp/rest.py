@@ -18,19 +18,17 @@ import email.utils
 import json
 import math
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from pydantic import ValidationError
 
-from oicp.client import ClientSettings, PushResult
+from oicp.client import PushResult
 from oicp.codes import CODE_HINTS, classify
 from oicp.errors import (
-    ConfigurationError,
     ConnectError,
     ConnectionLostError,
     HTTPStatusError,
@@ -56,9 +54,7 @@ from oicp.models import (
     PullEvseStatusResponse,
     PushEvseStatusRequest,
 )
-from oicp.retry import RetryHook, RetryPolicy, call_with_retries
-from oicp.throttle import Throttle
-from oicp.tls import client_ssl_context
+from oicp.transport import HubjectTransport
 
 PROCESS_ID_HEADER = "Process-ID"
 BODY_EXCERPT_CHARS = 300
@@ -142,35 +138,14 @@ def translate_client_error(exc: BaseException, url: str) -> RequestError:
 _CAUGHT: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-class RestClient:
+class RestClient(HubjectTransport):
     """The OICP 2.3 REST transport. Use as ``async with RestClient(settings) as client``."""
 
-    def __init__(
-        self,
-        settings: ClientSettings,
-        *,
-        retry_policy: RetryPolicy | None = None,
-        throttle: Throttle | None = None,
-        on_retry: RetryHook | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if not settings.url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"Hubject URL must start with https:// (got {settings.url!r})")
-        self.settings = settings
-        self.base_url = settings.url.rstrip("/")
-        self.retry_policy = retry_policy or RetryPolicy(
-            max_attempts=settings.max_attempts,
-            max_wait=settings.max_retry_interval,
-            budget=settings.retry_budget,
-        )
-        self.throttle = throttle or Throttle(settings.max_calls_per_minute)
-        self._on_retry = on_retry
-        self._clock = clock
-        self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
-        self._push_lock = asyncio.Lock()  # one eRoamingPushEvseStatus in flight at a time
-        self._throttle_lock = asyncio.Lock()
+    accept = "application/json"
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.url.rstrip("/")
 
     @property
     def url_hint(self) -> str | None:
@@ -178,27 +153,6 @@ class RestClient:
         if "/api/oicp" not in self.base_url:
             return hint_for(status=404, code=None, url=self.base_url)
         return None
-
-    async def __aenter__(self) -> Self:
-        ssl_context = client_ssl_context(self.settings) if self.base_url.startswith("https://") else False
-        connector = aiohttp.TCPConnector(ssl=ssl_context, limit=32, keepalive_timeout=30.0)
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.connect_timeout + self.settings.timeout,
-            sock_connect=self.settings.connect_timeout,
-            sock_read=self.settings.timeout,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            headers={"Accept": "application/json"},
-            raise_for_status=False,
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # --- push (CPO) ---------------------------------------------------------------------------------
 
@@ -219,15 +173,7 @@ class RestClient:
         )
         url = self.base_url + push_path(operator_id)
         body = request.to_wire()
-        async with self._push_lock:
-            (acknowledgement, process_id), attempts = await call_with_retries(
-                lambda: self._push_once(url, body, operator_id),
-                self.retry_policy,
-                sleep=self._sleep,
-                clock=self._clock,
-                on_retry=self._on_retry,
-            )
-        return PushResult(acknowledgement, process_id, attempts)
+        return await self._push_with_retries(lambda: self._push_once(url, body, operator_id))
 
     async def push_evse_status_stream(
         self,
@@ -262,15 +208,7 @@ class RestClient:
                 first = False
             yield ("]" + suffix).encode()
 
-        async with self._push_lock:
-            (acknowledgement, process_id), attempts = await call_with_retries(
-                lambda: self._push_once(url, body, operator_id),
-                self.retry_policy,
-                sleep=self._sleep,
-                clock=self._clock,
-                on_retry=self._on_retry,
-            )
-        return PushResult(acknowledgement, process_id, attempts)
+        return await self._push_with_retries(lambda: self._push_once(url, body, operator_id))
 
     async def _push_once(
         self, url: str, body: dict[str, Any] | Callable[[], AsyncIterator[bytes]], operator_id: OperatorID
@@ -345,13 +283,7 @@ class RestClient:
         }
 
     async def _pull_with_retries(self, url: str, body: dict[str, Any]) -> Any:
-        payload, _ = await call_with_retries(
-            lambda: self._pull_once(url, body),
-            self.retry_policy,
-            sleep=self._sleep,
-            clock=self._clock,
-            on_retry=self._on_retry,
-        )
+        payload, _ = await self._with_retries(lambda: self._pull_once(url, body))
         return payload
 
     async def _pull_once(self, url: str, body: dict[str, Any]) -> Any:
@@ -382,14 +314,13 @@ class RestClient:
         self, url: str, body: dict[str, Any] | Callable[[], AsyncIterator[bytes]], *, operator_id: str | None
     ) -> tuple[int, Any, str | None, str]:
         """POST once (after the throttle); (status, parsed JSON or None, Process-ID, raw text)."""
-        if self._session is None:
-            raise ConfigurationError("RestClient used outside 'async with'")
+        session = self.session
         await self._wait_for_throttle()
         try:
             if callable(body):
-                request = self._session.post(url, data=body(), headers={"Content-Type": "application/json"})
+                request = session.post(url, data=body(), headers={"Content-Type": "application/json"})
             else:
-                request = self._session.post(url, json=body)
+                request = session.post(url, json=body)
             async with request as response:
                 text = await response.text(errors="replace")
                 process_id = response.headers.get(PROCESS_ID_HEADER)
@@ -424,12 +355,6 @@ class RestClient:
         if status == 200:
             self.throttle.succeeded()
         return status, payload, process_id, text
-
-    async def _wait_for_throttle(self) -> None:
-        async with self._throttle_lock:
-            wait = self.throttle.reserve(self._clock())
-        if wait > 0:
-            await self._sleep(wait)
 
     def _status_error(
         self,

@@ -57,9 +57,9 @@ from oicp.models import (
     PushEvseStatusRequest,
 )
 from oicp.rest import PROCESS_ID_HEADER, hint_for, parse_retry_after, translate_client_error
-from oicp.retry import RetryHook, RetryPolicy, call_with_retries
+from oicp.retry import RetryHook, RetryPolicy
 from oicp.throttle import Throttle
-from oicp.tls import client_ssl_context
+from oicp.transport import HubjectTransport
 from oicp.wsdl import (
     MESSAGES,
     NS_SOAP_ENV,
@@ -269,8 +269,10 @@ def excerpt(text: str) -> str:
     return flat if len(flat) <= BODY_EXCERPT_CHARS else flat[:BODY_EXCERPT_CHARS] + "…"
 
 
-class SoapClient:
+class SoapClient(HubjectTransport):
     """The OICP 2.2 SOAP transport. Use as ``async with SoapClient(settings) as client``."""
+
+    accept = "text/xml"
 
     def __init__(
         self,
@@ -282,47 +284,26 @@ class SoapClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not settings.url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"Hubject URL must start with https:// (got {settings.url!r})")
-        self.settings = settings
-        self.endpoint = soap_endpoint(settings.url)
-        self.retry_policy = retry_policy or RetryPolicy(
-            max_attempts=settings.max_attempts,
-            max_wait=settings.max_retry_interval,
-            budget=settings.retry_budget,
+        super().__init__(
+            settings,
+            retry_policy=retry_policy,
+            throttle=throttle,
+            on_retry=on_retry,
+            clock=clock,
+            sleep=sleep,
         )
-        self.throttle = throttle or Throttle(settings.max_calls_per_minute)
-        self._on_retry = on_retry
-        self._clock = clock
-        self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
+        self.endpoint = soap_endpoint(settings.url)
         self._zeep: Any = None
         self._schema: ServiceSchema | None = None
-        self._push_lock = asyncio.Lock()  # one eRoamingPushEvseStatus in flight at a time
-        self._throttle_lock = asyncio.Lock()
+
+    @property
+    def target_url(self) -> str:
+        return self.endpoint
 
     async def __aenter__(self) -> Self:
         # Reading the WSDL/XSD files is blocking I/O: keep it off the event loop.
         self._zeep, self._schema = await asyncio.to_thread(lambda: (load_zeep_client(), ServiceSchema.load()))
-        ssl_context = client_ssl_context(self.settings) if self.endpoint.startswith("https://") else False
-        connector = aiohttp.TCPConnector(ssl=ssl_context, limit=32, keepalive_timeout=30.0)
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.connect_timeout + self.settings.timeout,
-            sock_connect=self.settings.connect_timeout,
-            sock_read=self.settings.timeout,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            headers={"Accept": "text/xml"},
-            raise_for_status=False,
-        )
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        return await super().__aenter__()
 
     # --- messages ------------------------------------------------------------------------------------
 
@@ -356,15 +337,7 @@ class SoapClient:
             ),
         )
         body = self.build_envelope(SoapOperation.PUSH, **_push_fields(request))
-        async with self._push_lock:
-            (acknowledgement, process_id), attempts = await call_with_retries(
-                lambda: self._push_once(body, str(operator_id)),
-                self.retry_policy,
-                sleep=self._sleep,
-                clock=self._clock,
-                on_retry=self._on_retry,
-            )
-        return PushResult(acknowledgement, process_id, attempts)
+        return await self._push_with_retries(lambda: self._push_once(body, str(operator_id)))
 
     async def push_evse_status_stream(
         self,
@@ -386,15 +359,7 @@ class SoapClient:
                     yield "".join(_record_xml(ns, record) for record in page).encode()
             yield suffix
 
-        async with self._push_lock:
-            (acknowledgement, process_id), attempts = await call_with_retries(
-                lambda: self._push_once(body, str(operator_id)),
-                self.retry_policy,
-                sleep=self._sleep,
-                clock=self._clock,
-                on_retry=self._on_retry,
-            )
-        return PushResult(acknowledgement, process_id, attempts)
+        return await self._push_with_retries(lambda: self._push_once(body, str(operator_id)))
 
     def _envelope_around_records(
         self, operator_id: OperatorID, action: ActionType, operator_name: str | None
@@ -517,9 +482,7 @@ class SoapClient:
                 raise status_error(answer, text, self.endpoint, None)
             return payload, answer
 
-        result, _ = await call_with_retries(
-            once, self.retry_policy, sleep=self._sleep, clock=self._clock, on_retry=self._on_retry
-        )
+        result, _ = await self._with_retries(once)
         return result
 
     # --- one HTTP exchange ---------------------------------------------------------------------------
@@ -542,14 +505,13 @@ class SoapClient:
         self, operation: SoapOperation, body: bytes | Callable[[], AsyncIterator[bytes]]
     ) -> SoapAnswer:
         """POST one envelope (after the throttle); 429 and 5xx with Retry-After raise here, as in REST."""
-        if self._session is None:
-            raise ConfigurationError("SoapClient used outside 'async with'")
+        session = self.session
         await self._wait_for_throttle()
         url = self.endpoint
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{operation.value}"'}
         try:
             data = body if isinstance(body, bytes) else body()
-            async with self._session.post(url, data=data, headers=headers) as response:
+            async with session.post(url, data=data, headers=headers) as response:
                 raw = await response.read()
                 answer = SoapAnswer(
                     response.status,
@@ -580,9 +542,3 @@ class SoapClient:
         if answer.status == 200:
             self.throttle.succeeded()
         return answer
-
-    async def _wait_for_throttle(self) -> None:
-        async with self._throttle_lock:
-            wait = self.throttle.reserve(self._clock())
-        if wait > 0:
-            await self._sleep(wait)
