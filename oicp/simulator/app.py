@@ -248,16 +248,16 @@ class HubjectSimulator:
             return self._answer(entry, ack.to_wire(), status=400, result_code="022")
         return self._answer(entry, self.handle_pull(body), result_code="000")
 
-    async def _apply_fault(
+    async def play_fault(
         self, request: web.Request, entry: LoggedRequest, operation: str
-    ) -> web.StreamResponse | None:
-        """Play the fault chosen for this request; None means answer normally."""
+    ) -> FaultKind | None:
+        """The part of fault injection every front end shares: the added latency, the decision, and the
+        faults that need no answer (slow, hang, a dropped connection). Returns the fault the front end must
+        still answer in its own format (5xx, 429, reject; drop: nothing reaches the client), or None."""
         if self.faults.latency > 0:
             await asyncio.sleep(self.faults.latency)
         fault = self.decide_fault(operation)
         entry.fault = fault
-        if fault is None:
-            return None
         if fault is FaultKind.SLOW:
             await asyncio.sleep(self.faults.slow_latency)
             return None
@@ -268,6 +268,16 @@ class HubjectSimulator:
             if request.transport is not None:
                 request.transport.abort()
             entry.http_status = 0
+        return fault
+
+    async def _apply_fault(
+        self, request: web.Request, entry: LoggedRequest, operation: str
+    ) -> web.StreamResponse | None:
+        """Play the fault chosen for this request; None means answer normally."""
+        fault = await self.play_fault(request, entry, operation)
+        if fault is None:
+            return None
+        if fault is FaultKind.DROP:
             return web.Response(status=500)  # never reaches the client: the connection is gone
         if fault is FaultKind.REJECT:
             code = self.faults.reject_code

@@ -288,21 +288,10 @@ class SoapFrontEnd:
     ) -> web.StreamResponse | None:
         """Play the fault chosen for this request, as ``HubjectSimulator._apply_fault`` does for REST."""
         simulator, name = self.simulator, FAULT_OPERATION[operation]
-        await self._wait_latency()
-        fault = simulator.decide_fault(name)
-        entry.fault = fault
+        fault = await simulator.play_fault(request, entry, name)
         if fault is None:
             return None
-        if fault is FaultKind.SLOW:
-            await asyncio.sleep(simulator.faults.slow_latency)
-            return None
-        if fault is FaultKind.HANG:
-            await simulator.hang()
-            raise web.HTTPServiceUnavailable(text="simulator shutting down")
         if fault is FaultKind.DROP:
-            if request.transport is not None:
-                request.transport.abort()
-            entry.http_status = 0
             return web.Response(status=500)  # never reaches the client: the connection is gone
         if fault is FaultKind.REJECT:
             code = simulator.faults.reject_code
