@@ -7,6 +7,7 @@ forms on input and serialise with aliases (``to_wire``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +61,22 @@ class PushEvseStatusRequest(OICPModel):
 
     action_type: ActionType = Field(alias="ActionType")
     operator_evse_status: OperatorEvseStatus = Field(alias="OperatorEvseStatus")
+
+    @classmethod
+    def of(
+        cls,
+        operator_id: OperatorID,
+        action: ActionType,
+        records: Iterable[EvseStatusRecord],
+        operator_name: str | None = None,
+    ) -> PushEvseStatusRequest:
+        """The request for one operator's records (validated: IDs, name length)."""
+        return cls(
+            action_type=action,
+            operator_evse_status=OperatorEvseStatus(
+                operator_id=operator_id, operator_name=operator_name, evse_status_records=tuple(records)
+            ),
+        )
 
 
 class StatusCode(OICPModel):

@@ -46,7 +46,6 @@ from oicp.models import (
     ActionType,
     EvseStatus,
     EvseStatusRecord,
-    OperatorEvseStatus,
     PullEvseStatusByIDRequest,
     PullEvseStatusByIDResponse,
     PullEvseStatusByOperatorIDRequest,
@@ -165,12 +164,7 @@ class RestClient(HubjectTransport):
         operator_name: str | None = None,
     ) -> PushResult:
         operator_id = OperatorID(operator_id)
-        request = PushEvseStatusRequest(
-            action_type=action,
-            operator_evse_status=OperatorEvseStatus(
-                operator_id=operator_id, operator_name=operator_name, evse_status_records=tuple(records)
-            ),
-        )
+        request = PushEvseStatusRequest.of(operator_id, action, records, operator_name)
         url = self.base_url + push_path(operator_id)
         body = request.to_wire()
         return await self._push_with_retries(lambda: self._push_once(url, body, operator_id))
@@ -188,12 +182,7 @@ class RestClient(HubjectTransport):
         """
         operator_id = OperatorID(operator_id)
         url = self.base_url + push_path(operator_id)
-        head = PushEvseStatusRequest(
-            action_type=action,
-            operator_evse_status=OperatorEvseStatus(
-                operator_id=operator_id, operator_name=operator_name, evse_status_records=()
-            ),
-        ).to_wire()
+        head = PushEvseStatusRequest.of(operator_id, action, (), operator_name).to_wire()
         # Everything but the records, with a marker where they go: "...,"EvseStatusRecord": [] }}".
         prefix, suffix = json.dumps(head).split('"EvseStatusRecord": []')
 

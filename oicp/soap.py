@@ -51,7 +51,6 @@ from oicp.models import (
     ActionType,
     EvseStatus,
     EvseStatusRecord,
-    OperatorEvseStatus,
     PullEvseStatusByIDResponse,
     PullEvseStatusResponse,
     PushEvseStatusRequest,
@@ -330,12 +329,7 @@ class SoapClient(HubjectTransport):
     ) -> PushResult:
         operator_id = OperatorID(operator_id)
         # The pydantic model checks what the REST client checks (IDs, name length) before any request.
-        request = PushEvseStatusRequest(
-            action_type=action,
-            operator_evse_status=OperatorEvseStatus(
-                operator_id=operator_id, operator_name=operator_name, evse_status_records=tuple(records)
-            ),
-        )
+        request = PushEvseStatusRequest.of(operator_id, action, records, operator_name)
         body = self.build_envelope(SoapOperation.PUSH, **_push_fields(request))
         return await self._push_with_retries(lambda: self._push_once(body, str(operator_id)))
 
@@ -368,12 +362,7 @@ class SoapClient(HubjectTransport):
         din = str(operator_id)[0] in "+0123456789"  # DIN EvseIDs carry no "E" (CPO 03, EvseIDType)
         marker_id = EvseID(f"{operator_id}*0" if din else f"{operator_id}*E0")
         marker = EvseStatusRecord(evse_id=marker_id, evse_status=EvseStatus.UNKNOWN)
-        request = PushEvseStatusRequest(
-            action_type=action,
-            operator_evse_status=OperatorEvseStatus(
-                operator_id=operator_id, operator_name=operator_name, evse_status_records=(marker,)
-            ),
-        )
+        request = PushEvseStatusRequest.of(operator_id, action, (marker,), operator_name)
         text = self.build_envelope(SoapOperation.PUSH, **_push_fields(request)).decode()
         ns = _RECORD_PREFIX.search(text)
         if ns is None:
