@@ -43,17 +43,19 @@ from bridge.outbox import (
 )
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
 from oicp.client import EvseStatusClient
+from oicp.codes import RECORD_LEVEL_CODES
 from oicp.errors import RejectedError, RequestError
-from oicp.ids import EvseID, OperatorID
+from oicp.ids import EVSE_ID_PATTERN, EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 
 # OICP requires EvseStatus in every EvseStatusRecord, also in a delete, where Hubject ignores it.
 _DELETE_PLACEHOLDER = EvseStatus.UNKNOWN
-RECORD_CODES = frozenset({"018", "022", "603", "604"})
+# Codes caused by records, not by the request as a whole; 022 "Data error" may be either, so a batch
+# answered 022 is split like the others until the refused record is isolated.
+RECORD_CODES = RECORD_LEVEL_CODES | {"022"}
 UNKNOWN_EVSE = "603"
-_EVSE_ID_IN_TEXT = re.compile(
-    r"[A-Za-z]{2}\*?[A-Za-z0-9]{3}\*?E[A-Za-z0-9*]{1,30}|\+?[0-9]{1,3}\*[0-9]{3}\*[0-9*]{1,32}"
-)
+# The official EvseID pattern, unanchored, to find the EvseIDs Hubject names in AdditionalInfo.
+_EVSE_ID_IN_TEXT = re.compile(EVSE_ID_PATTERN.removeprefix("^").removesuffix("$"))
 
 
 class ResyncResult(StrEnum):
@@ -480,7 +482,7 @@ class Dispatcher:
 
 def _evse_ids_in(text: str | None) -> set[EvseID]:
     found: set[EvseID] = set()
-    for match in _EVSE_ID_IN_TEXT.findall(text or ""):
-        if EvseID.is_valid(match):
-            found.add(EvseID(match))
+    for match in _EVSE_ID_IN_TEXT.finditer(text or ""):
+        if EvseID.is_valid(match.group(0)):
+            found.add(EvseID(match.group(0)))
     return found

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from bridge.mapping import Action, Push, Skip, StatusMapper
 from bridge.observation import EvseObservation
 from bridge.outbox import Incoming, Record, RecordState, Stored, Verdict, judge, needs_push
-from bridge.store.database import Database
+from bridge.store.database import Database, connect
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 
@@ -379,9 +379,7 @@ class OutboxStore:
         its own (call from a worker thread). Returns the snapshot, an iterator of pages of (EvseID, status),
         and a function that ends the read transaction.
         """
-        from bridge.store.database import connect  # a dedicated connection: the snapshot spans the push
-
-        conn = connect(self.db.path)
+        conn = connect(self.db.path)  # a dedicated connection: the snapshot spans the push
         conn.execute("BEGIN")
         (watermark,) = conn.execute("SELECT value FROM sequence WHERE name = 'outbox_version'").fetchone()
         excluded = sorted(str(e) for e in exclude)

@@ -283,16 +283,22 @@ class HubjectSimulator:
             code = self.faults.reject_code
             ack = acknowledgement(False, code, "Simulated rejection", None)
             return self._answer(entry, ack.to_wire(), result_code=code)
-        headers: dict[str, str] = {}
-        retry_after = self.retry_after_for(fault, operation)
+        headers = self.retry_after_headers(fault, operation)
         if fault is FaultKind.RATE_LIMIT:
-            if retry_after is not None:
-                headers["Retry-After"] = str(max(0, round(retry_after)) if retry_after >= 1 else retry_after)
             return self._answer(entry, {"message": "Too Many Requests"}, status=429, headers=headers)
         status = self.faults.error_5xx_status
-        if status == 503 and retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
         return self._answer(entry, {"message": "Simulated server error"}, status=status, headers=headers)
+
+    def retry_after_headers(self, fault: FaultKind, operation: str) -> dict[str, str]:
+        """The Retry-After header of a 429 (whole seconds from one second on) or of a 503, if any."""
+        retry_after = self.retry_after_for(fault, operation)
+        if retry_after is None:
+            return {}
+        if fault is FaultKind.RATE_LIMIT:
+            return {"Retry-After": str(max(0, round(retry_after)) if retry_after >= 1 else retry_after)}
+        if self.faults.error_5xx_status == 503:
+            return {"Retry-After": str(retry_after)}
+        return {}
 
     def _answer(
         self,

@@ -297,17 +297,12 @@ class SoapFrontEnd:
             code = simulator.faults.reject_code
             ack = acknowledgement(False, code, "Simulated rejection", None)
             return self._answer(entry, acknowledgement_element(ack), result_code=code)
-        retry_after = simulator.retry_after_for(fault, name)
-        headers: dict[str, str] = {}
+        headers = simulator.retry_after_headers(fault, name)
         if fault is FaultKind.RATE_LIMIT:
-            if retry_after is not None:
-                headers["Retry-After"] = str(max(0, round(retry_after)) if retry_after >= 1 else retry_after)
             return self._plain(entry, 429, "Too Many Requests", headers)
         status = simulator.faults.error_5xx_status
         if status == 500:
             return self._fault(entry, "Server", "Simulated server error")
-        if status == 503 and retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
         return self._plain(entry, status, "Simulated server error", headers)
 
     def _answer(
