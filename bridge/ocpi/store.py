@@ -304,7 +304,9 @@ class OcpiStore:
         parsed = validate(model, body, path.kind.value)
         _check_ids(version, path, body)
         new_updated: datetime = parsed.last_updated
-        return await self.db.write(lambda conn: self._put(conn, version, path, body, new_updated))
+        return await self.db.write(
+            lambda conn: self._put(conn, version, path, body, new_updated), inline=True
+        )
 
     async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PATCH merges the fields given into the stored object (mod_locations PATCH)."""
@@ -327,7 +329,9 @@ class OcpiStore:
             raise NotEnoughInformationError(
                 f"{what} changes nothing: it has no field besides ids and last_updated"
             )
-        return await self.db.write(lambda conn: self._patch(conn, version, path, body, new_updated))
+        return await self.db.write(
+            lambda conn: self._patch(conn, version, path, body, new_updated), inline=True
+        )
 
     async def apply_sender_locations(
         self, country_code: str, party_id: str, version: OcpiVersion, locations: Sequence[dict[str, Any]]

@@ -1,23 +1,31 @@
-"""One SQLite file in WAL mode, written by one thread, with group commit.
+"""One SQLite file in WAL mode, one write transaction at a time, with group commit.
 
-Every write is a function ``fn(conn) -> T`` queued to the writer thread. The writer takes everything
-queued (up to ``max_group``), runs each in its own SAVEPOINT inside one transaction and commits once, so
-one fsync covers many OCPI requests under load ("group commit"), while a write that raises rolls back
-only its own savepoint and its caller gets the error. A caller's ``await write(...)`` returns only after
-the commit that holds its change: an OCPI request is acknowledged only once its change is durable.
+Every write is a function ``fn(conn) -> T``. Writes queue up; one runner task takes everything queued (up
+to ``max_group``), runs each in its own SAVEPOINT inside one transaction and commits once, so one fsync
+covers many OCPI requests under load ("group commit"), while a write that raises rolls back only its own
+savepoint and its caller gets the error. A caller's ``await write(...)`` returns only after the commit
+that holds its change: an OCPI request is acknowledged only once its change is durable.
+
+Where each step runs:
+- ``BEGIN IMMEDIATE`` and ``COMMIT`` run on the store's own thread: they can wait for the file lock (up to
+  ``busy_timeout``) and for the fsync, which must never stall the event loop.
+- A write marked ``inline=True`` runs on the event loop itself, between those two steps. That is for short
+  writes on the intake path (one OCPI object): handing each to a thread cost more than the write, because the
+  loop and the thread then take turns on the GIL for every statement (docs/benchmarks.md).
+- Every other write runs on the store's thread, so a long one (a fullLoad's bookkeeping, a polled page)
+  never blocks the loop.
+Either way the connection is used by one of them at a time: the runner waits for each step.
 
 ``synchronous=FULL``: in WAL mode NORMAL may lose the last commits on power loss; FULL does not, and group
 commit pays for it. Reads use a second connection on a reader thread (WAL lets them run beside writes).
-The event loop never touches SQLite directly.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
+import collections
+import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +33,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge.errors import StoreClosedError, StoreError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -36,10 +46,7 @@ BUSY_TIMEOUT_MS = 10_000
 class _Job:
     fn: WriteFn
     future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-_STOP = object()
+    inline: bool
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -56,7 +63,10 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class Database:
-    """The bridge's SQLite database. ``await open()``, then ``write``/``read``; ``await close()``."""
+    """The bridge's SQLite database. ``await open()``, then ``write``/``read``; ``await close()``.
+
+    Open, write and close on one event loop; a write from another loop is handed over to it.
+    """
 
     def __init__(self, path: Path, migrations: Sequence[str], *, max_group: int = 512) -> None:
         self.path = path
@@ -64,15 +74,19 @@ class Database:
         self.max_group = max_group
         self.commits = 0  # transactions committed (for metrics and group-commit tests)
         self.writes = 0  # write functions run
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._queued = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._write_conn: sqlite3.Connection | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._open = False
         self._commit_listeners: list[Callable[[], None]] = []
 
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the writer thread) after every commit, e.g. to wake the dispatcher."""
+        """Call ``listener`` (on the event loop) after every commit, e.g. to wake the dispatcher."""
         self._commit_listeners.append(listener)
 
     @property
@@ -82,18 +96,20 @@ class Database:
     async def open(self) -> None:
         if self._open:
             return
+        loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
-            write_conn = connect(self.path)
-            self._migrate(write_conn)
+            self._write_conn = await loop.run_in_executor(writer, self._connect_and_migrate)
         except sqlite3.Error as exc:
+            writer.shutdown(wait=False)
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
-        self._writer = threading.Thread(
-            target=self._write_loop, args=(write_conn,), name="store-writer", daemon=True
-        )
-        self._writer.start()
+        self._writer = writer
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
-        self._read_conn = await asyncio.get_running_loop().run_in_executor(self._reader, connect, self.path)
+        self._read_conn = await loop.run_in_executor(self._reader, connect, self.path)
+        self._loop = loop
+        self._queued = asyncio.Event()
+        self._runner = loop.create_task(self._run(), name="store writes")
         self._open = True
 
     async def close(self) -> None:
@@ -101,21 +117,32 @@ class Database:
         if not self._open:
             return
         self._open = False
-        self._queue.put(_STOP)
-        if self._writer is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        self._queued.set()
+        if self._runner is not None:
+            await self._runner
+        loop = asyncio.get_running_loop()
+        if self._writer is not None and self._write_conn is not None:
+            await loop.run_in_executor(self._writer, self._write_conn.close)
+            self._writer.shutdown(wait=True)
         if self._reader is not None and self._read_conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._reader, self._read_conn.close)
+            await loop.run_in_executor(self._reader, self._read_conn.close)
             self._reader.shutdown(wait=True)
-        self._writer = self._reader = self._read_conn = None
+        self._writer = self._reader = self._write_conn = self._read_conn = self._runner = None
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction; return its result once that transaction is committed."""
-        if not self._open:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
+        """Run ``fn`` in a write transaction; return its result once that transaction is committed.
+
+        ``inline``: run ``fn`` on the event loop (only for short writes; see the module's docstring).
+        """
+        if not self._open or self._loop is None:
             raise StoreClosedError("the store is closed")
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            handed = asyncio.run_coroutine_threadsafe(self.write(fn, inline=inline), self._loop)
+            return await asyncio.wrap_future(handed)
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, future, loop))
+        self._queue.append(_Job(fn, future, inline))
+        self._queued.set()
         return await future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -132,82 +159,87 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
-    # --- the writer thread ------------------------------------------------------------------------
+    # --- writing ----------------------------------------------------------------------------------
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        (applied,) = conn.execute("PRAGMA user_version").fetchone()
-        for number, script in enumerate(self.migrations[applied:], start=applied + 1):
-            conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
-
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
+    def _connect_and_migrate(self) -> sqlite3.Connection:
+        conn = connect(self.path)
         try:
-            stopping = False
-            while not stopping:
-                first = self._queue.get()
-                if first is _STOP:
-                    break
-                group: list[_Job] = [first]  # type: ignore[list-item]
-                while len(group) < self.max_group:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    group.append(item)  # type: ignore[arg-type]
-                self._run_group(conn, group)
-        finally:
+            (applied,) = conn.execute("PRAGMA user_version").fetchone()
+            for number, script in enumerate(self.migrations[applied:], start=applied + 1):
+                conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error:
             conn.close()
+            raise
+        return conn
 
-    def _run_group(self, conn: sqlite3.Connection, group: list[_Job]) -> None:
+    async def _run(self) -> None:
+        """The one task that writes: group after group until the store closes and the queue is empty."""
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._queue:
+                group = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+                await self._run_group(group)
+            if not self._open:
+                return
+
+    async def _run_group(self, group: list[_Job]) -> None:
+        assert self._loop is not None
+        assert self._writer is not None
+        assert self._write_conn is not None
+        loop, conn = self._loop, self._write_conn
         outcomes: list[tuple[bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            await loop.run_in_executor(self._writer, conn.execute, "BEGIN IMMEDIATE")
             for job in group:
-                conn.execute("SAVEPOINT job")
-                try:
-                    outcomes.append((True, job.fn(conn)))
-                    conn.execute("RELEASE job")
-                except Exception as exc:  # noqa: BLE001 - the job's own error is handed to its caller, not lost
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    if isinstance(exc, sqlite3.Error):
-                        wrapped = StoreError(f"write failed: {exc}")
-                        wrapped.__cause__ = exc
-                        exc = wrapped
-                    outcomes.append((False, exc))
-            conn.execute("COMMIT")
+                if job.inline:
+                    outcomes.append(_run_job(conn, job.fn))
+                else:
+                    outcomes.append(await loop.run_in_executor(self._writer, _run_job, conn, job.fn))
+            await loop.run_in_executor(self._writer, conn.execute, "COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             error = StoreError(f"write transaction failed: {exc}")
             error.__cause__ = exc
-            _settle_all(group, [(False, error)] * len(group))
+            if conn.in_transaction:
+                try:
+                    await loop.run_in_executor(self._writer, conn.execute, "ROLLBACK")
+                except sqlite3.Error as rollback_exc:  # SQLite has rolled back itself (e.g. on an I/O error)
+                    log.warning("rollback after a failed write transaction failed: %s", rollback_exc)
+            _settle(group, [(False, error)] * len(group))
             return
         self.commits += 1
         self.writes += len(group)
+        _settle(group, outcomes)
         for listener in self._commit_listeners:
-            listener()
-        _settle_all(group, outcomes)
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop every later write: logged, writes go on
+                log.exception("a commit listener failed")
 
 
-def _settle_all(group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
-    """Hand each job its outcome on its own event loop: one thread-safe call per loop and group, not one
-    per job (each costs a wake-up of the loop), and a caller that stopped waiting is skipped."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+def _run_job(conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:
+    """Run one write in its own savepoint: (True, result), or (False, its error) with its changes undone.
+    A failure of the savepoint statements themselves (disk full...) fails the whole group."""
+    conn.execute("SAVEPOINT job")
+    try:
+        result = fn(conn)
+    except Exception as exc:  # noqa: BLE001 - the job's own error is handed to its caller, not lost
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        if isinstance(exc, sqlite3.Error):
+            wrapped = StoreError(f"write failed: {exc}")
+            wrapped.__cause__ = exc
+            return False, wrapped
+        return False, exc
+    conn.execute("RELEASE job")
+    return True, result
+
+
+def _settle(group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
     for job, (ok, value) in zip(group, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job.future, ok, value))
-    for loop, settled in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting any more
-            loop.call_soon_threadsafe(_settle, settled)
-
-
-def _settle(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in settled:
-        if future.done():  # cancelled while its write ran: the write stands, the answer has no taker
+        if job.future.done():  # cancelled while its write ran: the write stands, the answer has no taker
             continue
         if ok:
-            future.set_result(value)
+            job.future.set_result(value)
         else:
-            future.set_exception(value)
+            job.future.set_exception(value)

@@ -1,0 +1,168 @@
+"""Where ``Database`` runs each step: inline writes on the event loop, the others and BEGIN/COMMIT on the
+store's thread; one group commit either way, each write isolated in its savepoint; a write that waits for
+the file lock never stalls the loop; writes from another event loop are handed over; a failing commit
+listener does not stop later writes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import StoreError
+from bridge.store.database import Database
+
+SCHEMA = ["CREATE TABLE t (v INTEGER);"]
+
+
+def values(conn: sqlite3.Connection) -> list[int]:
+    return [row[0] for row in conn.execute("SELECT v FROM t ORDER BY rowid")]
+
+
+async def test_inline_writes_run_on_the_loop_and_the_others_on_the_store_thread(tmp_path: Path) -> None:
+    db = Database(tmp_path / "store.db", SCHEMA)
+    await db.open()
+    try:
+        loop_thread = threading.get_ident()
+
+        def insert(value: int) -> Callable[[sqlite3.Connection], int]:
+            def write(conn: sqlite3.Connection) -> int:
+                conn.execute("INSERT INTO t VALUES (?)", (value,))
+                return threading.get_ident()
+
+            return write
+
+        def failing(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO t VALUES (99)")
+            raise ValueError("this write is refused")
+
+        commits = db.commits
+        results = await asyncio.gather(
+            db.write(insert(1), inline=True),
+            db.write(insert(2)),
+            db.write(failing, inline=True),
+            db.write(insert(3), inline=True),
+            return_exceptions=True,
+        )
+        assert results[0] == loop_thread
+        assert results[1] != loop_thread
+        assert isinstance(results[2], ValueError)  # its own error, its own savepoint undone
+        assert results[3] == loop_thread
+        assert await db.read(values) == [1, 2, 3]  # in order; 99 rolled back
+        assert db.commits == commits + 1  # one transaction for the whole group
+    finally:
+        await db.close()
+
+
+async def test_a_write_waiting_for_the_file_lock_does_not_stall_the_event_loop(tmp_path: Path) -> None:
+    db = Database(tmp_path / "store.db", SCHEMA)
+    await db.open()
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        write = asyncio.ensure_future(
+            db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)").rowcount, inline=True)
+        )
+        ticks = 0
+        async with asyncio.timeout(5):
+            while ticks < 20:  # the loop keeps running while the write waits for the lock
+                await asyncio.sleep(0.005)
+                ticks += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        async with asyncio.timeout(10):
+            assert await write == 1
+        assert await db.read(values) == [1]
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_failed_commit_fails_every_write_of_its_group_and_later_writes_work(tmp_path: Path) -> None:
+    db = Database(tmp_path / "store.db", SCHEMA)
+    await db.open()
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None, timeout=0)
+    try:
+        # the store's busy_timeout is 10 s: shorten it for this test so the locked BEGIN fails quickly
+        await db.write(lambda conn: conn.execute("PRAGMA busy_timeout = 50"))
+        other.execute("BEGIN IMMEDIATE")
+        results = await asyncio.gather(
+            db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"), inline=True),
+            db.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)")),
+            return_exceptions=True,
+        )
+        assert all(isinstance(result, StoreError) for result in results)
+        other.execute("COMMIT")
+        await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (3)"), inline=True)
+        assert await db.read(values) == [3]
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_write_from_another_event_loop_is_handed_over(tmp_path: Path) -> None:
+    db = Database(tmp_path / "store.db", SCHEMA)
+    await db.open()
+    try:
+
+        def elsewhere() -> int:
+            async def write() -> int:
+                return await db.write(
+                    lambda conn: conn.execute("INSERT INTO t VALUES (7)").rowcount, inline=True
+                )
+
+            return asyncio.run(write())
+
+        async with asyncio.timeout(10):
+            assert await asyncio.get_running_loop().run_in_executor(None, elsewhere) == 1
+        assert await db.read(values) == [7]
+    finally:
+        await db.close()
+
+
+async def test_a_failing_commit_listener_does_not_stop_later_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = Database(tmp_path / "store.db", SCHEMA)
+    heard: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    db.add_commit_listener(broken)
+    db.add_commit_listener(lambda: heard.append(db.commits))
+    await db.open()
+    try:
+        async with asyncio.timeout(10):
+            await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"), inline=True)
+            await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)"))
+        assert await db.read(values) == [1, 2]
+        assert len(heard) == 2
+        assert "a commit listener failed" in caplog.text
+    finally:
+        await db.close()
+
+
+async def test_close_finishes_queued_writes_and_then_refuses_new_ones(tmp_path: Path) -> None:
+    db = Database(tmp_path / "store.db", SCHEMA)
+    await db.open()
+
+    def insert(value: int) -> Callable[[sqlite3.Connection], object]:
+        return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (value,))
+
+    queued = [asyncio.ensure_future(db.write(insert(v))) for v in range(5)]
+    await asyncio.sleep(0)
+    await db.close()
+    assert all(task.done() and task.exception() is None for task in queued)
+    with pytest.raises(StoreError):
+        await db.write(lambda conn: None)
+    reopened = Database(tmp_path / "store.db", SCHEMA)
+    await reopened.open()
+    try:
+        assert await reopened.read(values) == [0, 1, 2, 3, 4]
+    finally:
+        await reopened.close()
