@@ -4,6 +4,10 @@ Each Location is kept as one JSON document, exactly as the CPO sent it (PUT) or 
 GET answers what was pushed. ``ocpi_evse`` keeps, per EVSE uid, what the hand-off needs: status, publish
 flag, and the last ``evse_id`` seen (OCPI lets ``evse_id`` vanish once status is REMOVED).
 
+The commonest request, an EVSE PATCH of only ``status``, does not rewrite the document: it sets the EVSE
+row's status and ``last_updated_text`` and the Location row's ``last_updated_text``, which every read lays
+over the document (``_load``), and the next rewrite of the document folds in (``_commit``).
+
 Every change runs in one ``Database.write`` function: validate the resulting Location, write it, diff the
 EVSEs against ``ocpi_evse``, and hand the observations to the sink in the same transaction. A request is
 answered only after that transaction commits; a request that raises changes nothing.
@@ -228,21 +232,39 @@ def observations_for(
 
 
 UPSERT_LOCATION = """
-INSERT INTO ocpi_location VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE
-SET version = excluded.version, document = excluded.document, last_updated_us = excluded.last_updated_us
+INSERT INTO ocpi_location (country_code, party_id, location_id, version, document, last_updated_us)
+VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE
+SET version = excluded.version, document = excluded.document, last_updated_us = excluded.last_updated_us,
+    last_updated_text = NULL
 """
-# Where an EVSE stands in its Location's stored document, with what the status fast path compares.
-FIND_EVSE_IN_DOCUMENT = """
-SELECT l.version AS version, e.key AS idx, json_extract(e.value, '$.status') AS evse_status,
-       json_extract(e.value, '$.last_updated') AS evse_last_updated,
-       json_extract(l.document, '$.last_updated') AS location_last_updated
-FROM ocpi_location AS l, json_each(l.document, '$.evses') AS e
-WHERE l.country_code = ? AND l.party_id = ? AND l.location_id = ? AND json_extract(e.value, '$.uid') = ?
+# A Location with the status fast path's columns laid over its document, in one statement (one snapshot).
+LOAD_LOCATION = """
+SELECT l.version AS version, l.document AS document, l.last_updated_text AS last_updated_text,
+       (SELECT json_group_array(json_array(e.evse_uid, e.status, e.last_updated_text)) FROM ocpi_evse AS e
+        WHERE e.country_code = l.country_code AND e.party_id = l.party_id AND e.location_id = l.location_id
+          AND e.last_updated_text IS NOT NULL) AS evse_overlays
+FROM ocpi_location AS l WHERE l.country_code = ? AND l.party_id = ? AND l.location_id = ?
+"""
+# What the status fast path compares, from the rows; the document is parsed only when the fast path has not
+# yet written that EVSE or Location since the document was last rewritten (the columns are NULL).
+# evse_last_updated NULL: the EVSE is not in the document (a REMOVED uid's row outlives its EVSE).
+FIND_EVSE = """
+SELECT l.version AS version, e.evse_id AS evse_id, e.status AS status, e.publish AS publish,
+       e.last_updated_us AS evse_us, l.last_updated_us AS location_us,
+       coalesce(e.last_updated_text,
+                (SELECT json_extract(x.value, '$.last_updated') FROM json_each(l.document, '$.evses') AS x
+                 WHERE json_extract(x.value, '$.uid') = e.evse_uid)) AS evse_last_updated,
+       coalesce(l.last_updated_text, json_extract(l.document, '$.last_updated')) AS location_last_updated
+FROM ocpi_evse AS e JOIN ocpi_location AS l
+  ON l.country_code = e.country_code AND l.party_id = e.party_id AND l.location_id = e.location_id
+WHERE e.country_code = ? AND e.party_id = ? AND e.location_id = ? AND e.evse_uid = ?
 """
 _STATUS_PATCH = frozenset({"status", "last_updated", "uid"})
 _STATUSES = frozenset(status.value for status in OcpiEvseStatus)
 UPSERT_EVSE = """
-INSERT INTO ocpi_evse VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE
+INSERT INTO ocpi_evse
+    (country_code, party_id, location_id, evse_uid, evse_id, status, publish, last_updated_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE
 SET evse_id = excluded.evse_id, status = excluded.status, publish = excluded.publish,
     last_updated_us = excluded.last_updated_us
 """
@@ -449,9 +471,10 @@ class OcpiStore:
     ) -> WriteResult | None:
         """The commonest request, an EVSE PATCH of ``status`` (and ``last_updated``), without loading,
         re-validating and rewriting the whole Location: the change cannot make a valid Location invalid,
-        so the document is updated in place with SQLite's JSON functions. None: not such a request, or
-        anything unusual (unknown object, another version's document), which the general path handles
-        with the same answers. The result is the same document, rows and observations as that path's.
+        so it is written to the EVSE and Location rows, which reads lay over the document. None: not such
+        a request, or anything unusual (unknown object, another version's document), which the general
+        path handles with the same answers. The result reads back as the same document, rows and
+        observations as that path's (tests/ocpi/test_status_fast_path.py).
         """
         status = body.get("status")
         if path.kind is not ObjectKind.EVSE or not set(body) <= _STATUS_PATCH:
@@ -459,55 +482,41 @@ class OcpiStore:
         if not isinstance(status, str) or status not in _STATUSES:
             return None  # the general path answers it with the model's message
         key = (path.country_code, path.party_id, path.location_id)
-        found = conn.execute(FIND_EVSE_IN_DOCUMENT, (*key, path.evse_uid)).fetchone()
-        row = conn.execute(
-            "SELECT evse_id, status, publish FROM ocpi_evse "
-            "WHERE country_code=? AND party_id=? AND location_id=? AND evse_uid=?",
-            (*key, path.evse_uid),
-        ).fetchone()
-        if found is None or row is None or found["version"] != version.value:
+        found = conn.execute(FIND_EVSE, (*key, path.evse_uid)).fetchone()
+        if found is None or found["version"] != version.value or found["evse_last_updated"] is None:
             return None
-        evse_updated = parse_last_updated(found["evse_last_updated"], "stored object")
-        if evse_updated > updated:
+        # the rows' microseconds are the stored strings parsed (both paths write them so)
+        updated_us = to_us(updated)
+        if found["evse_us"] > updated_us:
             return WriteResult(Outcome.STALE)
         raw_updated = body["last_updated"]
         # what the general path stores and reports: the datetimes as parsed back from the document's strings
         evse_time = parse_last_updated(raw_updated, "EVSE PATCH")
-        location_updated = parse_last_updated(found["location_last_updated"], "stored object")
-        touch_location = not location_updated > updated
+        touch_location = not found["location_us"] > updated_us
         new_location_updated = format_datetime(updated) if touch_location else found["location_last_updated"]
-        location_time = parse_last_updated(new_location_updated, "stored object")
         if (status, raw_updated, new_location_updated) == (
-            found["evse_status"],
+            found["status"],
             found["evse_last_updated"],
             found["location_last_updated"],
         ):
             return WriteResult(Outcome.UNCHANGED)
-        evse_path = f"$.evses[{found['idx']}]"
         conn.execute(
-            "UPDATE ocpi_location SET document = json_set(document, ?, ?, ?, ?, '$.last_updated', ?), "
-            "last_updated_us = ? WHERE country_code=? AND party_id=? AND location_id=?",
-            (
-                f"{evse_path}.status",
-                status,
-                f"{evse_path}.last_updated",
-                raw_updated,
-                new_location_updated,
-                to_us(location_time),
-                *key,
-            ),
-        )
-        conn.execute(
-            "UPDATE ocpi_evse SET status = ?, last_updated_us = ? "
+            "UPDATE ocpi_evse SET status = ?, last_updated_us = ?, last_updated_text = ? "
             "WHERE country_code=? AND party_id=? AND location_id=? AND evse_uid=?",
-            (status, to_us(evse_time), *key, path.evse_uid),
+            (status, to_us(evse_time), raw_updated, *key, path.evse_uid),
         )
+        if new_location_updated != found["location_last_updated"]:
+            conn.execute(
+                "UPDATE ocpi_location SET last_updated_text = ?, last_updated_us = ? "
+                "WHERE country_code=? AND party_id=? AND location_id=?",
+                (new_location_updated, to_us(updated.replace(microsecond=0)), *key),  # as formatted
+            )
         observations: tuple[EvseObservation, ...] = ()
-        if status != row["status"]:
+        if status != found["status"]:
             observations = (
                 EvseObservation(
-                    path.country_code, path.party_id, path.location_id, path.evse_uid or "", row["evse_id"],
-                    OcpiEvseStatus(status), evse_time, bool(row["publish"]),
+                    path.country_code, path.party_id, path.location_id, path.evse_uid or "", found["evse_id"],
+                    OcpiEvseStatus(status), evse_time, bool(found["publish"]),
                 ),
             )  # fmt: skip
             self.sink.accept(conn, observations)
@@ -534,6 +543,12 @@ class OcpiStore:
         observations, rows = observations_for(path, location, previous)
         document = json.dumps(new, separators=(",", ":"))
         conn.execute(UPSERT_LOCATION, (*key, version.value, document, to_us(location.last_updated)))
+        # ``new`` was built from the document with the fast path's columns laid over it: they are in it now
+        conn.execute(
+            "UPDATE ocpi_evse SET last_updated_text = NULL WHERE country_code=? AND party_id=? "
+            "AND location_id=? AND last_updated_text IS NOT NULL",
+            key,
+        )
         # only the EVSE rows that differ (a PATCH of one EVSE leaves its siblings' rows as they are)
         changed = [
             (*key, uid, *row)
@@ -548,13 +563,18 @@ class OcpiStore:
 
 
 def _load(conn: sqlite3.Connection, path: ObjectPath) -> tuple[str | None, Document | None]:
-    row = conn.execute(
-        "SELECT version, document FROM ocpi_location WHERE country_code=? AND party_id=? AND location_id=?",
-        (path.country_code, path.party_id, path.location_id),
-    ).fetchone()
+    row = conn.execute(LOAD_LOCATION, (path.country_code, path.party_id, path.location_id)).fetchone()
     if row is None:
         return None, None
     document: Document = json.loads(row["document"])
+    if row["last_updated_text"] is not None:
+        document["last_updated"] = row["last_updated_text"]
+    overlays = {uid: (status, text) for uid, status, text in json.loads(row["evse_overlays"])}
+    if overlays:
+        for evse in document.get("evses") or []:
+            overlay = overlays.get(evse.get("uid")) if isinstance(evse, dict) else None
+            if overlay is not None:
+                evse["status"], evse["last_updated"] = overlay
     return row["version"], document
 
 

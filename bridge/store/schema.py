@@ -5,6 +5,7 @@ Append only: a released migration is never edited. Each area owns its tables:
   what was not pushed and why, and per-operator push/resync bookkeeping.
 - 2: OCPI state (bridge.ocpi.store): locations, EVSEs, connectors per party; registrations (tokens).
 - 3: the sender poller (bridge.ocpi.poller): per polled source, its cursor and last success/error.
+- 4: OCPI state: the columns the EVSE status fast path writes instead of rewriting the Location document.
 """
 
 from __future__ import annotations
@@ -108,4 +109,12 @@ CREATE TABLE IF NOT EXISTS ocpi_sender_poll (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[str] = [OUTBOX, OCPI, OCPI_SENDER_POLL]
+# The EVSE status fast path (bridge.ocpi.store) records a status PATCH in these columns and leaves the
+# Location document alone; reading a Location lays them over the document. NULL: the document's value holds.
+# Every rewrite of the document (PUT, general PATCH) folds them in and sets them back to NULL.
+OCPI_STATUS_COLUMNS = """
+ALTER TABLE ocpi_location ADD COLUMN last_updated_text TEXT;  -- the Location's last_updated as sent
+ALTER TABLE ocpi_evse ADD COLUMN last_updated_text TEXT;      -- the EVSE's last_updated; status is the EVSE's
+"""
+
+MIGRATIONS: list[str] = [OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS]
