@@ -24,7 +24,7 @@ from bridge.dispatcher import Dispatcher
 from bridge.errors import ConfigError
 from bridge.mapping import StatusMapper, parse_overrides
 from bridge.metrics import Metrics
-from bridge.observation import EvseObservation
+from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.auth import Party
 from bridge.ocpi.poller import SenderPoller
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
@@ -76,8 +76,10 @@ class Bridge:
             push_unpublished=config.push.include_unpublished,
         )
 
+        by_status = {status: metrics.observations.labels(status.value) for status in OcpiEvseStatus}
+
         def count(observation: EvseObservation, counts: AcceptCounts) -> None:
-            metrics.observations.labels(observation.status.value).inc()
+            by_status[observation.status].inc()
 
         outbox = OutboxStore(db, mapper, on_accept=count)
         ocpi_store = OcpiStore(db, outbox)

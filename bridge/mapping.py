@@ -132,6 +132,9 @@ def parse_overrides(overrides: Mapping[str, str]) -> dict[OcpiEvseStatus, Target
     return table
 
 
+IDS_KEPT = 50_000  # evse_ids whose check StatusMapper remembers (~300 bytes each)
+
+
 class StatusMapper:
     """Decides, for each observation, what goes to Hubject for which operator."""
 
@@ -146,9 +149,22 @@ class StatusMapper:
         # Operators by their separator-free key: DE*ABC and DEABC are one operator (OICP OperatorID).
         self._operators = {OperatorID(o).canonical_key: OperatorID(o) for o in operators}
         self.push_unpublished = push_unpublished
+        # raw OCPI evse_id -> (EvseID, its configured operator): the same few thousand ids come back with
+        # every status change, and checking one costs more than the rest of the decision (bounded)
+        self._ids: dict[str, tuple[EvseID | None, OperatorID | None]] = {}
 
     def operator_for(self, evse_id: EvseID) -> OperatorID | None:
         return self._operators.get(evse_id.operator_id.canonical_key)
+
+    def _identify(self, raw: str) -> tuple[EvseID | None, OperatorID | None]:
+        known = self._ids.get(raw)
+        if known is None:
+            evse_id = normalise_evse_id(raw)
+            known = (evse_id, None if evse_id is None else self.operator_for(evse_id))
+            if len(self._ids) >= IDS_KEPT:
+                self._ids.clear()
+            self._ids[raw] = known
+        return known
 
     def target(self, status: OcpiEvseStatus) -> Target:
         return self.table[status]
@@ -156,10 +172,9 @@ class StatusMapper:
     def decide(self, observation: EvseObservation) -> Decision:
         if observation.evse_id is None or not observation.evse_id.strip():
             return Skip(SkipReason.NO_EVSE_ID)
-        evse_id = normalise_evse_id(observation.evse_id)
+        evse_id, operator_id = self._identify(observation.evse_id)
         if evse_id is None:
             return Skip(SkipReason.INVALID_EVSE_ID)
-        operator_id = self.operator_for(evse_id)
         if operator_id is None:
             return Skip(SkipReason.NO_OPERATOR, evse_id)
         if not observation.publish and not self.push_unpublished:

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from bridge.ocpi.errors import OcpiStatusError
+from bridge.ocpi.v221.models import format_datetime
 
 SUCCESS = 1000
 # 2.2.1 transport_and_format "Unique message IDs" / "Correlation IDs": the receiver echoes both headers.
 ECHOED_HEADERS = ("X-Request-ID", "X-Correlation-ID")
 
 
+# One encoder for every response: json.dumps(..., separators=...) builds a new one per call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_JSON = "application/json"
+
+
 def timestamp(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if now is None:  # every response carries one: the cheapest way to the same text
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return format_datetime(now)
 
 
 def envelope(data: Any = None, status_code: int = SUCCESS, message: str = "Success") -> dict[str, Any]:
@@ -32,6 +41,12 @@ def echoed(request_headers: Mapping[str, str]) -> dict[str, str]:
     return {name: request_headers[name] for name in ECHOED_HEADERS if name in request_headers}
 
 
+def _headers(request_headers: Mapping[str, str]) -> dict[str, str]:
+    headers = echoed(request_headers)
+    headers["Content-Type"] = _JSON
+    return headers
+
+
 def respond(
     request: web.Request,
     data: Any = None,
@@ -42,9 +57,8 @@ def respond(
 ) -> web.Response:
     return web.Response(
         status=http_status,
-        text=json.dumps(envelope(data, status_code, message), separators=(",", ":")),
-        content_type="application/json",
-        headers=echoed(request.headers),
+        body=_encode(envelope(data, status_code, message)).encode(),
+        headers=_headers(request.headers),
     )
 
 

@@ -165,15 +165,16 @@ def build_receiver_app(
             result = await write(version, path, body)
         return answer_write(request, result)
 
+    # the Locations routes first: nearly every request is one, and aiohttp tries routes in order
+    # "[^/]+": aiohttp's default segment pattern refuses { and }, printable ASCII that OCPI ids may hold
+    tail = "{cc:[^/]+}/{pid:[^/]+}/{location_id:[^/]+}"
+    for suffix in (tail + "/{evse_uid:[^/]+}", tail, tail + "/{evse_uid:[^/]+}/{connector_id:[^/]+}"):
+        for method in ("GET", "PUT", "PATCH"):
+            app.router.add_route(method, "/ocpi/{version}/locations/" + suffix, locations)
     app.router.add_get("/ocpi/versions", versions)
     app.router.add_get("/ocpi/{version}", version_details)
     for method in ("GET", "POST", "PUT", "DELETE"):
         app.router.add_route(method, "/ocpi/{version}/credentials", credentials)
-    # "[^/]+": aiohttp's default segment pattern refuses { and }, printable ASCII that OCPI ids may hold
-    tail = "{cc:[^/]+}/{pid:[^/]+}/{location_id:[^/]+}"
-    for suffix in (tail, tail + "/{evse_uid:[^/]+}", tail + "/{evse_uid:[^/]+}/{connector_id:[^/]+}"):
-        for method in ("GET", "PUT", "PATCH"):
-            app.router.add_route(method, "/ocpi/{version}/locations/" + suffix, locations)
     return app
 
 
@@ -215,7 +216,7 @@ async def read_json(request: web.Request, max_body_bytes: int) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLargeError(f"the body exceeds the limit of {max_body_bytes} bytes") from exc
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJsonError(f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
@@ -235,6 +236,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):  # 1e999 parses to inf: no OCPI number is that large
         raise ValueError(f"{text[:20]} is out of range for a number")
     return value
+
+
+# One decoder for every body (json.loads with hooks builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 @web.middleware

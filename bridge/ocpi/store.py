@@ -135,8 +135,7 @@ def parse_last_updated(value: Any, what: str) -> datetime:
     return parsed
 
 
-def format_datetime(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+format_datetime = v221.format_datetime
 
 
 def to_us(value: datetime) -> int:

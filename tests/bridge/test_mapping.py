@@ -165,3 +165,41 @@ def test_every_decision_follows_the_table(status: OcpiEvseStatus) -> None:
     else:
         assert isinstance(decision, Skip)
         assert decision.reason is SkipReason.STATUS_SKIPPED
+
+
+EVSE_IDS = st.sampled_from(
+    [
+        "DE*ABC*E1",
+        "de*abc*e1",
+        "DE-ABC-E1",
+        "DEABCE1",
+        "DE*DEF*E2",
+        "NL*XYZ*E3",
+        "3256",
+        " DE*ABC*E4 ",
+        "DE*ABC",
+    ]
+)
+
+
+@given(st.lists(st.tuples(EVSE_IDS, st.sampled_from(list(OcpiEvseStatus)), st.booleans()), max_size=30))
+def test_a_mapper_that_remembers_evse_ids_decides_as_a_fresh_one(
+    seen: list[tuple[str, OcpiEvseStatus, bool]],
+) -> None:
+    """StatusMapper keeps each evse_id's check; whatever it saw before, it answers as a fresh mapper."""
+    remembering = StatusMapper([OperatorID("DE*ABC"), OperatorID("DE*DEF")])
+    for evse_id, status, publish in seen:
+        change = observation("1", status, publish=publish, evse_id=evse_id)
+        fresh = StatusMapper([OperatorID("DE*ABC"), OperatorID("DE*DEF")])
+        assert remembering.decide(change) == fresh.decide(change)
+
+
+def test_the_memory_of_evse_ids_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bridge.mapping.IDS_KEPT", 10)
+    mapper = StatusMapper([OperatorID("DE*ABC")])
+    for number in range(25):
+        decision = mapper.decide(observation(str(number), OcpiEvseStatus.AVAILABLE))
+        assert decision == Push(
+            OperatorID("DE*ABC"), EvseID(f"DE*ABC*E{number}"), Action.UPDATE, EvseStatus.AVAILABLE
+        )
+        assert len(mapper._ids) <= 10

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.observation import EvseObservation
-from bridge.ocpi.store import ObjectPath, OcpiStore, merge_patch
+from bridge.ocpi.store import ObjectPath, OcpiStore, format_datetime, merge_patch
+from bridge.ocpi.v221.models import parse_datetime
 from bridge.ocpi.versions import OcpiVersion
 from bridge.store.database import Database
 from tests.ocpi.conftest import load_example, observations, snapshot
@@ -87,3 +89,12 @@ def test_patch_keeps_absent_fields_and_takes_present_ones(
 ) -> None:
     merged = merge_patch(stored, patch, list_keys={})
     assert merged == {**stored, **patch}
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), timezones=st.just(UTC)))
+def test_a_formatted_datetime_reads_back_as_itself_to_the_second(value: datetime) -> None:
+    """OCPI DateTime text as the store writes it (years below 1000 zero-padded, which strftime is not)."""
+    text = format_datetime(value)
+    assert len(text) == 20
+    assert text.endswith("Z")
+    assert parse_datetime(text) == value.replace(microsecond=0)

@@ -48,6 +48,12 @@ def parse_datetime(value: Any) -> Any:
         raise ValueError(f"DateTime out of range in UTC: {value!r}") from None
 
 
+def format_datetime(value: datetime) -> str:
+    """An OCPI DateTime to the second, e.g. 2015-06-29T20:39:09Z (years below 1000 zero-padded, which
+    ``strftime('%Y')`` does not do on Linux)."""
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
 DateTime = Annotated[datetime, BeforeValidator(parse_datetime)]
 
 
