@@ -59,7 +59,7 @@ async def run(spec: Json) -> Json:
         offset: int = spec.get("offset", 0)
         counter = itertools.count()
         latencies: list[float] = []
-        probe_answers: list[tuple[str, str, float]] = []
+        probe_answers: list[tuple[str, str, float, float]] = []  # evse_id, status, sent, answered
         done = asyncio.Event()
 
         stop_file = Path(spec["stop_file"]) if spec.get("stop_file") else None
@@ -90,9 +90,10 @@ async def run(spec: Json) -> Json:
             while not done.is_set():
                 status = STATUSES[n % 2]
                 body = {"status": status, "last_updated": ocpi_datetime(offset + total + 10_000_000 + n)}
+                sent_at = time.monotonic()
                 ok, error = await _send(session, "PATCH", f"{base}/{location_id}/{uid}", headers, body)
                 if ok:
-                    probe_answers.append((evse_id, status, time.monotonic()))
+                    probe_answers.append((evse_id, status, sent_at, time.monotonic()))
                 else:
                     errors.append("probe: " + error)
                 n += 1

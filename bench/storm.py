@@ -93,23 +93,30 @@ async def feed_bulk(bridge: Bridge, evses: list[tuple[str, str, str]], changes: 
 
 
 def delays(probe_answers: list[list[Any]], pushes: list[Json]) -> tuple[list[float], int]:
-    """Per probe change: seconds from its OCPI answer to the ack of the first push carrying its status."""
+    """Per probe change: seconds from its OCPI answer to the ack of the first push carrying its status.
+
+    A push acknowledged after the PATCH was sent counts, even if before the client read the answer: on a
+    busy machine the load client can read its answer after Hubject's ack (delay 0 then). Matching only
+    acks after the answer counted such a change as never pushed, or matched it to the push of the change
+    after next (same status, 2 x probe_interval later). Each probe alternates two statuses, so a push
+    acked after this PATCH was sent that carries its status is this change's (or a later one's).
+    """
     by_evse: dict[str, list[tuple[float, str]]] = {}
     for push in sorted(pushes, key=lambda p: p["acked_at"]):
         if push["result"]:
             for evse_id, status in push["statuses"].items():
                 by_evse.setdefault(evse_id, []).append((push["acked_at"], status))
     found, missing = [], 0
-    for evse_id, ocpi_status, answered_at in probe_answers:
+    for evse_id, ocpi_status, sent_at, answered_at in probe_answers:
         target = DEFAULT_TABLE[OcpiEvseStatus(ocpi_status)]
         wanted = target.value if isinstance(target, EvseStatus) else None
         match = next(
-            (at for at, status in by_evse.get(evse_id, []) if at >= answered_at and status == wanted), None
+            (at for at, status in by_evse.get(evse_id, []) if at >= sent_at and status == wanted), None
         )
         if match is None:
             missing += 1
         else:
-            found.append(match - answered_at)
+            found.append(max(0.0, match - answered_at))
     return found, missing
 
 

@@ -1,1 +1,2 @@
-"""Durable state in SQLite: the database shell (one writer thread, group commit) and the stores on it."""
+"""Durable state in SQLite: the database shell (group commit, one write transaction at a time) and the
+stores on it."""
