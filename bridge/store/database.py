@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -179,9 +180,29 @@ class Database:
             self._queued.clear()
             while self._queue:
                 group = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
-                await self._run_group(group)
+                try:
+                    await self._run_group(group)
+                except asyncio.CancelledError:  # the loop is shutting down without close(): nobody commits
+                    closed = StoreClosedError("the store was shut down before this write was committed")
+                    self._fail_all([*group, *self._queue], closed)
+                    self._queue.clear()
+                    raise
+                except Exception as exc:  # a bug must not leave every later write waiting: logged, failed
+                    log.exception("a write group failed unexpectedly")
+                    if self._write_conn is not None and self._write_conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._write_conn.execute("ROLLBACK")
+                    error = StoreError(f"write failed unexpectedly: {exc!r}")
+                    error.__cause__ = exc
+                    self._fail_all(group, error)
             if not self._open:
                 return
+
+    @staticmethod
+    def _fail_all(jobs: Sequence[_Job], error: StoreError) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(error)
 
     async def _run_group(self, group: list[_Job]) -> None:
         assert self._loop is not None

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,30 @@ async def test_close_finishes_queued_writes_and_then_refuses_new_ones(tmp_path: 
         assert await reopened.read(values) == [0, 1, 2, 3, 4]
     finally:
         await reopened.close()
+
+
+async def test_an_unexpected_failure_of_a_group_fails_its_writes_and_later_writes_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection at the group seam (no write can make this happen today): the runner survives."""
+    db = Database(tmp_path / "store.db", SCHEMA)
+    await db.open()
+    try:
+        real = Database._run_group
+        calls = 0
+
+        async def once_broken(self: Database, group: list[Any]) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("injected")
+            await real(self, group)
+
+        monkeypatch.setattr(Database, "_run_group", once_broken)
+        async with asyncio.timeout(10):
+            with pytest.raises(StoreError, match="injected"):
+                await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"), inline=True)
+            await db.write(lambda conn: conn.execute("INSERT INTO t VALUES (2)"), inline=True)
+        assert await db.read(values) == [2]
+    finally:
+        await db.close()
