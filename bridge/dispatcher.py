@@ -190,6 +190,10 @@ class Dispatcher:
             first_fullload_due = last_at is None
         while not stop.is_set():
             request: _ResyncRequest | None = None
+            # Cleared before looking at the store, not after: a commit or a resync request that arrives
+            # while this step awaits its reads must still wake the wait below (it was lost before, and a
+            # lone change or a requested resync then waited for the next timeout).
+            lane.wake.clear()
             try:
                 if first_fullload_due and await self._ready_for_first_fullload(lane):
                     outcome = await self._resync(lane, force=False, reason="first start")
@@ -205,7 +209,6 @@ class Dispatcher:
                 if timeout == 0.0:
                     await self._flush_once(lane)
                     continue
-                lane.wake.clear()
                 wake = asyncio.ensure_future(lane.wake.wait())
                 stopping = asyncio.ensure_future(stop.wait())
                 try:

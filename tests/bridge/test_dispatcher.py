@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +15,7 @@ from bridge.dispatcher import ResyncResult
 from bridge.mapping import StatusMapper
 from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.store.database import Database
-from bridge.store.outbox import OutboxStore
+from bridge.store.outbox import LaneStatus, OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp.client import ClientSettings
 from oicp.ids import EvseID, OperatorID
@@ -259,3 +260,60 @@ async def test_hubject_ends_with_the_mapping_of_the_newest_observation_per_evse(
             assert hubject.simulator.statuses(ABC) == expected
     finally:
         await db.close()
+
+
+class HeldOutboxStore(OutboxStore):
+    """The outbox as shipped, whose next ``lane_status`` read can be held open by the test: the moment a
+    lane has read the store's state and not yet started waiting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold: asyncio.Event | None = None
+        self.held = asyncio.Event()
+
+    async def lane_status(self, operator_id: OperatorID) -> LaneStatus:
+        status = await super().lane_status(operator_id)
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.held.set()
+            await hold.wait()
+        return status
+
+
+@pytest.mark.parametrize("arrives", ["a change", "a resync request"])
+async def test_a_wake_up_while_the_lane_reads_the_store_is_not_lost(
+    database: Database, client: RestClient, hubject: ServedSimulator, arrives: str
+) -> None:
+    """A commit (or a resync request) that lands while the lane awaits its reads must still wake it:
+    before the fix the lane cleared the wake-up after its reads, and with nothing pending at the time of
+    the read it then slept until the next timeout (here: never), leaving the change unpushed."""
+    outbox = HeldOutboxStore(database, StatusMapper([op.operator_id for op in OPERATORS]))
+    await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE)])
+    dispatcher = make_dispatcher(outbox, client)  # no scheduled resync: no timeout to fall back on
+    await dispatcher.run_until_idle()
+    database.add_commit_listener(dispatcher.wake)
+    stop = asyncio.Event()
+    release = asyncio.Event()
+    outbox.hold = release
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            await outbox.held.wait()  # the lane has read "nothing pending" and waits for its answer
+        if arrives == "a change":
+            await accept(outbox, [observation("1", OcpiEvseStatus.CHARGING, seconds=1)])
+            release.set()
+
+            async def pushed() -> bool:
+                return hubject.simulator.statuses(ABC).get(EvseID("DE*ABC*E1")) is EvseStatus.OCCUPIED
+
+            await wait_for(pushed, within=5)
+        else:
+            requested = asyncio.ensure_future(dispatcher.request_resync(ABC, force=True))
+            await asyncio.sleep(0)  # the request is queued and the lane woken while it still reads
+            release.set()
+            async with asyncio.timeout(5):
+                (outcome,) = await requested
+            assert outcome.result is ResyncResult.DONE
+    finally:
+        stop.set()
+        await running
