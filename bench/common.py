@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,46 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class CpuClock:
+    """CPU seconds used so far by each thread of this process (by thread name) and by finished children.
+
+    Linux only (``/proc/self/task``); elsewhere the threads are left out. Two readings subtract into
+    where one stretch of work spent its CPU: the benchmarks' "why", next to their wall-clock "what".
+    """
+
+    def __init__(self) -> None:
+        self.threads = _thread_cpu()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.children = usage.ru_utime + usage.ru_stime
+
+    def since(self, earlier: CpuClock, per: int) -> Json:
+        """Milliseconds of CPU per unit of work (``per`` units) between ``earlier`` and this reading."""
+        threads = {
+            name: round(1000 * (used - earlier.threads.get(name, 0.0)) / per, 4)
+            for name, used in self.threads.items()
+            if used - earlier.threads.get(name, 0.0) > 0
+        }
+        return {"threads": threads, "children": round(1000 * (self.children - earlier.children) / per, 4)}
+
+
+def _thread_cpu() -> dict[str, float]:
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return used
+    for task in tasks:
+        try:
+            fields = Path(f"/proc/self/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = names.get(int(task), "other")
+        used[name] = used.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 def ratio(value: float, baseline: float) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.common import CPO_TOKEN, Json, Sizes, bridge_config, ratio, run_child
+from bench.common import CPO_TOKEN, CpuClock, Json, Sizes, bridge_config, ratio, run_child
 from bench.hubject import hubject_process
 from bridge.app import Bridge
 from bridge.ocpi.cpo_sim.model import CpoFleet
@@ -76,10 +76,12 @@ async def run(sizes: Sizes) -> Json:
             async with bridge.running():
                 puts = [[loc.id, cpo.location_json(loc, OcpiVersion.V2_2_1)] for loc in cpo.locations()]
                 for number in range(sizes.intake_rounds):
+                    before = CpuClock()
                     baseline = await run_child(
                         "bench.loadgen",
                         {**load, "base": f"{bare_url}/ocpi/2.2.1/locations/DE/OBD", "token": None},
                     )
+                    between = CpuClock()
                     measured = await run_child(
                         "bench.loadgen",
                         {
@@ -90,6 +92,9 @@ async def run(sizes: Sizes) -> Json:
                             "offset": number * sizes.intake_requests,
                         },
                     )
+                    after = CpuClock()
+                    baseline["cpu_ms_per_request"] = between.since(before, sizes.intake_requests)
+                    measured["cpu_ms_per_request"] = after.since(between, sizes.intake_requests)
                     for side in (baseline, measured):
                         side.pop("probe_answers", None)
                         side.pop("started_at", None)

@@ -4,6 +4,7 @@ asserted (docs/benchmarks.md has the figures); the results' structure and correc
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,11 @@ async def test_intake_runs_the_full_path_and_the_baseline() -> None:
     # the bridge committed every PATCH (plus the seeding PUTs) in fewer transactions: group commit
     assert result["group_commit"]["writes"] >= TINY.intake_requests
     assert result["ratio"] > 0
+    # where the CPU went (Linux): the load client's share, and the event loop that served the bridge
+    cpu = result["bridge"]["cpu_ms_per_request"]
+    assert cpu["children"] > 0
+    if sys.platform == "linux":
+        assert cpu["threads"]["MainThread"] > 0
 
 
 async def test_storm_reaches_hubject_coalesced_and_times_the_probes() -> None:
