@@ -14,7 +14,9 @@ Where each step runs:
   loop and the thread then take turns on the GIL for every statement (docs/benchmarks.md).
 - Every other write runs on the store's thread, so a long one (a fullLoad's bookkeeping, a polled page)
   never blocks the loop.
-Either way the connection is used by one of them at a time: the runner waits for each step.
+Either way the connection is used by one of them at a time: the runner waits for each step. The file's
+write lock is held from BEGIN to COMMIT, across event-loop iterations: another process waiting for it waits
+as long as the loop takes to run the group's inline writes (a stalled loop would hold it longer).
 
 ``synchronous=FULL``: in WAL mode NORMAL may lose the last commits on power loss; FULL does not, and group
 commit pays for it. Reads use a second connection on a reader thread (WAL lets them run beside writes).

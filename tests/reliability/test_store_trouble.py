@@ -164,13 +164,16 @@ async def test_a_full_disk_refuses_input_retryably_and_recovers(
 async def test_a_locked_database_file_refuses_input_retryably_and_recovers(
     bridge: Bridge, hubject: ServedSimulator
 ) -> None:
-    other = sqlite3.connect(bridge.config.store.sqlite_path, isolation_level=None)
+    # Another process holds the write lock (a backup, a second bridge). Like a process of its own, the
+    # connection waits for the lock on a thread of its own: run on the event loop, its wait would also
+    # stop the bridge from finishing (and unlocking) the transaction it had open at that moment.
+    other = sqlite3.connect(bridge.config.store.sqlite_path, isolation_level=None, check_same_thread=False)
 
     async def lock() -> None:
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock (a backup, a second bridge)
+        await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
 
     async def unlock() -> None:
-        other.execute("COMMIT")
+        await asyncio.to_thread(other.execute, "COMMIT")
 
     try:
         await run_trouble(bridge, hubject, lock, unlock)
