@@ -7,11 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from bridge.mapping import Action
 from oicp.ids import EvseID
 from oicp.models import EvseStatus
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch (UTC; a naive datetime counts as UTC): how the store keeps and
+    compares ``last_updated``. Exact (integer timedelta division), unlike ``timestamp()`` floats."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // _MICROSECOND
 
 
 class RecordState(StrEnum):

@@ -37,6 +37,7 @@ from bridge.config import SourceConfig
 from bridge.errors import StoreError
 from bridge.ocpi.errors import OcpiClientError, OcpiError, OcpiResponseError, OcpiTransportError
 from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
+from bridge.outbox import EPOCH, to_micros
 from bridge.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ Document = dict[str, Any]
 DEFAULT_OVERLAP = timedelta(seconds=60)
 MAX_IMMEDIATE_REPOLLS = 2
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PollError(OcpiClientError):
@@ -112,13 +112,8 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) 
     return rng.uniform(ceiling / 2, ceiling)
 
 
-def _to_us(value: datetime) -> int:
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _from_us(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
+    return EPOCH + timedelta(microseconds=value)
 
 
 # --- the cursor -------------------------------------------------------------------------------------
@@ -148,7 +143,7 @@ class PollCursors:
                 " VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET cursor_us = excluded.cursor_us,"
                 " last_success_at = excluded.last_success_at,"
                 " last_full_at = COALESCE(excluded.last_full_at, last_full_at), last_error = NULL",
-                (source, _to_us(cursor), now, now if full else None),
+                (source, to_micros(cursor), now, now if full else None),
             )
 
         await self.db.write(write)

@@ -31,6 +31,7 @@ from bridge.ocpi.errors import InvalidParametersError, NotEnoughInformationError
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import OcpiVersion
+from bridge.outbox import to_micros
 from bridge.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,6 @@ def parse_last_updated(value: Any, what: str) -> datetime:
 format_datetime = v221.format_datetime
 
 
-def to_us(value: datetime) -> int:
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _find(items: list[Document], key: str, value: str) -> Document | None:
     return next((item for item in items if isinstance(item, dict) and item.get(key) == value), None)
 
@@ -204,7 +200,7 @@ def observations_for(
         before = previous.get(evse.uid)
         evse_id = evse.evse_id if evse.evse_id is not None else (before.evse_id if before else None)
         status = OcpiEvseStatus(evse.status)
-        rows[evse.uid] = (evse_id, status.value, publish, to_us(evse.last_updated))
+        rows[evse.uid] = (evse_id, status.value, publish, to_micros(evse.last_updated))
         if before is None or (before.evse_id, before.status, before.publish) != (
             evse_id,
             status.value,
@@ -219,7 +215,12 @@ def observations_for(
     for uid, before in previous.items():
         if uid in rows:
             continue
-        rows[uid] = (before.evse_id, OcpiEvseStatus.REMOVED.value, before.publish, to_us(location_updated))
+        rows[uid] = (
+            before.evse_id,
+            OcpiEvseStatus.REMOVED.value,
+            before.publish,
+            to_micros(location_updated),
+        )
         if before.status != OcpiEvseStatus.REMOVED:
             observations.append(
                 EvseObservation(
@@ -485,7 +486,7 @@ class OcpiStore:
         if found is None or found["version"] != version.value or found["evse_last_updated"] is None:
             return None
         # the rows' microseconds are the stored strings parsed (both paths write them so)
-        updated_us = to_us(updated)
+        updated_us = to_micros(updated)
         if found["evse_us"] > updated_us:
             return WriteResult(Outcome.STALE)
         raw_updated = body["last_updated"]
@@ -502,13 +503,13 @@ class OcpiStore:
         conn.execute(
             "UPDATE ocpi_evse SET status = ?, last_updated_us = ?, last_updated_text = ? "
             "WHERE country_code=? AND party_id=? AND location_id=? AND evse_uid=?",
-            (status, to_us(evse_time), raw_updated, *key, path.evse_uid),
+            (status, to_micros(evse_time), raw_updated, *key, path.evse_uid),
         )
         if new_location_updated != found["location_last_updated"]:
             conn.execute(
                 "UPDATE ocpi_location SET last_updated_text = ?, last_updated_us = ? "
                 "WHERE country_code=? AND party_id=? AND location_id=?",
-                (new_location_updated, to_us(updated.replace(microsecond=0)), *key),  # as formatted
+                (new_location_updated, to_micros(updated.replace(microsecond=0)), *key),  # as formatted
             )
         observations: tuple[EvseObservation, ...] = ()
         if status != found["status"]:
@@ -541,7 +542,7 @@ class OcpiStore:
         }
         observations, rows = observations_for(path, location, previous)
         document = json.dumps(new, separators=(",", ":"))
-        conn.execute(UPSERT_LOCATION, (*key, version.value, document, to_us(location.last_updated)))
+        conn.execute(UPSERT_LOCATION, (*key, version.value, document, to_micros(location.last_updated)))
         # ``new`` was built from the document with the fast path's columns laid over it: they are in it now
         conn.execute(
             "UPDATE ocpi_evse SET last_updated_text = NULL WHERE country_code=? AND party_id=? "

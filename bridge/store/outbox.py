@@ -15,11 +15,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from bridge.mapping import Action, Push, Skip, StatusMapper
 from bridge.observation import EvseObservation
-from bridge.outbox import Incoming, Record, RecordState, Stored, Verdict, judge, needs_push
+from bridge.outbox import Incoming, Record, RecordState, Stored, Verdict, judge, needs_push, to_micros
 from bridge.store.database import Database, connect
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
@@ -30,13 +29,6 @@ PENDING, IN_FLIGHT, DELIVERED = (
     RecordState.DELIVERED.value,
 )
 DEAD, PARKED = RecordState.DEAD.value, RecordState.PARKED.value
-
-
-def to_micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def source_key(observation: EvseObservation) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from bridge.mapping import Action, StatusMapper
 from bridge.observation import OcpiEvseStatus
-from bridge.outbox import Incoming, Stored, Verdict, flush_due_in, fullload_refusal, judge
+from bridge.outbox import EPOCH, Incoming, Stored, Verdict, flush_due_in, fullload_refusal, judge, to_micros
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
@@ -190,3 +191,14 @@ async def test_final_state_is_the_mapping_of_the_newest_observation(
         assert await store.current_set() == {k: v for k, (_, v) in expected.items()}
     finally:
         await db.close()
+
+
+OFFSETS = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=12))])
+
+
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31), timezones=OFFSETS))
+def test_microseconds_since_the_epoch_are_exact(moment: datetime) -> None:
+    """The one conversion the store orders by: exact integers, the same instant in any offset."""
+    micros = to_micros(moment)
+    assert EPOCH + timedelta(microseconds=micros) == moment
+    assert to_micros(moment.astimezone(UTC)) == micros

@@ -26,8 +26,8 @@ from bridge.mapping import StatusMapper
 from bridge.observation import OcpiEvseStatus
 from bridge.ocpi.cpo_sim.model import CpoFleet, EvseChange, format_datetime, parse_datetime
 from bridge.ocpi.cpo_sim.pusher import CpoPusher, PushError
-from bridge.ocpi.store import to_us
 from bridge.ocpi.versions import OcpiVersion
+from bridge.outbox import to_micros
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
@@ -97,7 +97,7 @@ def durable_state(db_path: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 def sent_us(change: EvseChange) -> int:
     """The change's last_updated as sent on the wire (OCPI DateTime, millisecond precision)."""
-    return to_us(parse_datetime(format_datetime(change.last_updated)))
+    return to_micros(parse_datetime(format_datetime(change.last_updated)))
 
 
 def assert_acknowledged_changes_are_durable(db_path: Path, acked: list[EvseChange]) -> None:
