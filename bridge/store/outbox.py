@@ -137,7 +137,7 @@ class OutboxStore:
     ) -> None:
         row = conn.execute(
             "SELECT action, oicp_status, last_updated_us, state, pending_since, delivered_action, "
-            "delivered_status, sent_version FROM outbox WHERE operator_id = ? AND evse_id = ?",
+            "delivered_status, sent_version, unsure FROM outbox WHERE operator_id = ? AND evse_id = ?",
             (str(push.operator_id), str(push.evse_id)),
         ).fetchone()
         incoming = Incoming(push.action, push.status, to_micros(observation.last_updated))
@@ -166,6 +166,9 @@ class OutboxStore:
             # a push of this row was sent and its outcome is unknown (timeout, crash, fullLoad cut short):
             # Hubject may hold that status rather than the delivered one, so never assume it holds this one
             or (row is not None and row["sent_version"] is not None)
+            # such a push may even land after a later one was acknowledged: until the next fullLoad,
+            # "delivered" is not proof of what Hubject holds
+            or (row is not None and row["unsure"])
             or needs_push(incoming, delivered_action, delivered_status)
         ):
             state = PENDING
@@ -204,12 +207,13 @@ class OutboxStore:
 
     async def recover(self) -> int:
         """At start: whatever was in flight when the process stopped is pending again. ``sent_version``
-        stays set: whether Hubject applied that push is unknown (see ``_apply``)."""
+        stays set and the rows are ``unsure``: whether (and when) Hubject applies that push is unknown
+        (see ``_apply``)."""
 
         def run(conn: sqlite3.Connection) -> int:
             now = self.clock()
             cursor = conn.execute(
-                "UPDATE outbox SET state = 'pending', pending_since = COALESCE(pending_since, ?) "
+                "UPDATE outbox SET state = 'pending', pending_since = COALESCE(pending_since, ?), unsure = 1 "
                 "WHERE state = 'in_flight'",
                 (now,),
             )
@@ -283,13 +287,14 @@ class OutboxStore:
 
     async def release(self, operator_id: OperatorID, records: Sequence[Record], error: str) -> None:
         """A push failed in a way that may pass: the records are pending again, the error is kept.
-        ``sent_version`` stays set: after a timeout or a reset Hubject may have applied the push."""
+        ``sent_version`` stays set: after a timeout or a reset Hubject may have applied the push, or may
+        still apply it after a later push, so the rows are ``unsure`` until the next fullLoad."""
         now = self.clock()
 
         def run(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "UPDATE outbox SET state = CASE WHEN state = 'in_flight' THEN 'pending' ELSE state END, "
-                "pending_since = COALESCE(pending_since, ?), attempts = attempts + 1, "
+                "pending_since = COALESCE(pending_since, ?), attempts = attempts + 1, unsure = 1, "
                 "last_error = ? WHERE operator_id = ? AND evse_id = ?",
                 [(now, error, str(operator_id), str(r.evse_id)) for r in records],
             )
@@ -435,7 +440,7 @@ class OutboxStore:
                 "UPDATE outbox SET state = 'delivered', delivered_action = action, "
                 "delivered_status = oicp_status, "
                 "delivered_version = version, delivered_at = ?, pending_since = NULL, sent_version = NULL, "
-                "attempts = 0, last_error = NULL, dead_code = NULL, dead_reason = NULL "
+                "unsure = 0, attempts = 0, last_error = NULL, dead_code = NULL, dead_reason = NULL "
                 f"WHERE operator_id = ? AND version <= ? AND state != 'dead'{not_excluded}",
                 (now, str(operator_id), snapshot.watermark, *excluded_list),
             )

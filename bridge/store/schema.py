@@ -6,6 +6,7 @@ Append only: a released migration is never edited. Each area owns its tables:
 - 2: OCPI state (bridge.ocpi.store): locations, EVSEs, connectors per party; registrations (tokens).
 - 3: the sender poller (bridge.ocpi.poller): per polled source, its cursor and last success/error.
 - 4: OCPI state: the columns the EVSE status fast path writes instead of rewriting the Location document.
+- 5: the outbox: whether a push of the row had an unknown outcome since the last fullLoad.
 """
 
 from __future__ import annotations
@@ -117,4 +118,11 @@ ALTER TABLE ocpi_location ADD COLUMN last_updated_text TEXT;  -- the Location's 
 ALTER TABLE ocpi_evse ADD COLUMN last_updated_text TEXT;      -- the EVSE's last_updated; status is the EVSE's
 """
 
-MIGRATIONS: list[str] = [OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS]
+# A push whose outcome is unknown (timeout, reset, crash) may still be applied by Hubject later, even after a
+# later push of the same EVSE was acknowledged. Until the next fullLoad such a row never skips a change as
+# "Hubject already holds it" (bridge.store.outbox, _apply).
+OUTBOX_UNSURE = """
+ALTER TABLE outbox ADD COLUMN unsure INTEGER NOT NULL DEFAULT 0;
+"""
+
+MIGRATIONS: list[str] = [OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS, OUTBOX_UNSURE]

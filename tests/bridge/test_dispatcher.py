@@ -18,6 +18,7 @@ from bridge.store.database import Database
 from bridge.store.outbox import LaneStatus, OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp.client import ClientSettings
+from oicp.errors import RequestTimeoutError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 from oicp.rest import RestClient
@@ -317,3 +318,50 @@ async def test_a_wake_up_while_the_lane_reads_the_store_is_not_lost(
     finally:
         stop.set()
         await running
+
+
+async def test_a_timed_out_push_that_lands_late_is_overwritten_by_the_next_change(
+    outbox: OutboxStore, hubject: ServedSimulator
+) -> None:
+    """What the crash test once showed under load, played step by step with the real client and
+    simulator (the dispatcher's claim → push → release/delivered): a push that timed out lands after a
+    later push of the same EVSE was acknowledged; the next change, although it equals the acknowledged
+    status, is pushed and puts Hubject right."""
+    settings = ClientSettings(url=hubject.url, timeout=0.2)
+    policy = RetryPolicy(max_attempts=1, initial_wait=0.01, max_wait=0.01, budget=1.0)
+    evse = EvseID("DE*ABC*E1")
+
+    async def push(records: list[Any]) -> None:
+        wire = [EvseStatusRecord(evse_id=r.evse_id, evse_status=r.status) for r in records]
+        await client.push_evse_status(ABC, ActionType.UPDATE, wire)
+
+    async with RestClient(settings, retry_policy=policy) as client:
+        await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=1)])
+        sent = await outbox.claim(ABC, 10)
+        await push(sent)
+        await outbox.delivered(ABC, sent)
+
+        hubject.simulator.faults.latency = 0.6  # Hubject is slow: the next push times out at the client
+        await accept(outbox, [observation("1", OcpiEvseStatus.CHARGING, seconds=2)])
+        late = await outbox.claim(ABC, 10)
+        with pytest.raises(RequestTimeoutError):
+            await push(late)
+        await outbox.release(ABC, late, "timeout")
+        hubject.simulator.faults.latency = 0.0
+
+        await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=3)])
+        sent = await outbox.claim(ABC, 10)
+        await push(sent)
+        await outbox.delivered(ABC, sent)
+
+        async def landed_late() -> bool:
+            return hubject.simulator.statuses(ABC).get(evse) is EvseStatus.OCCUPIED
+
+        await wait_for(landed_late, within=5)  # the timed-out push, applied after the later one
+
+        await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=4)])
+        sent = await outbox.claim(ABC, 10)
+        assert [r.status for r in sent] == [EvseStatus.AVAILABLE]  # not skipped as "already held"
+        await push(sent)
+        await outbox.delivered(ABC, sent)
+    assert hubject.simulator.statuses(ABC).get(evse) is EvseStatus.AVAILABLE
