@@ -404,7 +404,7 @@ class OcpiStore:
             return self._commit(conn, version, path, stored, clone(body))
         document = _require(stored, path)
         new = clone(document)
-        evses = new.setdefault("evses", [])
+        evses = _list_at(new, "evses")
         if path.kind is ObjectKind.EVSE:
             existing = _find(evses, "uid", path.evse_uid or "")
             if existing is not None and _newer(existing, updated):
@@ -416,7 +416,7 @@ class OcpiStore:
                 raise UnknownLocationError(
                     f"unknown EVSE {path.evse_uid} at Location {path.location_id}: PUT it first"
                 )
-            connectors = evse.setdefault("connectors", [])
+            connectors = _list_at(evse, "connectors")
             existing = _find(connectors, "id", path.connector_id or "")
             if existing is not None and _newer(existing, updated):
                 return WriteResult(Outcome.STALE)
@@ -607,6 +607,15 @@ def _touch(parent: Document, updated: datetime) -> None:
     """mod_locations PUT/PATCH: a child's change sets the parent's last_updated (never backwards)."""
     if not _newer(parent, updated):
         parent["last_updated"] = format_datetime(updated)
+
+
+def _list_at(parent: Document, key: str) -> list[Document]:
+    """The list under ``key``, made an empty one where it is absent or null (both valid in a stored
+    object: ``"evses": null`` is an optional field left empty)."""
+    items = parent.get(key)
+    if not isinstance(items, list):
+        items = parent[key] = []
+    return items
 
 
 def _replace_or_append(items: list[Document], existing: Document | None, new: Document) -> None:

@@ -98,3 +98,18 @@ def test_a_formatted_datetime_reads_back_as_itself_to_the_second(value: datetime
     assert len(text) == 20
     assert text.endswith("Z")
     assert parse_datetime(text) == value.replace(microsecond=0)
+
+
+async def test_an_evse_put_into_a_location_stored_with_evses_null_adds_it(store: OcpiStore) -> None:
+    """``"evses": null`` is a valid Location (an optional field left empty); an EVSE PUT into it must add
+    the EVSE (the receiver fuzzer found a 500 here: the stored null was taken for a list)."""
+    location = copy.deepcopy(LOCATION)
+    evse = location["evses"][0]
+    location["evses"] = None
+    path = ObjectPath("BE", "BEC", location["id"])
+    assert (await store.put(OcpiVersion.V2_2_1, path, location)).outcome.value == "created"
+    evse_path = ObjectPath("BE", "BEC", location["id"], evse["uid"])
+    assert (await store.put(OcpiVersion.V2_2_1, evse_path, evse)).outcome.value == "updated"
+    stored = await store.get_location("BE", "BEC", location["id"])
+    assert stored is not None
+    assert [e["uid"] for e in stored["evses"]] == [evse["uid"]]
