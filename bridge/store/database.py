@@ -186,7 +186,8 @@ class Database:
                     await self._run_group(group)
                 except asyncio.CancelledError:  # the loop is shutting down without close(): nobody commits
                     closed = StoreClosedError("the store was shut down before this write was committed")
-                    self._fail_all([*group, *self._queue], closed)
+                    unanswered = [*group, *self._queue]
+                    _settle(unanswered, [(False, closed)] * len(unanswered))
                     self._queue.clear()
                     raise
                 except Exception as exc:  # a bug must not leave every later write waiting: logged, failed
@@ -196,15 +197,9 @@ class Database:
                             self._write_conn.execute("ROLLBACK")
                     error = StoreError(f"write failed unexpectedly: {exc!r}")
                     error.__cause__ = exc
-                    self._fail_all(group, error)
+                    _settle(group, [(False, error)] * len(group))
             if not self._open:
                 return
-
-    @staticmethod
-    def _fail_all(jobs: Sequence[_Job], error: StoreError) -> None:
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_exception(error)
 
     async def _run_group(self, group: list[_Job]) -> None:
         assert self._loop is not None
