@@ -22,8 +22,9 @@ from bridge.admin import AdminApp
 from bridge.config import BridgeConfig, Protocol, ReceiverConfig
 from bridge.dispatcher import Dispatcher
 from bridge.errors import ConfigError
+from bridge.feeds import FeedHealth
 from bridge.mapping import StatusMapper, parse_overrides
-from bridge.metrics import Metrics
+from bridge.metrics import CountingClient, Metrics, client_cert_expiry
 from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.auth import Party
 from bridge.ocpi.poller import SenderPoller
@@ -65,10 +66,18 @@ class Bridge:
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("bridge"))
     receiver_url: str | None = None
     admin_url: str | None = None
+    feeds: FeedHealth | None = None
 
     @classmethod
     def build(cls, config: BridgeConfig, *, initial_resync: bool = True) -> Bridge:
-        metrics = Metrics()
+        metrics = Metrics(
+            [op.operator_id for op in config.operators], client_cert_expiry=client_cert_expiry(config.hubject)
+        )
+        feeds = FeedHealth(
+            stale_after=config.ocpi.stale_after,
+            sources=[source.versions_url for source in config.ocpi.sources],
+            parties=[f"{t.country_code}/{t.party_id}" for t in config.ocpi.receiver.tokens],
+        )
         db = Database(config.store.sqlite_path, MIGRATIONS)
         mapper = StatusMapper(
             [op.operator_id for op in config.operators],
@@ -83,7 +92,7 @@ class Bridge:
 
         outbox = OutboxStore(db, mapper, on_accept=count)
         ocpi_store = OcpiStore(db, outbox)
-        client = build_client(config)
+        client = CountingClient(build_client(config), metrics)
         dispatcher = Dispatcher(
             outbox,
             client,
@@ -94,7 +103,7 @@ class Bridge:
             initial_resync=initial_resync,
         )
         db.add_commit_listener(dispatcher.wake)
-        pollers = [SenderPoller(source, ocpi_store, db) for source in config.ocpi.sources]
+        pollers = [SenderPoller(source, ocpi_store, db, feeds=feeds) for source in config.ocpi.sources]
 
         async def refetch_all() -> int:
             """A full OCPI fetch from every configured sender (before a resync, on request)."""
@@ -102,9 +111,14 @@ class Bridge:
             return sum(result.locations for result in results)
 
         admin = AdminApp(
-            db, dispatcher, metrics, token=config.admin.token, refetch=refetch_all if pollers else None
+            db,
+            dispatcher,
+            metrics,
+            token=config.admin.token,
+            refetch=refetch_all if pollers else None,
+            feeds=feeds,
         )
-        return cls(config, metrics, db, outbox, ocpi_store, client, dispatcher, pollers, admin)
+        return cls(config, metrics, db, outbox, ocpi_store, client, dispatcher, pollers, admin, feeds=feeds)
 
     def fetch_missing(self) -> FetchMissing | None:
         """A PATCH for a Location the bridge does not know: fetch it from that party's sender, if polled."""
@@ -139,7 +153,11 @@ class Bridge:
             if receiver.public_url is None:  # CPOs discover our endpoints at the address really bound
                 receiver = receiver.model_copy(update={"public_url": self.receiver_url})
             receiver_app = build_receiver_app(
-                self.ocpi_store, receiver, fetch_missing=self.fetch_missing(), own_party=own_party
+                self.ocpi_store,
+                receiver,
+                fetch_missing=self.fetch_missing(),
+                own_party=own_party,
+                feeds=self.feeds,
             )
             receiver_runner = await _serve(receiver_app, receiver_socket, receiver_tls(receiver))
             admin_socket = _bind(self.config.admin.listen)

@@ -35,6 +35,7 @@ import aiohttp
 
 from bridge.config import SourceConfig
 from bridge.errors import StoreError
+from bridge.feeds import FeedHealth
 from bridge.ocpi.errors import OcpiClientError, OcpiError, OcpiResponseError, OcpiTransportError
 from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
 from bridge.outbox import EPOCH, to_micros
@@ -200,8 +201,10 @@ class SenderPoller:
         max_backoff: float = 300.0,
         timeout: float = 30.0,
         rng: random.Random | None = None,
+        feeds: FeedHealth | None = None,
     ) -> None:
         self.source = source
+        self.feeds = feeds
         self.key = source.versions_url
         self.sink = sink
         self.cursors = PollCursors(db)
@@ -420,7 +423,11 @@ class SenderPoller:
                     delay,
                 )
                 await self._record_error(str(exc))
+                if self.feeds is not None:
+                    self.feeds.poll_failed(self.key, str(exc))
             else:
+                if self.feeds is not None:
+                    self.feeds.polled(self.key, result.changed)
                 self.consecutive_failures = 0
                 self._moving_streak = 0 if result.complete else self._moving_streak + 1
                 # Repeat a poll the set moved under at once, but only twice in a row: a CPO busy enough to
