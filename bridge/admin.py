@@ -181,7 +181,7 @@ class AdminApp:
             "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         )
         response.headers["Cache-Control"] = "no-store"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # "no-referrer" makes forms post Origin: null
         return response
 
     # --- authorisation ------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ class AdminApp:
         origin = request.headers.get("Origin")
         if origin is not None and origin != "null" and urlsplit(origin).netloc != request.host:
             return _page_error("the form was sent from another site", 403), form
-        if origin == "null" or not hmac.compare_digest(form.get("csrf", "").encode(), self.csrf.encode()):
+        if not hmac.compare_digest(form.get("csrf", "").encode(), self.csrf.encode()):
             return _page_error(
                 "the page was out of date (the bridge restarted?): reload it and try again", 403
             ), form
@@ -332,7 +332,7 @@ def _notice(request: web.Request) -> tuple[str | None, bool]:
 def _page_error(message: str, status: int) -> web.Response:
     body = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
         "<title>not done · oicp-bridge</title>"
         '</head><body style="font-family:system-ui,sans-serif;margin:2rem">'
         f'<p role="alert">Not done: {html.escape(message)}</p>'

@@ -119,6 +119,7 @@ def render_page(snap: Snapshot, history: History, context: PageContext) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>{STATE_TEXT[state]} · oicp-bridge</title>
 <style>{STYLE}</style></head>
 <body><header><h1>oicp-bridge</h1>

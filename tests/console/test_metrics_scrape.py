@@ -1,8 +1,10 @@
-"""``/metrics`` tells the truth at the moment of the scrape: real bridge, real Hubject simulator, real scrapes."""
+"""``/metrics`` tells the truth at the moment of the scrape: a real bridge, the Hubject simulator, real
+scrapes."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 from datetime import UTC
@@ -49,13 +51,18 @@ async def test_during_an_outage_the_oldest_wait_gauge_follows_the_truth_every_se
         cfg = config(
             tmp_path,
             hubject,
-            push={"flush_interval": 0.05, "max_retry_interval": 60, "retry_budget": 300, "shutdown_timeout": 1},
+            push={
+                "flush_interval": 0.05,
+                "max_retry_interval": 60,
+                "retry_budget": 300,
+                "shutdown_timeout": 1,
+            },
         )
         async with running(cfg) as bridge:
             await push_fleet(bridge, small_fleet())
 
             async def in_flight() -> bool:
-                return (await status_json(bridge))["operators"][OPERATOR]["in_flight"] == 3
+                return bool((await status_json(bridge))["operators"][OPERATOR]["in_flight"] == 3)
 
             await wait_for(in_flight, within=10)
             since = oldest_unacknowledged_since(tmp_path / "bridge.db")
@@ -69,7 +76,7 @@ async def test_during_an_outage_the_oldest_wait_gauge_follows_the_truth_every_se
                 seen.append(gauge)
                 await asyncio.sleep(1.0)  # the scrape cadence under test, not a wait for work
             hubject.simulator.faults.error_5xx_rate = 0.0
-    assert all(later > earlier + 0.5 for earlier, later in zip(seen, seen[1:], strict=False)), seen
+    assert all(later > earlier + 0.5 for earlier, later in itertools.pairwise(seen)), seen
 
 
 async def test_a_real_scrape_has_every_family_with_bounded_initialised_labels(
@@ -85,7 +92,8 @@ async def test_a_real_scrape_has_every_family_with_bounded_initialised_labels(
     for family in ("process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"):
         assert family in names
     build = [labels for name, labels in samples if name == "oicp_bridge_build_info"]
-    assert len(build) == 1 and dict(build[0])["version"]
+    assert len(build) == 1
+    assert dict(build[0])["version"]
     assert value(samples, "oicp_bridge_ready") == 1.0
     assert value(samples, "oicp_bridge_operator_failing", operator_id=OPERATOR) == 0.0
     assert value(samples, "oicp_bridge_last_success_timestamp_seconds", operator_id=OPERATOR) == 0.0
@@ -113,7 +121,10 @@ async def test_hubject_answers_are_counted_by_http_status_and_oicp_code(tmp_path
 
             async def failed() -> bool:
                 samples = await scrape(bridge)
-                return value(samples, "oicp_bridge_hubject_requests_total", http_status="503", oicp_code="none") > 0
+                return (
+                    value(samples, "oicp_bridge_hubject_requests_total", http_status="503", oicp_code="none")
+                    > 0
+                )
 
             await wait_for(failed, within=15)
             samples = await scrape(bridge)
@@ -128,7 +139,9 @@ async def test_hubject_answers_are_counted_by_http_status_and_oicp_code(tmp_path
 
             await wait_for(recovered, within=15)
             samples = await scrape(bridge)
-            assert value(samples, "oicp_bridge_hubject_requests_total", http_status="200", oicp_code="000") > 0
+            assert (
+                value(samples, "oicp_bridge_hubject_requests_total", http_status="200", oicp_code="000") > 0
+            )
             assert value(samples, "oicp_bridge_last_success_timestamp_seconds", operator_id=OPERATOR) > 0
             assert value(samples, "oicp_bridge_push_failing_seconds", operator_id=OPERATOR) == 0.0
 
@@ -144,7 +157,10 @@ async def test_client_certificate_expiry_is_exported(tmp_path: Path, tls: TLSMat
         }
         async with running(config(tmp_path, hubject, hubject=hubject_section)) as bridge:
             samples = await scrape(bridge)
-    assert value(samples, "oicp_bridge_client_cert_expiry_timestamp_seconds") == expected.astimezone(UTC).timestamp()
+    assert (
+        value(samples, "oicp_bridge_client_cert_expiry_timestamp_seconds")
+        == expected.astimezone(UTC).timestamp()
+    )
 
 
 async def test_with_the_polled_sender_stopped_the_feed_is_stale_within_the_threshold(tmp_path: Path) -> None:
@@ -165,7 +181,7 @@ async def test_with_the_polled_sender_stopped_the_feed_is_stale_within_the_thres
         }
         ocpi = {"receiver": {"listen": "127.0.0.1:0"}, "sources": [source], "stale_after": threshold}
         async with running(config(tmp_path, hubject, ocpi=ocpi)) as bridge:
-            feed = {"kind": "poll", "feed": source["versions_url"]}
+            feed = {"kind": "poll", "feed": str(source["versions_url"])}
 
             async def polled() -> bool:
                 samples = await scrape(bridge)
@@ -197,16 +213,19 @@ async def test_with_the_polled_sender_stopped_the_feed_is_stale_within_the_thres
 
 
 async def test_rejected_tokens_are_counted_per_party_the_url_names_if_known(tmp_path: Path) -> None:
-    async with serve_simulator(HubjectSimulator()) as hubject:
-        async with running(config(tmp_path, hubject)) as bridge, aiohttp.ClientSession() as session:
-            for path in ("DE/OBD/LOC1", "DE/OBD/LOC2", "XX/NOP/LOC1"):
-                url = f"{bridge.receiver_url}/ocpi/2.2.1/locations/{path}"
-                async with session.put(url, json={}, headers={"Authorization": "Token wrong"}) as response:
-                    assert response.status == 401
-            samples = await scrape(bridge)
-            assert value(samples, "oicp_bridge_feed_rejected_authentications_total", party="DE/OBD") == 2
-            assert value(samples, "oicp_bridge_feed_rejected_authentications_total", party="unknown") == 1
-            assert ("oicp_bridge_feed_rejected_authentications_total", (("party", "XX/NOP"),)) not in samples
+    async with (
+        serve_simulator(HubjectSimulator()) as hubject,
+        running(config(tmp_path, hubject)) as bridge,
+        aiohttp.ClientSession() as session,
+    ):
+        for path in ("DE/OBD/LOC1", "DE/OBD/LOC2", "XX/NOP/LOC1"):
+            url = f"{bridge.receiver_url}/ocpi/2.2.1/locations/{path}"
+            async with session.put(url, json={}, headers={"Authorization": "Token wrong"}) as response:
+                assert response.status == 401
+        samples = await scrape(bridge)
+        assert value(samples, "oicp_bridge_feed_rejected_authentications_total", party="DE/OBD") == 2
+        assert value(samples, "oicp_bridge_feed_rejected_authentications_total", party="unknown") == 1
+        assert ("oicp_bridge_feed_rejected_authentications_total", (("party", "XX/NOP"),)) not in samples
 
 
 async def test_a_pushing_party_is_alive_after_a_push_and_stale_when_silent(tmp_path: Path) -> None:
@@ -238,12 +257,15 @@ async def _metrics_text(admin_url: str | None) -> str:
 
 @pytest.mark.parametrize("path", ["/metrics", "/status.json", "/status", "/ready"])
 async def test_views_answer_while_the_store_is_closed(tmp_path: Path, path: str) -> None:
-    async with serve_simulator(HubjectSimulator()) as hubject:
-        async with running(config(tmp_path, hubject)) as bridge, aiohttp.ClientSession() as session:
-            await bridge.db.close()
-            async with session.get(f"{bridge.admin_url}{path}") as response:
-                body = await response.text()
-            await bridge.db.open()
+    async with (
+        serve_simulator(HubjectSimulator()) as hubject,
+        running(config(tmp_path, hubject)) as bridge,
+        aiohttp.ClientSession() as session,
+    ):
+        await bridge.db.close()
+        async with session.get(f"{bridge.admin_url}{path}") as response:
+            body = await response.text()
+        await bridge.db.open()
     assert response.status == (503 if path == "/ready" else 200)
     if path != "/metrics":
         assert "the store cannot be read" in body
