@@ -86,7 +86,8 @@ async def test_the_retry_form_needs_token_csrf_and_same_origin_and_a_refusal_cha
         status, _, location = await post_form(
             session, url, {"token": ADMIN_TOKEN, "csrf": csrf, "operator": OPERATOR}, admin
         )
-        assert status == 303 and location == "/status?done=retried&count=3"
+        assert status == 303
+        assert location == "/status?done=retried&count=3"
 
         async def delivered() -> bool:
             op = (await status_json(bridge))["operators"][OPERATOR]
@@ -128,7 +129,8 @@ async def test_the_resync_form_runs_a_fullload(tmp_path: Path) -> None:
         status, _, location = await post_form(
             session, f"{admin}/status/resync", {"token": ADMIN_TOKEN, "csrf": csrf}, admin
         )
-        assert status == 303 and location == "/status?done=resync-done"
+        assert status == 303
+        assert location == "/status?done=resync-done"
         assert any(e.action_type == "fullLoad" for e in hubject.simulator.request_log)
         body = await status_json(bridge)
         assert body["operators"][OPERATOR]["last_fullload"] is not None
@@ -140,6 +142,7 @@ async def test_without_an_admin_token_the_page_says_the_actions_need_one(tmp_pat
         async with running(cfg) as bridge, aiohttp.ClientSession() as session:
             async with session.get(f"{bridge.admin_url}/status") as response:
                 page = await response.text()
-            assert "need <code>[admin] token</code>" in page and 'name="token"' not in page
+            assert "need <code>[admin] token</code>" in page
+            assert 'name="token"' not in page
             async with session.post(f"{bridge.admin_url}/dead-letters/retry") as response:
                 assert response.status == 403
