@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from cryptography import x509
 
 from bridge.dispatcher import ResyncResult
@@ -210,6 +211,21 @@ async def test_with_the_polled_sender_stopped_the_feed_is_stale_within_the_thres
             assert "silent for" in body["reason"]
             (polled_feed,) = [f for f in body["feeds"] if f["kind"] == "poll"]
             assert polled_feed["stale"]
+
+            # the sender comes back on its address: the next complete poll makes the feed alive again
+            port = int(sender_url.rsplit(":", 1)[1])
+            revived = web.AppRunner(sender.app(), shutdown_timeout=1.0)
+            await revived.setup()
+            await web.TCPSite(revived, "127.0.0.1", port, reuse_address=True).start()
+            try:
+
+                async def alive() -> bool:
+                    return value(await scrape(bridge), "oicp_bridge_feed_stale", **feed) == 0.0
+
+                await wait_for(alive, within=20)
+                assert (await status_json(bridge))["state"] == "ok"
+            finally:
+                await revived.cleanup()
 
 
 async def test_rejected_tokens_are_counted_per_party_the_url_names_if_known(tmp_path: Path) -> None:
