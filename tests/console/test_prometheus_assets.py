@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from oicp.simulator import HubjectSimulator, serve_simulator
+from tests.bridge.conftest import wait_for
 from tests.conftest import TLSMaterial
 from tests.console.conftest import CPO_TOKEN, config, running, scrape, serve, small_fleet
 
@@ -98,6 +99,14 @@ async def test_every_metric_the_rules_and_the_dashboard_use_exists_in_a_real_scr
             tmp_path, hubject, hubject=hubject_section, ocpi={"receiver": receiver, "sources": [source]}
         )
         async with running(cfg) as bridge:
+            feed = ("oicp_bridge_feed_requests_total", (("feed", str(source["versions_url"])), ("kind", "poll")))
+
+            async def polled() -> bool:
+                # let the first poll finish: a poll still running when the bridge stops leaks its HTTP
+                # session (the pollers are closed before their tasks end; reported to the lead)
+                return (await scrape(bridge)).get(feed, 0.0) >= 1
+
+            await wait_for(polled, within=10)
             scraped = {name for name, _ in await scrape(bridge)}
     missing = sorted(used - scraped)
     assert missing == []
