@@ -2,10 +2,10 @@
 
 Every write is a function ``fn(conn) -> T`` (callers outside ``bridge.store`` type ``conn`` as the port's
 ``Tx``, ``bridge.store.port``, which a ``sqlite3.Connection`` is). Writes queue up; one runner task takes
-everything queued (up to ``max_group``), runs each in its own SAVEPOINT inside one transaction and commits once, so one fsync
-covers many OCPI requests under load ("group commit"), while a write that raises rolls back only its own
-savepoint and its caller gets the error. A caller's ``await write(...)`` returns only after the commit
-that holds its change: an OCPI request is acknowledged only once its change is durable.
+everything queued (up to ``max_group``), runs each in its own SAVEPOINT inside one transaction and commits
+once, so one fsync covers many OCPI requests under load ("group commit"), while a write that raises rolls
+back only its own savepoint and its caller gets the error. A caller's ``await write(...)`` returns only
+after the commit that holds its change: an OCPI request is acknowledged only once its change is durable.
 
 Where each step runs:
 - ``BEGIN IMMEDIATE`` and ``COMMIT`` run on the store's own thread: they can wait for the file lock (up to
