@@ -250,6 +250,9 @@ class Admin:
         """EvseIDs the status page lists as set aside (dead letters or parked)."""
         return {entry["evse_id"] for entry in (await self.status())["dead_letters"]}
 
+    async def dead_has(self, evse_id: str) -> bool:
+        return evse_id in await self.dead()
+
 
 def metric(text: str, name: str, **labels: str) -> float:
     """The sum of a Prometheus sample over every series whose labels include ``labels``."""
