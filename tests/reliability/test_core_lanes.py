@@ -63,7 +63,10 @@ async def test_fullload_answered_result_false_is_not_resent_in_a_hot_loop(
     tmp_path: Path, standin: HubjectStandIn, http: aiohttp.ClientSession
 ) -> None:
     standin.script(Refuse("022", "Data error in the request."), when=fullload)
-    values = merged(config_values(tmp_path, standin), resync={"interval": 3600})
+    # the production cap on the wait between retries (config/example.toml): failures back off up to it
+    values = merged(
+        config_values(tmp_path, standin), resync={"interval": 3600}, push={"max_retry_interval": 60.0}
+    )
     stamps = Stamps()
     async with running_bridge(values) as bridge:  # initial_resync: the first-start fullLoad
         assert bridge.receiver_url is not None
@@ -77,7 +80,7 @@ async def test_fullload_answered_result_false_is_not_resent_in_a_hot_loop(
             seen=lambda: [(p.action, len(p.records)) for p in standin.pushes(OPERATOR)],
         )
         first = standin.pushes(OPERATOR, action="fullLoad")[0].at
-        limit = 5
+        limit = 6  # a handful in 10 s: the first, a requested one, and a few backed-off retries
 
         def few_fullloads() -> str | None:
             count = len(standin.pushes(OPERATOR, action="fullLoad"))
@@ -229,7 +232,7 @@ async def test_request_level_022_naming_nobody_backs_off_and_dead_letters_nothin
             if dead:
                 return f"a refusal naming nobody dead-lettered {sorted(dead)}"
             count = len(standin.pushes(OPERATOR))
-            if count > 15:  # a bisection round is at most 3 requests; rounds must back off
+            if count > 18:  # a bisection round of 2 records is 3 requests; rounds back off (cap 1 s)
                 return f"{count} requests within {time.monotonic() - first:.2f} s, all refused 022"
             return None
 
