@@ -164,6 +164,10 @@ class HubjectStandIn:
             and push.at >= since
         ]
 
+    def open_now(self, operator_id: str) -> int:
+        """Requests of this operator being answered right now."""
+        return self._open.get(operator_key(operator_id), 0)
+
     def held_sizes(self, operator_id: str) -> list[int]:
         key = operator_key(operator_id)
         return [change.held_after for change in self.changes if operator_key(change.operator_id) == key]

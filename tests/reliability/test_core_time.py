@@ -107,6 +107,7 @@ async def test_wall_clock_stepped_back_an_hour_does_not_stall_pushes(
     stamps = Stamps(offset=-timedelta(hours=3))  # the CPO's last_updated stays in the past for every step
     async with running_bridge(values, initial_resync=False, wall_clock=clock) as bridge:
         assert bridge.receiver_url is not None
+        assert bridge.admin_url is not None
         cpo = Party(http, bridge.receiver_url)
         moment = stamps.next()
         await accepted(cpo.put_location("L1", [evse("L1-1", X, "AVAILABLE", moment)], moment))
@@ -122,11 +123,12 @@ async def test_wall_clock_stepped_back_an_hour_does_not_stall_pushes(
         await wait_until(
             lambda: len(standin.pushes(OPERATOR)) > before, within=5, what="a push meets the outage"
         )
-        await wait_until(
-            lambda: standin.pushes(OPERATOR)[-1].at < time.monotonic() - 0.5,
-            within=5,
-            what="the lane backs off",
-        )
+        admin = Admin(http, bridge.admin_url)
+
+        async def failing() -> bool:  # /ready: the push failed past the client's retry budget
+            return await admin.ready() == 503
+
+        await wait_until(failing, within=5, what="the lane reports the failed push and backs off")
         clock.offset -= 3600
         standin.rules.remove(outage)
         await holds(
