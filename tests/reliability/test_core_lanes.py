@@ -33,7 +33,7 @@ from tests.reliability.core_rig import (
 )
 from tests.reliability.hubject_standin import Accept, Busy, HubjectStandIn, Push, Refuse
 
-REFUSED = "oicp_bridge_resyncs_total"
+RESYNCS = "oicp_bridge_resyncs_total"
 
 
 def evse_ids(count: int, location: int = 1001) -> list[str]:
@@ -122,7 +122,7 @@ async def test_fullload_refused_by_the_shrink_guard_waits_for_the_interval_and_s
         await wait_until(lambda: len(standin.held(OPERATOR)) == 5, within=5, what="5 EVSEs withdrawn")
 
         async def refused() -> float:
-            return metric(await admin.metrics(), REFUSED, operator_id=OPERATOR, result="refused")
+            return metric(await admin.metrics(), RESYNCS, operator_id=OPERATOR, result="refused")
 
         async def refused_once() -> bool:
             return await refused() >= 1
