@@ -65,6 +65,8 @@ class AdminApp:
         for lane in self.dispatcher.lanes.values():
             if lane.failures > 0:
                 problems.append(f"pushes for {lane.operator_id} are failing: {lane.last_error}")
+            if lane.refusal is not None:
+                problems.append(f"the fullLoad for {lane.operator_id} is refused: {lane.refusal}")
         return not problems, problems
 
     async def ready(self, request: web.Request) -> web.Response:

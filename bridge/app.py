@@ -102,6 +102,7 @@ class Bridge:
             initial_resync=initial_resync,
             # after twice the client's timeout an attempt with an unknown outcome can no longer land
             unsure_for=2.0 * (config.hubject.timeout + config.hubject.connect_timeout),
+            attempt_timeout=config.hubject.timeout,
             sources_ready=lambda: all(poller.full_poll_done for poller in pollers),
         )
         intake.lanes = dispatcher
@@ -190,9 +191,9 @@ class Bridge:
                 for task, result in zip(tasks, results, strict=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                         self.log.error("task failed", task=task.get_name(), error=repr(result))
-                pending = sum(
+                pending = sum(  # not yet acknowledged by Hubject: pending, or cut short in flight
                     [
-                        (await self.outbox.lane_status(lane.operator_id)).pending
+                        (await self.outbox.lane_status(lane.operator_id)).unacknowledged
                         for lane in self.dispatcher.lanes.values()
                     ]
                 )

@@ -145,6 +145,7 @@ class Dispatcher:
         monotonic: Callable[[], float] = time.monotonic,
         initial_resync: bool = True,
         unsure_for: float = 60.0,
+        attempt_timeout: float = 30.0,
         sources_ready: Callable[[], bool] = lambda: True,
         rng: random.Random | None = None,
     ) -> None:
@@ -157,6 +158,8 @@ class Dispatcher:
         self.monotonic = monotonic
         self.initial_resync = initial_resync
         self.unsure_for = unsure_for  # ~2x the client's timeout: after it, a lost attempt cannot land
+        # a call that took longer than one attempt may (the client retried a timeout): its outcome is in doubt
+        self.attempt_timeout = attempt_timeout
         self.sources_ready = sources_ready
         self.rng = rng or random.Random()
         self.timing = Timing(push.flush_interval, push.max_batch)
@@ -273,12 +276,26 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
             if late:
-                self.log.warning("shutdown timeout: in-progress pushes cancelled", lanes=len(late))
+                self.log.warning(
+                    "shutdown timeout: in-progress pushes cancelled; records stay pending for the next start",
+                    lanes=len(late),
+                    pending=await self._unacknowledged(),
+                )
         finally:
             stopping.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(stopping, *tasks, return_exceptions=True)
+
+    async def _unacknowledged(self) -> int:
+        with contextlib.suppress(StoreError):
+            return sum(
+                [
+                    (await self.store.lane_status(lane.operator_id)).unacknowledged
+                    for lane in self.lanes.values()
+                ]
+            )
+        return 0
 
     async def run_until_idle(self, within: float = 30.0) -> None:
         """Push everything pending now, ignoring flush_interval (tests, the demo, shutdown)."""
@@ -347,10 +364,16 @@ class Dispatcher:
         """Claim and push one batch; False when nothing was pending or the push failed."""
         notified = lane.notified
         records = await self.store.claim(lane.operator_id, self.push.max_batch)
-        if len(records) < self.push.max_batch and lane.notified == notified:
-            lane.pending, lane.first_unpushed_at = 0, None  # everything pending is in this batch
+        if lane.notified != notified or len(records) == self.push.max_batch:
+            lane.pending = max(1, lane.pending - len(records))  # more may be pending
+        elif not records:
+            # Nothing pending: the changes since the last push went back to what Hubject holds. The
+            # max-wait clock keeps running from the first of them (never pushed): a max-wait, not a
+            # debounce, so an EVSE cycling through its delivered status cannot starve its pushes.
+            lane.pending = 0
+            return False
         else:
-            lane.pending = max(1, lane.pending - len(records))
+            lane.pending, lane.first_unpushed_at = 0, None  # everything pending is in this batch
         if not records:
             return False
         lane.busy = True
@@ -398,7 +421,7 @@ class Dispatcher:
         elapsed = self._observe_latency(action, started)
         # an acknowledgement that took longer than the client's timeout came after a retried attempt whose
         # outcome is unknown: that attempt may still land after a later push (docs/architecture.md)
-        doubt = self.unsure_for if elapsed >= self.unsure_for / 2 else None
+        doubt = self.unsure_for if elapsed >= self.attempt_timeout else None
         await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
         if doubt is not None:
             self._doubt(lane, doubt)
@@ -590,7 +613,7 @@ class Dispatcher:
         lane.last_push_at = self.wall_clock()
         if self.resync_config.interval > 0:
             lane.scheduled_resync_at = now + self.resync_config.interval
-        if now - started >= self.unsure_for / 2:  # an attempt timed out and was retried: it may land late
+        if now - started >= self.attempt_timeout:  # an attempt timed out and was retried: it may land late
             lane.fullload_doubt_until = max(lane.fullload_doubt_until or 0.0, started + self.unsure_for)
         if lane.fullload_doubt_until is not None and started < lane.fullload_doubt_until:
             lane.settle_fullload_at = lane.fullload_doubt_until

@@ -67,7 +67,8 @@ def config_values(tmp_path: Path, standin: HubjectStandIn) -> dict[str, Any]:
             "retry_budget": 1.0,
             "shutdown_timeout": 2,
         },
-        "resync": {"interval": 0},
+        # the first fullLoad's quiet period short (its default, 30 s, is for a CPO's real initial load)
+        "resync": {"interval": 0, "first_fullload_quiet": 0.2},
         "admin": {"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
     }
 
