@@ -12,7 +12,7 @@ delivery stands (``state``). The rows' states and the events that move them (``T
 | in_flight | pending (the push is stale)   | –         | delivered¹  | pending  | dead/parked¹ | pending   |
 | delivered | pending, or delivered²        | –         | –           | –        | –            | delivered |
 | dead      | pending, or delivered²        | –         | –           | –        | –            | dead      |
-| parked    | parked (update), else as dead | –         | –           | –        | –            | parked    |
+| parked    | parked                        | –         | –           | –        | –            | parked    |
 
 ¹ only if the row still holds the version that was sent; a row changed meanwhile is pending again.
 ² delivered when Hubject already holds exactly that content and nothing makes that doubtful (``unsure``, or
@@ -79,7 +79,7 @@ TRANSITIONS: dict[tuple[RecordState, Event], frozenset[RecordState]] = {
     (F, Event.OBSERVE): frozenset({P}),
     (D, Event.OBSERVE): frozenset({P, D}),
     (X, Event.OBSERVE): frozenset({P, D}),
-    (K, Event.OBSERVE): frozenset({K, P, D}),
+    (K, Event.OBSERVE): frozenset({K}),
     (P, Event.CLAIM): frozenset({F}),
     (F, Event.DELIVERED): frozenset({D, P}),
     (P, Event.DELIVERED): frozenset({P}),  # changed while in flight: the sent version is not the row's
@@ -174,8 +174,8 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
     )
     if (desired.action, desired.status) == row.content:
         return info  # same content: the state stands (a dead record stays dead until a fullLoad)
-    if row.state is RecordState.PARKED and desired.action is Action.UPDATE:
-        # Hubject has no EVSE data for it: the new status waits for the next fullLoad (docs/bridge.md)
+    if row.state is RecordState.PARKED:
+        # Hubject has no EVSE data for it: the new content waits for the next fullLoad (docs/bridge.md)
         state = RecordState.PARKED
     elif hubject_holds(row, desired.action, desired.status) and row.state is not RecordState.IN_FLIGHT:
         state = RecordState.DELIVERED
