@@ -32,7 +32,7 @@ from pydantic_settings import (
 )
 
 from bridge.errors import ConfigError
-from oicp.client import QA_URL, ClientSettings
+from oicp import QA_URL, ClientSettings
 from oicp.ids import OperatorID
 
 ENV_PREFIX = "OICP_BRIDGE_"

@@ -42,7 +42,7 @@ from bridge.outbox import (
     split_by_action,
 )
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
-from oicp.client import EvseStatusClient
+from oicp import EvseStatusClient
 from oicp.codes import RECORD_LEVEL_CODES
 from oicp.errors import RejectedError, RequestError
 from oicp.ids import EVSE_ID_PATTERN, EvseID, OperatorID

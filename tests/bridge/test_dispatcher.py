@@ -17,12 +17,10 @@ from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.store.database import Database
 from bridge.store.outbox import LaneStatus, OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient, RetryPolicy
 from oicp.errors import RequestTimeoutError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
-from oicp.rest import RestClient
-from oicp.retry import RetryPolicy
 from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
 from tests.bridge.conftest import OPERATORS, make_dispatcher, observation, wait_for
 

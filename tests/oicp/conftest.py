@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from oicp.client import ClientSettings
-from oicp.retry import RetryPolicy
+from oicp import ClientSettings, RetryPolicy
 from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
 from tests.conftest import TLSMaterial
 
