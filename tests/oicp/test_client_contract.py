@@ -188,13 +188,14 @@ async def test_pull_by_id_splits_into_requests_of_at_most_100(
     assert [len(sent_records(entry)) for entry in pulls] == [100, 100, 50]
 
 
-async def test_result_keeps_hubjects_process_id(
+async def test_result_keeps_hubjects_process_id_and_the_certificate_arrived(
     connect: Connect, settings: ClientSettings, simulator: HubjectSimulator
 ) -> None:
     async with connect(settings) as client:
         result = await client.push_evse_status(OPERATOR, ActionType.UPDATE, records({E1: OCC}))
     assert result.process_id is not None
     assert result.process_id == simulator.request_log[-1].process_id
+    assert simulator.request_log[-1].client_cert_subject is not None  # mutual TLS: the certificate arrived
 
 
 async def test_lower_case_ids_are_sent_normalised(
@@ -284,14 +285,6 @@ async def test_mtls_refuses_a_client_without_certificate(
             await client.push_evse_status(OPERATOR, ActionType.UPDATE, records({E1: A}))
     assert "client certificate" in (caught.value.hint or "") + str(caught.value)
     assert simulator.push_count() == 0
-
-
-async def test_client_certificate_reaches_the_server(
-    connect: Connect, settings: ClientSettings, simulator: HubjectSimulator
-) -> None:
-    async with connect(settings) as client:
-        await client.push_evse_status(OPERATOR, ActionType.UPDATE, records({E1: A}))
-    assert simulator.request_log[-1].client_cert_subject is not None
 
 
 async def test_untrusted_server_certificate_fails_at_once_and_is_not_retried(
@@ -480,21 +473,12 @@ async def test_permanent_rejection_is_not_retried(
     assert caught.value.code == code
     assert not caught.value.retryable
     assert caught.value.record_level is (code == "018")
+    if code == "017":  # Unauthorized Access: the hint names the operator and the certificate
+        assert "DE*ABC" in (caught.value.hint or "")
+        assert "certificate" in str(caught.value)
     assert retries.calls == []
     assert simulator.push_count() == 1
     assert caught.value.process_id == simulator.request_log[-1].process_id
-
-
-async def test_unauthorized_operator_gets_a_hint_about_the_certificate(
-    connect: Connect, settings: ClientSettings, simulator: HubjectSimulator
-) -> None:
-    simulator.faults.reject_code = "017"
-    simulator.faults.queue.append(FaultKind.REJECT)
-    async with connect(settings) as client:
-        with pytest.raises(RejectedError) as caught:
-            await client.push_evse_status(OPERATOR, ActionType.UPDATE, records({E1: OCC}))
-    assert "DE*ABC" in (caught.value.hint or "")
-    assert "certificate" in str(caught.value)
 
 
 async def test_unknown_evse_is_rejected_603_and_changes_nothing(connect: Connect, tls: TLSMaterial) -> None:
@@ -558,3 +542,21 @@ async def test_rest_url_without_api_oicp_gets_a_hint(served: ServedSimulator, tl
     assert caught.value.status == 404
     assert not caught.value.retryable
     assert "/api/oicp" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        ({"ca_cert": "/nonexistent/ca.pem"}, "CA bundle"),
+        ({"client_cert": "/nonexistent/cpo.pem", "key_password": "s3cret-pw"}, "client certificate"),
+        ({"client_key": "/nonexistent/cpo.key"}, "client_key is set but client_cert is not"),
+    ],
+)
+async def test_unusable_tls_settings_fail_on_entering_and_never_show_the_password(
+    connect: Connect, fields: dict[str, str], complaint: str
+) -> None:
+    client = connect(ClientSettings.model_validate({"url": "https://127.0.0.1:9/api/oicp", **fields}))
+    with pytest.raises(ConfigurationError, match=complaint) as caught:
+        async with client:
+            pass
+    assert "s3cret-pw" not in str(caught.value)
