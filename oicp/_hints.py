@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Protocol = Literal["rest", "soap"]
+WireFormat = Literal["rest", "soap"]  # which codec is asking: REST and SOAP differ in a few hints
 
 # Hubject's 2.x SOAP services live under /ws/ on the same host as the REST API (/api/oicp).
 SOAP_PATH = "/ws/HubjectEvseStatus_V2.1"
@@ -39,7 +39,7 @@ def hint_for(
     code: str | None,
     url: str,
     operator_id: str | None = None,
-    protocol: Protocol = "rest",
+    protocol: WireFormat = "rest",
 ) -> str | None:
     """The hint for an HTTP status and/or a StatusCode, or None when there is nothing useful to say."""
     if status == 401 or code == "017":

@@ -27,7 +27,7 @@ from typing import TypedDict, TypeVar
 import aiohttp
 
 from oicp._client import ClientSettings, PushResult
-from oicp._hints import NO_CLIENT_CERT, Protocol, hint_for
+from oicp._hints import NO_CLIENT_CERT, WireFormat, hint_for
 from oicp._retry import RetryHook, RetryPolicy, call_with_retries
 from oicp._throttle import Throttle
 from oicp._tls import client_ssl_context
@@ -146,7 +146,7 @@ CAUGHT: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutE
 
 
 def status_error(
-    answer: Answer, url: str, *, operator_id: str | None = None, protocol: Protocol = "rest"
+    answer: Answer, url: str, *, operator_id: str | None = None, protocol: WireFormat = "rest"
 ) -> HTTPStatusError:
     """The error for an answer whose HTTP status is not 200 and whose body says nothing better."""
     error_type = RateLimitedError if answer.status == 429 else HTTPStatusError
@@ -166,7 +166,7 @@ def rejected_error(
     url: str,
     *,
     operator_id: str | None = None,
-    protocol: Protocol = "rest",
+    protocol: WireFormat = "rest",
 ) -> RejectedError:
     """The error for an eRoamingAcknowledgement whose Result is false (OICP 2.3 CPO 03, StatusCode)."""
     status_code = acknowledgement.status_code
@@ -189,7 +189,7 @@ def accept_acknowledgement(
     url: str,
     *,
     operator_id: str | None = None,
-    protocol: Protocol = "rest",
+    protocol: WireFormat = "rest",
 ) -> Acknowledgement:
     """A push succeeded only on Result true *and* HTTP 200; otherwise raise what the answer says."""
     if not acknowledgement.result:

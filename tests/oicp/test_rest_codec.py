@@ -3,10 +3,13 @@ results or errors (the SOAP codec's cases are in test_soap_client.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from oicp import (
     ActionType,
@@ -121,3 +124,37 @@ def test_pulled_statuses_are_read_as_one_flat_map() -> None:
         read_statuses({"EvseStatuses": "?"}, URL)
     with pytest.raises(ResponseDecodeError):
         read_statuses_by_id({}, URL)
+
+
+ANSWER_BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "Result",
+                        "StatusCode",
+                        "Code",
+                        "EvseStatuses",
+                        "EVSEStatusRecords",
+                        "OperatorEvseStatus",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=12,
+    ).map(lambda value: json.dumps(value).encode()),
+)
+
+
+@given(status=st.sampled_from([200, 400, 401, 404, 429, 500, 502]), body=ANSWER_BODIES)
+def test_decoders_fed_anything_raise_only_request_errors(status: int, body: bytes) -> None:
+    answer = Answer(status, body)
+    for decode in (lambda: decode_push(answer, URL), lambda: read_statuses(decode_pull(answer, URL), URL)):
+        with contextlib.suppress(RequestError):  # anything else escapes and fails the test
+            decode()

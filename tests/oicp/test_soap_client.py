@@ -6,9 +6,12 @@ The behaviour it shares with RestClient is in test_client_contract.py. The codec
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from oicp import (
@@ -39,9 +42,12 @@ ES = f"{{{NS_EVSE_STATUS}}}"
 URL = "https://h" + SOAP_PATH
 
 
-@pytest.fixture(scope="module")
+CODEC = SoapCodec.load()  # reads the shipped WSDL/XSD once, at collection
+
+
+@pytest.fixture
 def codec() -> SoapCodec:
-    return SoapCodec.load()
+    return CODEC
 
 
 # --- the codec, without I/O -----------------------------------------------------------------------------
@@ -151,6 +157,29 @@ def test_a_pull_answer_with_a_bad_status_is_an_http_error(codec: SoapCodec) -> N
         codec.decode_pull(Answer(200, (ENV_OPEN + answer + ENV_CLOSE).encode()), SoapOperation.PULL, URL)
         == {}
     )
+
+
+SOAP_BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.lists(
+        st.sampled_from(
+            [ENV_OPEN, ENV_CLOSE, ACK_OK, fault("Client", "x"), fault("Server", "y"), "<", "&", "\x00", "é"]
+        ),
+        max_size=6,
+    ).map(lambda parts: "".join(parts).encode()),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(status=st.sampled_from([200, 400, 404, 500, 503]), body=SOAP_BODIES)
+def test_the_soap_decoder_fed_anything_raises_only_request_errors(status: int, body: bytes) -> None:
+    codec = CODEC
+    for operation in SoapOperation:
+        with contextlib.suppress(RequestError):  # anything else escapes and fails the test
+            if operation is SoapOperation.PUSH:
+                codec.decode_push(Answer(status, body), URL)
+            else:
+                codec.decode_pull(Answer(status, body), operation, URL)
 
 
 # --- endpoint, offline WSDL, the soap extra --------------------------------------------------------------
