@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator
 from typing import Any, Protocol, Unpack
 
 import pytest
-from lxml import etree
 
 from oicp import (
     ActionType,
@@ -28,7 +27,6 @@ from oicp import (
     EvseStatusRecord,
     HTTPStatusError,
     OperatorID,
-    ProviderID,
     RateLimitedError,
     RejectedError,
     RequestError,
@@ -39,15 +37,24 @@ from oicp import (
     TLSError,
 )
 from oicp._http import SessionOptions
-from oicp.simulator import FaultKind, HubjectSimulator, LoggedRequest, ServedSimulator, serve_simulator
-from oicp.wsdl import NS_EVSE_STATUS, NS_SOAP_ENV, SOAP_PATH, ServiceSchema
+from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
+from oicp.wsdl import SOAP_PATH, ServiceSchema
 from tests.conftest import TLSMaterial
-
-OPERATOR = OperatorID("DE*ABC")
-PROVIDER = ProviderID("DE-XYZ")
-E1, E2, E3 = EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2"), EvseID("DE*ABC*E3")
-A, OCC, X = EvseStatus.AVAILABLE, EvseStatus.OCCUPIED, EvseStatus.OUT_OF_SERVICE
-ES = f"{{{NS_EVSE_STATUS}}}"
+from tests.oicp.conftest import (
+    E1,
+    E2,
+    E3,
+    OCC,
+    OPERATOR,
+    PROVIDER,
+    A,
+    Pages,
+    RetryLog,
+    X,
+    records,
+    sent_records,
+    soap_payload,
+)
 
 
 class Connect(Protocol):
@@ -67,73 +74,13 @@ def connect(protocol: str) -> Connect:
     return build
 
 
-def records(statuses: dict[EvseID, EvseStatus]) -> list[EvseStatusRecord]:
-    return [EvseStatusRecord(evse_id=evse_id, evse_status=status) for evse_id, status in statuses.items()]
-
-
-def soap_payload(body: object) -> etree._Element:
-    """The Body payload of an envelope from the simulator's request log."""
-    assert isinstance(body, str)
-    envelope = etree.fromstring(body.encode())
-    payload = envelope.find(f"{{{NS_SOAP_ENV}}}Body")
-    assert payload is not None
-    assert len(payload) == 1
-    return payload[0]
-
-
-def sent_records(entry: LoggedRequest) -> list[tuple[str, str]]:
-    """The (EvseID, status) pairs of a push or the EvseIDs of a pull, as the simulator received them."""
-    if isinstance(entry.body, dict):
-        if entry.operation == "pull":
-            return [(evse_id, "") for evse_id in entry.body["EvseID"]]
-        block = entry.body["OperatorEvseStatus"]["EvseStatusRecord"]
-        return [(record["EvseID"], record["EvseStatus"]) for record in block]
-    payload = soap_payload(entry.body)
-    if entry.operation == "pull":
-        return [(node.text or "", "") for node in payload.findall(f"{ES}EvseId")]
-    return [
-        (node.findtext(f"{ES}EvseId") or "", node.findtext(f"{ES}EvseStatus") or "")
-        for node in payload.iter(f"{ES}EvseStatusRecord")
-    ]
-
-
-class RetryLog:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, RequestError, float]] = []
-
-    def __call__(self, attempt: int, error: RequestError, wait: float) -> None:
-        self.calls.append((attempt, error, wait))
-
-
-@pytest.fixture(scope="module")
-def schema() -> ServiceSchema:
-    return ServiceSchema.load()
-
-
 @pytest.fixture(autouse=True)
 def sent_envelopes_are_valid(simulator: HubjectSimulator, schema: ServiceSchema) -> Iterator[None]:
+    """Every SOAP envelope a client sent validates against the shipped XSD."""
     yield
     for entry in simulator.request_log:
         if entry.path == SOAP_PATH:
             assert schema.errors(soap_payload(entry.body)) == []
-
-
-class Pages:
-    """``pages()`` for push_evse_status_stream: counts how often the records were read."""
-
-    def __init__(self, statuses: dict[EvseID, EvseStatus], page_size: int) -> None:
-        self.records = records(statuses)
-        self.page_size = page_size
-        self.reads = 0
-
-    def __call__(self) -> AsyncIterator[Sequence[EvseStatusRecord]]:
-        self.reads += 1
-        return self._pages()
-
-    async def _pages(self) -> AsyncIterator[Sequence[EvseStatusRecord]]:
-        for start in range(0, len(self.records), self.page_size):
-            yield self.records[start : start + self.page_size]
-        yield []
 
 
 # --- round trips ---------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from oicp.models import PushEvseStatusRequest
 from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator
 from oicp.wsdl import NS_COMMON_TYPES, NS_EVSE_STATUS, NS_SOAP_ENV, SOAP_PATH, SoapOperation, load_zeep_client
 from tests.conftest import TLSMaterial
-from tests.oicp.test_client_contract import E1, OPERATOR, PROVIDER, records, soap_payload
+from tests.oicp.conftest import E1, OPERATOR, PROVIDER, records, soap_payload
 
 ES = f"{{{NS_EVSE_STATUS}}}"
 URL = "https://h" + SOAP_PATH

@@ -1,4 +1,4 @@
-"""The sans-I/O Throttle (token bucket) and the Retry-After / hint helpers of oicp.rest."""
+"""The sans-I/O Throttle (token bucket), and the Retry-After and hint rules of oicp._http and oicp._hints."""
 
 from __future__ import annotations
 
