@@ -122,7 +122,7 @@ class SoapClient:
 
     async def _push(self, operator_id: OperatorID, body: Body) -> PushResult:
         codec = self.codec
-        headers = _headers("eRoamingPushEvseStatus")
+        headers = _headers("eRoamingPushEvseStatus")  # SoapOperation.PUSH; oicp.wsdl needs lxml, so not here
 
         async def once() -> tuple[Acknowledgement, str | None]:
             answer = await self._http.post(self.endpoint, body, headers)
