@@ -45,7 +45,7 @@ async def child(spec: Json) -> Json:
     from bridge.store.database import Database
     from bridge.store.outbox import OutboxStore
     from bridge.store.schema import MIGRATIONS
-    from oicp.rest import RestClient
+    from oicp import RestClient
 
     config = bridge_config(Path(spec["store"]), spec["hubject_url"])
     db = Database(config.store.sqlite_path, MIGRATIONS)

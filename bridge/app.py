@@ -34,9 +34,7 @@ from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp.client import EvseStatusClient
-from oicp.rest import RestClient
-from oicp.soap import SoapClient
+from oicp import EvseStatusClient, RestClient, SoapClient
 
 
 def parse_listen(value: str) -> tuple[str, int]:

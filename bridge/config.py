@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from bridge.errors import ConfigError
 from bridge.ownership import PartyRef
-from oicp.client import QA_URL, ClientSettings
+from oicp import QA_URL, ClientSettings
 from oicp.ids import OperatorID
 
 ENV_PREFIX = "OICP_BRIDGE_"

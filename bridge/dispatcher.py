@@ -46,7 +46,7 @@ from bridge.lanes import (
 from bridge.metrics import Metrics
 from bridge.outbox import Record, RecordState, fullload_refusal, halves, named_in, named_keys, split_by_action
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
-from oicp.client import EvseStatusClient
+from oicp import EvseStatusClient
 from oicp.codes import RECORD_LEVEL_CODES
 from oicp.errors import RejectedError, RequestError, TransportError
 from oicp.ids import EvseID, OperatorID

@@ -22,10 +22,8 @@ from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient, RetryPolicy
 from oicp.ids import OperatorID
-from oicp.rest import RestClient
-from oicp.retry import RetryPolicy
 from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
 
 OPERATORS = [

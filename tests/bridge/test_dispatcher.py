@@ -18,12 +18,10 @@ from bridge.outbox import Record
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient, RetryPolicy
 from oicp.errors import RequestTimeoutError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
-from oicp.rest import RestClient
-from oicp.retry import RetryPolicy
 from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
 from tests.bridge.conftest import make_dispatcher, make_intake, observation, wait_for
 

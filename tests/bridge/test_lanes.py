@@ -91,7 +91,10 @@ def test_every_combination_gives_a_step_and_nothing_hubject_bound_before_the_flo
     if isinstance(step, Sleep):
         assert step.seconds > 0
     if isinstance(step, Wait):
-        assert not requested and settle_at is None and scheduled is None and settle_fullload is None
+        assert not requested
+        assert settle_at is None
+        assert scheduled is None
+        assert settle_fullload is None
 
 
 @given(st.integers(1, 40), st.floats(0.01, 10), st.floats(0.1, 600), st.integers(0, 2**32))
@@ -130,7 +133,7 @@ def test_a_lane_that_keeps_failing_asks_at_most_once_per_backoff_step(
         failures += 1
         floor = request_floor(now, failures, retry_after, retryable=True, base=1.0, cap=60.0, rng=rng)
     for n, (earlier, later) in enumerate(itertools.pairwise(requests), start=1):
-        step = min(60.0, 2.0 ** (n - 1))
-        assert later - earlier >= max(step / 2, retry_after or 0.0) - 1e-9
+        width = min(60.0, 2.0 ** (n - 1))
+        assert later - earlier >= max(width / 2, retry_after or 0.0) - 1e-9
     in_first_minute = sum(1 for t in requests if t < 60.0)
     assert in_first_minute <= 8

@@ -73,7 +73,8 @@ def test_a_delete_for_an_evse_id_never_seen_keeps_no_row() -> None:
 def test_a_change_back_to_what_hubject_holds_is_delivered_without_a_push() -> None:
     row = row_in(RecordState.PENDING, delivered_action=Action.UPDATE, delivered_status=EvseStatus.OCCUPIED)
     new = rules.observe(row, desired((Action.UPDATE, EvseStatus.OCCUPIED)), 6, 1.0)
-    assert new is not None and new.state is RecordState.DELIVERED
+    assert new is not None
+    assert new.state is RecordState.DELIVERED
 
 
 def test_an_unsure_row_never_skips_a_change_as_already_held() -> None:
@@ -86,7 +87,8 @@ def test_an_unsure_row_never_skips_a_change_as_already_held() -> None:
         unsure_until=100.0,
     )
     new = rules.observe(row, desired((Action.UPDATE, EvseStatus.AVAILABLE)), 6, 1.0)
-    assert new is not None and new.state is RecordState.PENDING
+    assert new is not None
+    assert new.state is RecordState.PENDING
 
 
 def test_delivered_only_when_the_row_still_holds_the_sent_version() -> None:
@@ -117,7 +119,8 @@ def test_a_parked_row_leaves_only_by_a_fullload() -> None:
     row = row_in(RecordState.PARKED, dead_code="603")
     for content in CONTENTS:
         new = rules.observe(row, desired(content), 9, 1.0)
-        assert new is not None and new.state is RecordState.PARKED
+        assert new is not None
+        assert new.state is RecordState.PARKED
     assert rules.recovered(row, 1.0, 2.0).state is RecordState.PARKED
     assert rules.fullload_delivered(row, watermark=5, sent_at=1.0, now=1.0).state is RecordState.DELIVERED
 
@@ -229,7 +232,8 @@ def test_after_draining_hubject_holds_the_newest_content(sequence: list[tuple[st
     drain(model)
     wanted = CONTENTS[last]
     if model.row is None:
-        assert wanted[0] is Action.DELETE and model.hubject[0] is Action.DELETE
+        assert wanted[0] is Action.DELETE
+        assert model.hubject[0] is Action.DELETE
         return
     assert model.row.state is RecordState.DELIVERED
     assert model.row.content == wanted

@@ -8,11 +8,10 @@ import asyncio
 
 import pytest
 
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient
 from oicp.errors import HTTPStatusError, RateLimitedError, RejectedError, RequestTimeoutError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
-from oicp.rest import RestClient
 from tests.reliability.core_rig import wait_until
 from tests.reliability.hubject_standin import Accept, Busy, Hang, HubjectStandIn, LandLate, Refuse
 
