@@ -47,7 +47,7 @@ log = structlog.get_logger("bridge.admin")
 # What a console action may report back on the page after its redirect (fixed texts: nothing from the
 # request is reflected).
 NOTICES = {
-    "retried": "Dead letters are pending again: {count} records will be pushed.",
+    "retried": "{count} dead {letters} pending again and pushed now.",
     "resync-done": "Resync done.",
     "resync-failed": "Resync did not succeed; see the operator's last failure.",
 }
@@ -95,7 +95,10 @@ class AdminApp:
     # --- reading ---------------------------------------------------------------------------------------
 
     async def snapshot(self, *, dead_letters: bool = True) -> Snapshot:
-        lanes = {str(lane.operator_id): lane_report(lane) for lane in self.dispatcher.lanes.values()}
+        monotonic_now = time.monotonic()
+        lanes = {
+            str(lane.operator_id): lane_report(lane, monotonic_now) for lane in self.dispatcher.lanes.values()
+        }
         store, store_error = None, None
         try:
             store = await self.db.read(lambda conn: read_store(conn, list(lanes), dead_letters=dead_letters))
@@ -261,13 +264,12 @@ class AdminApp:
 
     async def _retry(self, operator: OperatorID | None) -> int:
         now = self.clock()
-        count = await self.db.write(
-            lambda conn: retry_dead_letters(conn, None if operator is None else str(operator), now)
-        )
-        log.info(
-            "dead letters retried", operator_id=None if operator is None else str(operator), records=count
-        )
-        return count
+        only = None if operator is None else str(operator)
+        counts = await self.db.write(lambda conn: retry_dead_letters(conn, only, now))
+        for operator_id, count in counts.items():  # committed: the lanes push them now
+            self.dispatcher.notify(OperatorID(operator_id), pending=count, new_evses=0)
+        log.info("dead letters retried", operator_id=only, records=sum(counts.values()))
+        return sum(counts.values())
 
     async def retry_api(self, request: web.Request) -> web.Response:
         if (refused := self._refuse_api(request)) is not None:
@@ -325,7 +327,8 @@ def _notice(request: web.Request) -> tuple[str | None, bool]:
     if done not in NOTICES:
         return None, False
     count = request.query.get("count", "0")
-    text = NOTICES[done].format(count=int(count) if count.isdigit() else 0)
+    number = int(count) if count.isdigit() else 0
+    text = NOTICES[done].format(count=number, letters="letter is" if number == 1 else "letters are")
     return text, done.endswith("failed")
 
 

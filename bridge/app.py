@@ -12,8 +12,9 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
@@ -23,19 +24,18 @@ from bridge.config import BridgeConfig, Protocol, ReceiverConfig
 from bridge.dispatcher import Dispatcher
 from bridge.errors import ConfigError
 from bridge.feeds import FeedHealth
+from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper, parse_overrides
 from bridge.metrics import CountingClient, Metrics, client_cert_expiry
-from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.auth import Party
 from bridge.ocpi.poller import SenderPoller
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
 from bridge.ocpi.store import OcpiStore
+from bridge.ownership import PartyBinding
 from bridge.store.database import Database
-from bridge.store.outbox import AcceptCounts, OutboxStore
+from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp.client import EvseStatusClient
-from oicp.rest import RestClient
-from oicp.soap import SoapClient
+from oicp import EvseStatusClient, RestClient, SoapClient
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -59,6 +59,7 @@ class Bridge:
     db: Database
     outbox: OutboxStore
     ocpi_store: OcpiStore
+    intake: Intake
     client: EvseStatusClient
     dispatcher: Dispatcher
     pollers: list[SenderPoller]
@@ -69,7 +70,14 @@ class Bridge:
     feeds: FeedHealth | None = None
 
     @classmethod
-    def build(cls, config: BridgeConfig, *, initial_resync: bool = True) -> Bridge:
+    def build(
+        cls,
+        config: BridgeConfig,
+        *,
+        initial_resync: bool = True,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Bridge:
+        """``wall_clock`` is for display and bookkeeping only: every wait runs on the monotonic clock."""
         metrics = Metrics(
             [op.operator_id for op in config.operators], client_cert_expiry=client_cert_expiry(config.hubject)
         )
@@ -77,6 +85,7 @@ class Bridge:
             stale_after=config.ocpi.stale_after,
             sources=[source.versions_url for source in config.ocpi.sources],
             parties=[f"{t.country_code}/{t.party_id}" for t in config.ocpi.receiver.tokens],
+            clock=wall_clock,
         )
         db = Database(config.store.sqlite_path, MIGRATIONS)
         mapper = StatusMapper(
@@ -84,15 +93,12 @@ class Bridge:
             parse_overrides(config.mapping),
             push_unpublished=config.push.include_unpublished,
         )
-
-        by_status = {status: metrics.observations.labels(status.value) for status in OcpiEvseStatus}
-
-        def count(observation: EvseObservation, counts: AcceptCounts) -> None:
-            by_status[observation.status].inc()
-
-        outbox = OutboxStore(db, mapper, on_accept=count)
-        ocpi_store = OcpiStore(db, outbox)
+        binding = PartyBinding({op.operator_id: op.ocpi_parties for op in config.operators})
+        outbox = OutboxStore(db, clock=wall_clock)
+        ocpi_store = OcpiStore(db, clock=lambda: datetime.fromtimestamp(wall_clock(), UTC))
+        intake = Intake(db, ocpi_store, outbox, Decider(mapper, binding), metrics=metrics, clock=wall_clock)
         client = CountingClient(build_client(config), metrics)
+        pollers: list[SenderPoller] = []
         dispatcher = Dispatcher(
             outbox,
             client,
@@ -100,10 +106,15 @@ class Bridge:
             config.push,
             config.resync,
             metrics=metrics,
+            wall_clock=wall_clock,
             initial_resync=initial_resync,
+            # after twice the client's timeout an attempt with an unknown outcome can no longer land
+            unsure_for=2.0 * (config.hubject.timeout + config.hubject.connect_timeout),
+            attempt_timeout=config.hubject.timeout,
+            sources_ready=lambda: all(poller.full_poll_done for poller in pollers),
         )
-        db.add_commit_listener(dispatcher.wake)
-        pollers = [SenderPoller(source, ocpi_store, db, feeds=feeds) for source in config.ocpi.sources]
+        intake.lanes = dispatcher
+        pollers += [SenderPoller(source, intake, db, feeds=feeds) for source in config.ocpi.sources]
 
         async def refetch_all() -> int:
             """A full OCPI fetch from every configured sender (before a resync, on request)."""
@@ -117,8 +128,11 @@ class Bridge:
             token=config.admin.token,
             refetch=refetch_all if pollers else None,
             feeds=feeds,
+            clock=wall_clock,
         )
-        return cls(config, metrics, db, outbox, ocpi_store, client, dispatcher, pollers, admin, feeds=feeds)
+        return cls(
+            config, metrics, db, outbox, ocpi_store, intake, client, dispatcher, pollers, admin, feeds=feeds
+        )
 
     def fetch_missing(self) -> FetchMissing | None:
         """A PATCH for a Location the bridge does not know: fetch it from that party's sender, if polled."""
@@ -140,6 +154,11 @@ class Bridge:
         """Start everything; yields the event that stops it. On exit, stops in order and drains."""
         started = time.monotonic()
         await self.db.open()
+        redecided = await self.intake.reconcile()
+        if redecided:
+            self.log.info(
+                "configuration changed since the last start: every EvseID decided again", evse_ids=redecided
+            )
         stop_intake, stop_dispatch = asyncio.Event(), asyncio.Event()
         receiver = self.config.ocpi.receiver
         own_party = Party.of(receiver.country_code, receiver.party_id)
@@ -153,7 +172,7 @@ class Bridge:
             if receiver.public_url is None:  # CPOs discover our endpoints at the address really bound
                 receiver = receiver.model_copy(update={"public_url": self.receiver_url})
             receiver_app = build_receiver_app(
-                self.ocpi_store,
+                self.intake,
                 receiver,
                 fetch_missing=self.fetch_missing(),
                 own_party=own_party,
@@ -192,9 +211,9 @@ class Bridge:
                 for task, result in zip(tasks, results, strict=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                         self.log.error("task failed", task=task.get_name(), error=repr(result))
-                pending = sum(
+                pending = sum(  # not yet acknowledged by Hubject: pending, or cut short in flight
                     [
-                        (await self.outbox.lane_status(lane.operator_id)).pending
+                        (await self.outbox.lane_status(lane.operator_id)).unacknowledged
                         for lane in self.dispatcher.lanes.values()
                     ]
                 )

@@ -26,10 +26,9 @@ from bridge.observation import OcpiEvseStatus
 from bridge.ocpi.cpo_sim.model import CpoFleet
 from bridge.ocpi.cpo_sim.pusher import CpoPusher
 from bridge.ocpi.versions import OcpiVersion
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import EvseStatus
-from oicp.rest import RestClient
 from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
 
 HELP = "run everything embedded (store, Hubject simulator, simulated CPO) and show that Hubject converges"

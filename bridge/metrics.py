@@ -35,10 +35,11 @@ from prometheus_client.registry import Collector
 
 from bridge.certificates import CertificateError, certificate_expiry
 from bridge.config import HubjectConfig
+from bridge.feeds import UNKNOWN_PARTY, FeedKind
 from bridge.mapping import SkipReason
 from bridge.observation import OcpiEvseStatus
 from bridge.status import RECORD_STATES, Snapshot
-from oicp.client import EvseStatusClient, PushResult
+from oicp import EvseStatusClient, PushResult
 from oicp.codes import CODE_CATALOGUE, RECORD_LEVEL_CODES
 from oicp.errors import HTTPStatusError, RejectedError, RequestError
 from oicp.ids import EvseID, OperatorID, ProviderID
@@ -187,9 +188,9 @@ def _feed_families(snap: Snapshot) -> Iterator[Metric]:
         last_change.add_metric(key, s.last_change_at or 0.0)
         requests.add_metric(key, s.requests)
         errors.add_metric(key, s.errors)
-        if s.kind.value == "push":
+        if s.kind is FeedKind.PUSH:
             rejected.add_metric([s.name], s.rejected_auth)
-    rejected.add_metric(["unknown"], snap.rejected_unknown)
+    rejected.add_metric([UNKNOWN_PARTY], snap.rejected_unknown)
     threshold = GaugeMetricFamily(
         "oicp_bridge_feed_stale_after_seconds", "the configured [ocpi] stale_after (0: staleness is off)"
     )

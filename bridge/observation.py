@@ -1,19 +1,11 @@
-"""The hand-off between OCPI intake and the bridge's mapping/outbox.
-
-OCPI intake emits one ``EvseObservation`` per accepted change that affects an EVSE's status,
-``evse_id`` or publication, inside the same store transaction as the OCPI change itself, by calling
-``ObservationSink.accept`` with that transaction's connection. The outbox implements the sink, so an
-OCPI request answered 1000 can never lose its status update.
-"""
+"""What OCPI says about one EVSE, normalised across OCPI versions: the state the outbox is decided from
+(``bridge.intake``; the OCPI store reports the EVSEs a change touched as ``EvseObservation``s)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
 
 
 class OcpiEvseStatus(StrEnum):
@@ -48,12 +40,3 @@ class EvseObservation:
     status: OcpiEvseStatus
     last_updated: datetime
     publish: bool
-
-
-class ObservationSink(Protocol):
-    """Receives observations inside the store's write transaction (``conn`` is that transaction).
-
-    It must not commit or roll back; raising aborts the whole OCPI change.
-    """
-
-    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None: ...

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from bridge.feeds import FeedReport
+from bridge.feeds import FeedKind, FeedReport, FeedState, is_stale, silence
 
 if TYPE_CHECKING:
     from bridge.dispatcher import Lane
@@ -97,19 +97,21 @@ class LaneReport:
     busy: bool
     failures: int
     last_error: str | None
-    backoff_until: float
+    next_attempt_in: float  # seconds until the lane tries again after failures (0 when not failing)
     last_push_at: float | None
+    refusal: str | None  # why the last fullLoad was refused by its guard
 
 
-def lane_report(lane: Lane) -> LaneReport:
+def lane_report(lane: Lane, monotonic_now: float) -> LaneReport:
     """The one read of the dispatcher's lane internals (see the module docstring)."""
     return LaneReport(
         str(lane.operator_id),
         lane.busy,
         lane.failures,
         lane.last_error,
-        lane.backoff_until,
+        lane.backoff_remaining(monotonic_now),
         lane.last_push_at,
+        lane.refusal,
     )
 
 
@@ -197,20 +199,23 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], dead_letters:
     return StoreView(operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed)
 
 
-def retry_dead_letters(conn: sqlite3.Connection, operator_id: str | None, now: float) -> int:
+def retry_dead_letters(conn: sqlite3.Connection, operator_id: str | None, now: float) -> dict[str, int]:
+    args: tuple[str, ...]
     """Make dead letters pending again (an operator fixed the cause, e.g. Hubject's EvseID whitelist).
     Parked records are left alone: they wait for EVSE data and go with the next fullLoad (docs/bridge.md).
-    Runs in a write transaction (``Database.write``); the commit wakes the dispatcher. Belongs in
+    Runs in a write transaction (``Database.write``); returns the count per operator, for the caller to
+    tell the dispatcher (``Dispatcher.notify``) once committed. Belongs in
     ``bridge/store`` once the outbox rewrite lands there."""
-    sql = (
-        "UPDATE outbox SET state = 'pending', pending_since = ?, attempts = 0, dead_code = NULL, "
-        "dead_reason = NULL, last_error = NULL, sent_version = NULL WHERE state = 'dead'"
-    )
-    args: tuple[object, ...] = (now,)
+    where, args = "state = 'dead'", ()
     if operator_id is not None:
-        sql += " AND operator_id = ?"
-        args += (operator_id,)
-    return conn.execute(sql, args).rowcount
+        where, args = where + " AND operator_id = ?", (operator_id,)
+    counts = dict(conn.execute(f"SELECT operator_id, COUNT(*) FROM outbox WHERE {where} GROUP BY 1", args))
+    conn.execute(
+        "UPDATE outbox SET state = 'pending', pending_since = ?, attempts = 0, dead_code = NULL, "
+        f"dead_reason = NULL, last_error = NULL, sent_version = NULL WHERE {where}",
+        (now, *args),
+    )
+    return counts
 
 
 @dataclass(frozen=True)
@@ -259,14 +264,16 @@ def assess(
     for lane in lanes.values():
         if lane.failures > 0:
             problems.append(f"pushes for {lane.operator_id} are failing: {lane.last_error}")
+        if lane.refusal is not None:
+            problems.append(f"the fullLoad for {lane.operator_id} is refused: {lane.refusal}")
     warnings = [
-        f"{'source' if f.state.kind.value == 'poll' else 'party'} {f.state.name} silent for "
+        f"{'source' if f.state.kind is FeedKind.POLL else 'party'} {f.state.name} silent for "
         f"{describe_duration(f.silent_for)}"
         for f in feeds
         if f.stale
     ]
     if store is not None and store.dead_total:
-        warnings.append(f"{store.dead_total} dead or parked records")
+        warnings.append(f"{store.dead_total} dead or parked record{'' if store.dead_total == 1 else 's'}")
     return problems, warnings
 
 
@@ -318,7 +325,8 @@ def operator_json(op: OperatorRow | None, lane: LaneReport | None, now: float) -
         entry.update(
             pushing_now=lane.busy,
             consecutive_failures=lane.failures,
-            next_attempt_in_s=round(max(0.0, lane.backoff_until - now), 3) if lane.failures else None,
+            next_attempt_in_s=round(lane.next_attempt_in, 3) if lane.failures else None,
+            fullload_refused=lane.refusal,
         )
     return entry
 
@@ -402,8 +410,6 @@ def read_status(
 
 
 def _stored_feed(source: str, row: PollRow, now: float, stale_after: float) -> FeedReport:
-    from bridge.feeds import FeedKind, FeedState, is_stale, silence
-
     state = FeedState(
         FeedKind.POLL,
         source,

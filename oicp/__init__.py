@@ -1,6 +1,22 @@
-"""oicp: Hubject's Open InterCharge Protocol for EVSE status — models, clients, retry policy, simulator."""
+"""oicp: Hubject's Open InterCharge Protocol for EVSE status — clients, models, retry policy, simulator.
 
-from oicp.codes import CodeInfo, Disposition, classify
+Everything a user needs is importable from here::
+
+    from oicp import ActionType, ClientSettings, EvseStatus, EvseStatusRecord, OperatorID, RestClient
+
+The modules whose names start with ``_`` are the implementation and may change in any release. Public
+modules besides this one: ``oicp.errors``, ``oicp.ids``, ``oicp.models`` and ``oicp.codes`` (what the
+names below are defined in), ``oicp.wsdl`` (the shipped SOAP service description) and ``oicp.simulator``
+(a Hubject stand-in for tests; the ``simulator`` extra). See docs/oicp.md.
+"""
+
+from oicp._client import PRODUCTION_URL, QA_URL, ClientSettings, EvseStatusClient, PushResult
+from oicp._rest import RestClient
+from oicp._retry import RetryHook, RetryPolicy
+from oicp._soap import SoapClient, soap_endpoint
+from oicp._throttle import Throttle
+from oicp._tls import client_ssl_context
+from oicp.codes import RECORD_LEVEL_CODES, CodeInfo, Disposition, classify
 from oicp.errors import (
     ConfigurationError,
     ConnectError,
@@ -29,9 +45,16 @@ from oicp.models import (
     StatusCode,
 )
 
+# The version of the ``oicp`` distribution (packaging/oicp reads it from here).
+__version__ = "0.1.0"
+
 __all__ = [
+    "PRODUCTION_URL",
+    "QA_URL",
+    "RECORD_LEVEL_CODES",
     "Acknowledgement",
     "ActionType",
+    "ClientSettings",
     "CodeInfo",
     "ConfigurationError",
     "ConnectError",
@@ -39,6 +62,7 @@ __all__ = [
     "Disposition",
     "EvseID",
     "EvseStatus",
+    "EvseStatusClient",
     "EvseStatusRecord",
     "HTTPStatusError",
     "InvalidIDError",
@@ -49,13 +73,22 @@ __all__ = [
     "PullEvseStatusRequest",
     "PullEvseStatusResponse",
     "PushEvseStatusRequest",
+    "PushResult",
     "RateLimitedError",
     "RejectedError",
     "RequestError",
     "RequestTimeoutError",
     "ResponseDecodeError",
+    "RestClient",
+    "RetryHook",
+    "RetryPolicy",
+    "SoapClient",
     "StatusCode",
     "TLSError",
+    "Throttle",
     "TransportError",
+    "__version__",
     "classify",
+    "client_ssl_context",
+    "soap_endpoint",
 ]

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from oicp._hints import CODE_HINTS
+
 
 class Disposition(StrEnum):
     SUCCESS = "success"
@@ -80,15 +82,6 @@ CODE_CATALOGUE: dict[str, tuple[str, Area, Disposition]] = {
 # the records they name and send the rest again.
 RECORD_LEVEL_CODES: frozenset[str] = frozenset({"018", "603", "604"})
 
-# What an operator should do about a code, where the OICP text or Hubject's support pages make it clear.
-CODE_HINTS: dict[str, str] = {
-    "017": "the OperatorID in the URL is not linked to this client certificate at Hubject, "
-    "or the certificate is not registered for this environment (QA and production differ)",
-    "210": "there is no valid contract for this service between Hubject and the operator",
-    "603": "Hubject has no EVSE data for this EvseID: push the EVSE data (eRoamingPushEvseData) first",
-    "604": "the EvseID is not in Hubject's format; check the operator prefix and the 'E' separator",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class CodeInfo:
@@ -107,10 +100,12 @@ class CodeInfo:
 
     @property
     def record_level(self) -> bool:
+        """The code concerns the EVSE records it names, not the whole request (``RECORD_LEVEL_CODES``)."""
         return self.code in RECORD_LEVEL_CODES
 
     @property
     def hint(self) -> str | None:
+        """What an operator can do about this code (the library's one hint table), if anything."""
         return CODE_HINTS.get(self.code)
 
 

@@ -1,11 +1,31 @@
 """One exception hierarchy for everything the OICP library raises.
 
-Third-party exceptions (aiohttp, zeep, lxml) are translated into these types once, at the
-boundary of the transport that caught them, and chained with ``from exc``.
+::
 
-Every error that comes from a request to Hubject says whether repeating the same request may
-succeed (``retryable``), how long Hubject asked us to wait (``retry_after``), and carries Hubject's
-``Process-ID`` response header where one was received, for support tickets.
+    OICPError                      every error of this package
+    ├── InvalidIDError             (also a ValueError) an EvseID/OperatorID/ProviderID breaks its pattern
+    ├── ConfigurationError         settings that cannot work: unreadable key, bad URL, missing extra
+    └── RequestError               a request to Hubject did not succeed: .retryable .retry_after
+        │                          .process_id .hint .url
+        ├── TransportError         no HTTP answer (retryable)
+        │   ├── ConnectError       TCP/TLS connection not established
+        │   │   └── TLSError       handshake failed: untrusted certificate, hostname, client cert
+        │   │                      refused (NOT retryable: configuration)
+        │   ├── RequestTimeoutError   no answer within the timeout
+        │   └── ConnectionLostError   closed or reset before a whole answer arrived
+        ├── HTTPStatusError        an HTTP status other than 200: .status .body_excerpt
+        │   │                      (408, 429, 5xx retryable; other 4xx not)
+        │   └── RateLimitedError   429 (Hubject Acceptable Use Policy)
+        ├── ResponseDecodeError    HTTP 200 but not a valid OICP message (retryable)
+        └── RejectedError          an eRoamingAcknowledgement with Result false: .code .info
+                                   .record_level (retryable as the code catalogue says)
+
+Third-party exceptions (aiohttp, zeep, lxml) are translated into these types once, at the boundary
+(``oicp._http.translate_client_error`` for aiohttp, the SOAP codec for zeep/lxml), and chained with
+``from exc``.
+
+The retry policy (``oicp.RetryPolicy``) retries a ``RequestError`` whose ``retryable`` is true and re-raises
+the last error when it gives up; there is no separate "gave up" type.
 """
 
 from __future__ import annotations
@@ -161,11 +181,8 @@ class RejectedError(RequestError):
             parts.append(f"additional info: {additional_info}")
         super().__init__("; ".join(parts), url=url, process_id=process_id, hint=hint)
 
-
-class RetryBudgetExhaustedError(OICPError):
-    """The retry policy gave up; ``last_error`` is the failure of the last attempt."""
-
-    def __init__(self, attempts: int, last_error: RequestError) -> None:
-        self.attempts = attempts
-        self.last_error = last_error
-        super().__init__(f"gave up after {attempts} attempts: {last_error}")
+    @property
+    def record_level(self) -> bool:
+        """The code concerns the EVSE records named in the answer, not the whole request: a pusher can
+        set those records aside and send the rest again (``oicp.codes.RECORD_LEVEL_CODES``)."""
+        return self.info.record_level

@@ -145,6 +145,14 @@ class PullEvseStatusResponse(OICPModel):
     evse_statuses: EvseStatuses = Field(alias="EvseStatuses")
     status_code: StatusCode | None = Field(default=None, alias="StatusCode")
 
+    def statuses(self) -> dict[EvseID, EvseStatus]:
+        """Every operator's records as one flat map (what the clients' ``pull_evse_status`` returns)."""
+        return {
+            record.evse_id: record.evse_status
+            for block in self.evse_statuses.operator_evse_status
+            for record in block.evse_status_records
+        }
+
 
 class EvseStatusRecords(OICPModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
@@ -159,3 +167,6 @@ class PullEvseStatusByIDResponse(OICPModel):
 
     evse_status_records: EvseStatusRecords = Field(alias="EVSEStatusRecords")
     status_code: StatusCode | None = Field(default=None, alias="StatusCode")
+
+    def statuses(self) -> dict[EvseID, EvseStatus]:
+        return {record.evse_id: record.evse_status for record in self.evse_status_records.evse_status_records}

@@ -21,10 +21,9 @@ from bridge.ocpi.cpo_sim.model import CpoFleet
 from bridge.ocpi.cpo_sim.pusher import CpoPusher
 from bridge.ocpi.cpo_sim.sender import CpoSender
 from bridge.ocpi.versions import OcpiVersion
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import EvseStatus
-from oicp.rest import RestClient
 from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
 
 TOKEN = "e2e-cpo-token"

@@ -14,9 +14,8 @@ from bridge.commands import add_config_argument
 from bridge.config import BridgeConfig, Protocol, config_path, load_config
 from bridge.errors import ConfigError
 from bridge.mapping import parse_overrides
+from oicp import client_ssl_context, soap_endpoint
 from oicp.errors import ConfigurationError
-from oicp.soap import soap_endpoint
-from oicp.tls import client_ssl_context
 from oicp.wsdl import SOAP_PATH, ServiceSchema
 
 HELP = "validate the configuration and certificates; exit 1 with one line per problem"

@@ -161,7 +161,7 @@ def _operator_card(op: str, row: OperatorRow | None, lane: LaneReport | None, no
         items += [
             (
                 "Waiting for Hubject",
-                f"{backlog} records"
+                f"{backlog} record{'' if backlog == 1 else 's'}"
                 + (
                     f" ({row.counts.get('in_flight', 0)} being pushed)" if row.counts.get("in_flight") else ""
                 ),
@@ -180,7 +180,7 @@ def _operator_card(op: str, row: OperatorRow | None, lane: LaneReport | None, no
         if failing and row.failing_since is not None:
             items.append(("Failing for", describe_duration(now - row.failing_since)))
         if failing and lane is not None:
-            items.append(("Next attempt", f"in {describe_duration(max(0.0, lane.backoff_until - now))}"))
+            items.append(("Next attempt", f"in {describe_duration(lane.next_attempt_in)}"))
         items += [
             ("Delivered", str(row.counts.get("delivered", 0))),
             ("Dead / parked", f"{row.counts.get('dead', 0)} / {row.counts.get('parked', 0)}"),

@@ -5,8 +5,8 @@ were written for this project from Hubject's public OICP message definitions (se
 docs/oicp.md, "SOAP (OICP 2.2)"). Nothing here touches the network: the files are read from the package,
 and the zeep transport used to read them refuses anything outside this folder.
 
-Both the client (``oicp.soap``) and the simulator (``oicp.simulator.soap``) validate SOAP bodies against
-the same schema, ``ServiceSchema``.
+Both the client (``oicp._soap_codec``) and the simulator (``oicp.simulator.soap``) validate SOAP bodies
+against the same schema, ``ServiceSchema``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from oicp._hints import SOAP_PATH
 from oicp.errors import ConfigurationError
 
 WSDL_DIR = Path(__file__).resolve().parent
@@ -30,8 +31,22 @@ NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"  # SOAP 1.1
 NS_EVSE_STATUS = "http://www.hubject.com/b2b/services/evsestatus/v2.1"
 NS_COMMON_TYPES = "http://www.hubject.com/b2b/services/commontypes/v2.1"
 
-# Hubject's 2.x SOAP services live under /ws/ on the same host as the REST API (/api/oicp).
-SOAP_PATH = "/ws/HubjectEvseStatus_V2.1"
+__all__ = [
+    "COMMON_TYPES_XSD",
+    "EVSE_STATUS_XSD",
+    "MESSAGES",
+    "NS_COMMON_TYPES",
+    "NS_EVSE_STATUS",
+    "NS_SOAP_ENV",
+    "OPERATION_BY_REQUEST",
+    "SOAP_PATH",
+    "WSDL_DIR",
+    "WSDL_FILE",
+    "ServiceSchema",
+    "SoapOperation",
+    "load_zeep_client",
+    "safe_parser",
+]
 
 
 class SoapOperation(StrEnum):
@@ -116,7 +131,7 @@ def load_zeep_client() -> Any:
             return path.read_bytes()
 
         def post(self, address: str, message: Any, headers: Any) -> Any:
-            raise ConfigurationError("the zeep transport is offline: oicp.soap sends with aiohttp")
+            raise ConfigurationError("the zeep transport is offline: oicp.SoapClient sends with aiohttp")
 
     settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     try:

@@ -18,6 +18,7 @@ from bridge.ocpi.cpo_sim.model import CpoFleet
 from bridge.ocpi.cpo_sim.pusher import CpoPusher
 from bridge.ocpi.versions import OcpiVersion
 from oicp.simulator import ServedSimulator
+from oicp.simulator.faults import FaultKind
 
 CPO_TOKEN = "console-cpo-token-4e7a"
 ADMIN_TOKEN = "console-admin-token-81f2"
@@ -73,6 +74,13 @@ async def push_fleet(bridge: Bridge, fleet: CpoFleet) -> None:
 
 def small_fleet(locations: int = 1, evses: int = 3) -> CpoFleet:
     return CpoFleet(seed=3, locations=locations, evses_per_location=evses, country_code="DE", party_id="OBD")
+
+
+def one_dead_letter_next(served: ServedSimulator, code: str = "604") -> None:
+    """The next batch of three is refused with ``code`` naming nobody; bisected, its first record is refused
+    again alone while the other two are accepted: that record is dead (bridge.dispatcher, set-aside)."""
+    served.simulator.faults.reject_code = code
+    served.simulator.faults.queue.extend([FaultKind.REJECT, FaultKind.REJECT])
 
 
 async def scrape(bridge: Bridge) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,6 +13,7 @@ from tests.console.conftest import (
     ADMIN_TOKEN,
     OPERATOR,
     config,
+    one_dead_letter_next,
     push_fleet,
     running,
     small_fleet,
@@ -44,7 +45,7 @@ async def fits_the_screen(page: Page) -> bool:
 async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_path: Path) -> None:
     async with serve_simulator(HubjectSimulator()) as hubject:
         faults = hubject.simulator.faults
-        faults.reject_rate, faults.reject_code = 1.0, "604"  # "EVSE ID is not Hubject compatible": dead
+        one_dead_letter_next(hubject, "604")  # "EVSE ID is not Hubject compatible": dead
         async with running(config(tmp_path, hubject), sample_interval=0.2) as bridge, browser() as page:
             console = f"{bridge.admin_url}/status"
             await push_fleet(bridge, small_fleet())
@@ -55,19 +56,19 @@ async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_pa
                     body["dead_letters_total"] == count and body["operators"][OPERATOR]["dead"] == count
                 )
 
-            await wait_for(lambda: dead(3), within=15)
+            await wait_for(lambda: dead(1), within=15)
 
             # 1. with dead letters: degraded (amber), the table shows Hubject's code and Process-ID
             await page.goto(console)
             text, colour = await banner(page)
             assert text.startswith("DEGRADED")
-            assert "3 dead or parked records" in text
+            assert "1 dead or parked record" in text
             assert colour == AMBER
             rows: list[list[str]] = await page.js(
                 "[...document.querySelectorAll('#dead-letters tr')].slice(1)"
                 ".map(r => [...r.cells].map(c => c.innerText))"
             )
-            assert len(rows) == 3
+            assert len(rows) == 1
             for cells in rows:
                 assert cells[0] == OPERATOR
                 assert cells[2] == "dead"
@@ -82,7 +83,6 @@ async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_pa
             await page.screenshot(ARTIFACTS / "console-dead-letters.png")
 
             # 2. Hubject goes down; the operator retries the dead letters from the page with the admin token
-            faults.reject_rate = 0.0
             faults.error_5xx_rate, faults.retry_after = 1.0, None
             await page.js(
                 "const f = document.querySelector('#retry-form');"
@@ -91,7 +91,7 @@ async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_pa
             page.expect_load()
             await page.js("document.querySelector('#retry-form button').click(); true")
             await page.wait_for_load()
-            assert "3 records will be pushed" in await page.text(".notice")
+            assert "1 dead letter is pending again" in await page.text(".notice")
             assert (await status_json(bridge))["dead_letters_total"] == 0
 
             async def failing() -> bool:
@@ -105,7 +105,7 @@ async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_pa
             assert "HTTP 500" in text
             assert colour == RED
             seen = await card(page)
-            assert seen["Waiting for Hubject"].startswith("3 records")
+            assert seen["Waiting for Hubject"].startswith("1 record")
             assert seen["Oldest wait"].endswith(" s")  # an age, not a dash
             assert "not recovered" in seen["Last failure"]
             assert "ago" in seen["Last failure"]
@@ -139,7 +139,7 @@ async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_pa
 
 async def test_a_wrong_admin_token_in_the_form_changes_nothing(tmp_path: Path) -> None:
     async with serve_simulator(HubjectSimulator()) as hubject:
-        hubject.simulator.faults.reject_rate, hubject.simulator.faults.reject_code = 1.0, "604"
+        one_dead_letter_next(hubject)
         async with (
             running(config(tmp_path, hubject)) as bridge,
             browser(width=1280, height=900, mobile=False) as page,
@@ -147,7 +147,7 @@ async def test_a_wrong_admin_token_in_the_form_changes_nothing(tmp_path: Path) -
             await push_fleet(bridge, small_fleet())
 
             async def dead() -> bool:
-                return bool((await status_json(bridge))["dead_letters_total"] == 3)
+                return bool((await status_json(bridge))["dead_letters_total"] == 1)
 
             await wait_for(dead, within=15)
             await page.goto(f"{bridge.admin_url}/status")
@@ -156,6 +156,6 @@ async def test_a_wrong_admin_token_in_the_form_changes_nothing(tmp_path: Path) -
             await page.js("document.querySelector('#retry-form button').click(); true")
             await page.wait_for_load()
             assert "wrong admin token: nothing was changed" in await page.text("[role=alert]")
-            assert (await status_json(bridge))["dead_letters_total"] == 3
+            assert (await status_json(bridge))["dead_letters_total"] == 1
             # the refusal's own status is the only thing the browser reports
             assert all("401" in error for error in page.console_errors())

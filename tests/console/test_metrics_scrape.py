@@ -120,16 +120,15 @@ async def test_hubject_answers_are_counted_by_http_status_and_oicp_code(tmp_path
         async with running(config(tmp_path, hubject)) as bridge:
             await push_fleet(bridge, small_fleet())
 
-            async def failed() -> bool:
+            async def failing() -> bool:
                 samples = await scrape(bridge)
-                return (
-                    value(samples, "oicp_bridge_hubject_requests_total", http_status="503", oicp_code="none")
-                    > 0
-                )
+                return value(samples, "oicp_bridge_operator_failing", operator_id=OPERATOR) == 1.0
 
-            await wait_for(failed, within=15)
+            await wait_for(failing, within=15)
             samples = await scrape(bridge)
-            assert value(samples, "oicp_bridge_operator_failing", operator_id=OPERATOR) == 1.0
+            assert (
+                value(samples, "oicp_bridge_hubject_requests_total", http_status="503", oicp_code="none") > 0
+            )
             assert value(samples, "oicp_bridge_ready") == 0.0
             assert value(samples, "oicp_bridge_push_failing_seconds", operator_id=OPERATOR) > 0
             hubject.simulator.faults.error_5xx_rate = 0.0

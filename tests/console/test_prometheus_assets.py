@@ -99,7 +99,8 @@ async def test_every_metric_the_rules_and_the_dashboard_use_exists_in_a_real_scr
             tmp_path, hubject, hubject=hubject_section, ocpi={"receiver": receiver, "sources": [source]}
         )
         async with running(cfg) as bridge:
-            feed = ("oicp_bridge_feed_requests_total", (("feed", str(source["versions_url"])), ("kind", "poll")))
+            labels = (("feed", str(source["versions_url"])), ("kind", "poll"))
+            feed = ("oicp_bridge_feed_requests_total", labels)
 
             async def polled() -> bool:
                 # let the first poll finish: a poll still running when the bridge stops leaks its HTTP

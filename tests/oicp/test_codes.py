@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oicp.codes import CODE_CATALOGUE, CODE_HINTS, RECORD_LEVEL_CODES, Area, Disposition, classify
+from oicp._hints import CODE_HINTS, hint_for
+from oicp.codes import CODE_CATALOGUE, RECORD_LEVEL_CODES, Area, Disposition, classify
 from oicp.errors import RejectedError
 
 # Copied from OICP 2.3 CPO, 03_CPO_Data_Types.asciidoc, section "CodeType (list of error and status
@@ -159,3 +160,23 @@ def test_rejected_error_takes_retryability_from_the_catalogue(code: str, retryab
     assert error.code == code
     assert code in str(error)
     assert info.meaning in str(error)
+
+
+@pytest.mark.parametrize("code", sorted(CODE_HINTS))
+def test_there_is_one_hint_table(code: str) -> None:
+    # CodeInfo.hint and the hints the clients attach read the same text (017 once).
+    assert (
+        classify(code).hint == hint_for(status=None, code=code, url="https://h/api/oicp") == CODE_HINTS[code]
+    )
+
+
+def test_the_unauthorised_hint_names_the_operator_when_it_is_known() -> None:
+    hint = hint_for(status=401, code=None, url="https://h/api/oicp", operator_id="DE*ABC")
+    assert hint is not None
+    assert hint.startswith("OperatorID DE*ABC is not linked to this client certificate")
+    assert hint.endswith(CODE_HINTS["017"].split(" is not linked", 1)[1])
+
+
+def test_a_rejection_knows_whether_it_names_records() -> None:
+    assert RejectedError("603", None, "DE*ABC*E1", info=classify("603")).record_level
+    assert not RejectedError("017", None, None, info=classify("017")).record_level

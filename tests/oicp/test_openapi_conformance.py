@@ -15,11 +15,10 @@ import pytest
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest
 
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 from oicp.openapi_schemas import OPENAPI_ROOT, Schema, validation_errors
-from oicp.rest import RestClient
 from oicp.simulator import HubjectSimulator, LoggedRequest
 
 HUBJECT_QA = "https://service-qa.hubject.com"

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oicp._retry import RetryPolicy, call_with_retries, is_retryable
 from oicp.codes import classify
 from oicp.errors import (
     ConnectionLostError,
@@ -20,7 +21,6 @@ from oicp.errors import (
     ResponseDecodeError,
     TLSError,
 )
-from oicp.retry import RetryPolicy, call_with_retries, is_retryable
 
 
 class FakeTime:

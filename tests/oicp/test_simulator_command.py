@@ -11,11 +11,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient
 from oicp.errors import RejectedError
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
-from oicp.rest import RestClient
 from tests.conftest import TLSMaterial
 
 URL_LINE = re.compile(r'url = "(?P<url>[^"]+)"')

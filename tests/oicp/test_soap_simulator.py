@@ -10,15 +10,13 @@ import aiohttp
 import pytest
 from lxml import etree
 
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient, RetryPolicy, SoapClient, client_ssl_context
+from oicp._http import Answer as HttpAnswer
+from oicp._soap_codec import SoapCodec
 from oicp.errors import RateLimitedError, RejectedError
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
-from oicp.rest import RestClient
-from oicp.retry import RetryPolicy
 from oicp.simulator import HubjectSimulator, ServedSimulator
-from oicp.soap import SoapAnswer, SoapClient, translate_soap_answer
-from oicp.tls import client_ssl_context
 from oicp.wsdl import (
     NS_COMMON_TYPES,
     NS_EVSE_STATUS,
@@ -131,12 +129,10 @@ async def test_an_invalid_request_gets_a_client_fault_and_changes_nothing(
 async def test_a_client_fault_maps_to_a_permanent_022_rejection(post: Send, schema: ServiceSchema) -> None:
     answer = await post(push_envelope(evse_id="not-an-evse"))
     with pytest.raises(RejectedError) as caught:
-        translate_soap_answer(
-            SoapAnswer(answer.status, answer.body, answer.process_id, None),
+        SoapCodec(load_zeep_client(), schema).decode(
+            HttpAnswer(answer.status, answer.body, answer.process_id),
             SoapOperation.PUSH,
-            url="https://h" + SOAP_PATH,
-            schema=schema,
-            zeep_client=load_zeep_client(),
+            "https://h" + SOAP_PATH,
         )
     assert caught.value.code == "022"
     assert not caught.value.retryable

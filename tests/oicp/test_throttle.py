@@ -1,4 +1,4 @@
-"""The sans-I/O Throttle (token bucket) and the Retry-After / hint helpers of oicp.rest."""
+"""The sans-I/O Throttle (token bucket), and the Retry-After and hint rules of oicp._http and oicp._hints."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oicp.rest import hint_for, parse_retry_after
-from oicp.throttle import MAX_SLOWDOWN, Throttle
+from oicp._hints import hint_for
+from oicp._http import parse_retry_after
+from oicp._throttle import MAX_SLOWDOWN, Throttle
 
 EPS = 1e-6
 

@@ -18,12 +18,10 @@ from bridge.ocpi import auth
 from bridge.ocpi.cpo_sim.model import CpoFleet
 from bridge.ocpi.cpo_sim.pusher import CpoPusher
 from bridge.ocpi.versions import OcpiVersion
-from oicp.client import ClientSettings
+from oicp import ClientSettings, RestClient, RetryPolicy
 from oicp.errors import TransportError
 from oicp.ids import OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
-from oicp.rest import RestClient
-from oicp.retry import RetryPolicy
 from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
 from tests.bridge.conftest import wait_for
 from tests.conftest import TLSMaterial

@@ -1,7 +1,8 @@
 """What every OICP transport (REST 2.3, SOAP 2.2) offers, and the settings they share.
 
-``EvseStatusClient`` is the interface the bridge codes against; ``oicp.rest.RestClient`` and
-``oicp.soap.SoapClient`` implement it with the same models, errors and retry policy.
+``EvseStatusClient`` is the interface the bridge codes against; ``oicp.RestClient`` and
+``oicp.SoapClient`` implement it with the same models, errors and retry policy (both compose the one
+HTTP core, ``oicp._http.HubjectSession``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 
-from oicp.client import ClientSettings
+from oicp._client import ClientSettings
 from oicp.errors import ConfigurationError
 
 
