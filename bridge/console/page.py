@@ -54,6 +54,10 @@ flex-wrap:wrap;gap:.5rem;align-items:end}
 label{display:flex;flex-direction:column;font-size:.9em;color:#5a5f66}
 input,select,button{font:inherit;padding:.35rem .5rem;border:1px solid #afb8c1;border-radius:.35rem}
 button{background:#0969da;color:#fff;border-color:#0969da;cursor:pointer}
+@media (max-width:40rem){table.stack tr:first-child{display:none}
+table.stack tr{display:block;border-bottom:1px solid #d0d7de;padding:.35rem 0}
+table.stack td{display:grid;grid-template-columns:8.5rem 1fr;gap:.5rem;border:0;padding:.15rem .6rem}
+table.stack td::before{content:attr(data-label);color:#5a5f66}td.reason{min-width:0}}
 .actions{display:grid;grid-template-columns:repeat(auto-fill,minmax(20rem,1fr));gap:.75rem}
 """
 
@@ -234,19 +238,20 @@ def _last_error(report: FeedReport, now: float) -> str:
 def _feeds(snap: Snapshot) -> str:
     if not snap.feeds:
         return "<h2>OCPI feeds</h2><p>No polled source and no pushing party configured.</p>"
-    rows = "".join(
-        "<tr>"
-        f"<td>{esc(f.state.name)}</td>"
-        f"<td>{'polled by the bridge' if f.state.kind is FeedKind.POLL else 'pushes to the bridge'}</td>"
-        f"<td>{_feed_state(f)}</td>"
-        f"<td>{when(f.state.last_success_at, snap.now)}</td>"
-        f"<td>{when(f.state.last_change_at, snap.now)}</td>"
-        f'<td class="reason">{_last_error(f, snap.now)}</td>'
-        f"<td>{f.state.requests}</td><td>{f.state.errors}</td>"
-        f"<td>{f.state.rejected_auth if f.state.kind is FeedKind.PUSH else '—'}</td>"
-        "</tr>"
+    rows = [
+        [
+            esc(f.state.name),
+            "polled by the bridge" if f.state.kind is FeedKind.POLL else "pushes to the bridge",
+            _feed_state(f),
+            when(f.state.last_success_at, snap.now),
+            when(f.state.last_change_at, snap.now),
+            _last_error(f, snap.now),
+            str(f.state.requests),
+            str(f.state.errors),
+            str(f.state.rejected_auth) if f.state.kind is FeedKind.PUSH else "—",
+        ]
         for f in snap.feeds
-    )
+    ]
     threshold = (
         f"stale after {describe_duration(snap.stale_after)} without a sign of life"
         if snap.stale_after > 0
@@ -255,10 +260,7 @@ def _feeds(snap: Snapshot) -> str:
     return (
         f'<h2>OCPI feeds</h2><p class="muted">A feed is {threshold}; a sign of life is a complete poll or an '
         "accepted push.</p>"
-        '<div class="scroll"><table id="feeds"><tr><th>Feed</th><th>Kind</th><th>State</th>'
-        "<th>Last sign of life</th>"
-        "<th>Last change</th><th>Last error</th><th>Requests</th><th>Errors</th><th>Rejected tokens</th></tr>"
-        f"{rows}</table></div>"
+        + _table("feeds", FEED_COLUMNS, rows, reason_column=5)
         + (
             f'<p class="muted">{snap.rejected_unknown} rejected tokens on URLs naming no known party.</p>'
             if snap.rejected_unknown
@@ -267,18 +269,59 @@ def _feeds(snap: Snapshot) -> str:
     )
 
 
+FEED_COLUMNS = (
+    "Feed",
+    "Kind",
+    "State",
+    "Last sign of life",
+    "Last change",
+    "Last error",
+    "Requests",
+    "Errors",
+    "Rejected tokens",
+)
+DEAD_LETTER_COLUMNS = (
+    "Operator",
+    "EvseID",
+    "State",
+    "Hubject code",
+    "Hubject Process-ID",
+    "Status changed",
+    "Reason",
+)
+
+
+def _table(table_id: str, columns: tuple[str, ...], rows: list[list[str]], *, reason_column: int) -> str:
+    """A table that becomes one card per row on a narrow screen (each cell labelled with its column)."""
+    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    reason = ' class="reason"'
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td data-label="{esc(column)}"{reason if i == reason_column else ""}><div>{cell}</div></td>'
+            for i, (column, cell) in enumerate(zip(columns, row, strict=True))
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f'<div class="scroll"><table class="stack" id="{table_id}"><tr>{head}</tr>{body}</table></div>'
+
+
 def _dead_letters(snap: Snapshot) -> str:
     store = snap.store
     letters: Iterable[DeadLetter] = store.dead_letters if store else []
-    rows = "".join(
-        "<tr>"
-        f"<td>{esc(d.operator_id)}</td><td>{esc(d.evse_id)}</td>"
-        f"<td>{'dead' if d.state == 'dead' else 'parked (waits for EVSE data)'}</td>"
-        f"<td>{esc(d.code)}</td><td>{esc(d.process_id or 'not in the answer')}</td>"
-        f'<td>{when(d.changed_at, snap.now)}</td><td class="reason">{esc(d.reason)}</td>'
-        "</tr>"
+    rows = [
+        [
+            esc(d.operator_id),
+            esc(d.evse_id),
+            "dead" if d.state == "dead" else "parked (waits for EVSE data)",
+            esc(d.code),
+            esc(d.process_id or "not in the answer"),
+            when(d.changed_at, snap.now),
+            esc(d.reason),
+        ]
         for d in letters
-    )
+    ]
     total = store.dead_total if store else 0
     if not rows:
         return (
@@ -293,10 +336,7 @@ def _dead_letters(snap: Snapshot) -> str:
     return (
         f"<h2>Dead letters and parked records: {total}{more}</h2>"
         '<p class="muted">The time shown is the OCPI change Hubject refused; the refusal time itself is not '
-        "stored.</p>"
-        '<div class="scroll"><table id="dead-letters"><tr><th>Operator</th><th>EvseID</th><th>State</th>'
-        "<th>Hubject code</th><th>Hubject Process-ID</th><th>Status changed</th><th>Reason</th></tr>"
-        f"{rows}</table></div>"
+        "stored.</p>" + _table("dead-letters", DEAD_LETTER_COLUMNS, rows, reason_column=6)
     )
 
 

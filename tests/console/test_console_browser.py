@@ -151,6 +151,8 @@ async def test_a_wrong_admin_token_in_the_form_changes_nothing(tmp_path: Path) -
 
             await wait_for(dead, within=15)
             await page.goto(f"{bridge.admin_url}/status")
+            assert await fits_the_screen(page)
+            await page.screenshot(ARTIFACTS / "console-desktop.png")
             await page.js("document.querySelector('#retry-form input[name=token]').value = 'wrong'; true")
             page.expect_load()
             await page.js("document.querySelector('#retry-form button').click(); true")
