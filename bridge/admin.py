@@ -109,6 +109,8 @@ class AdminApp:
             source: (row.last_success_at, row.last_error, row.last_error_at)
             for source, row in (store.polls.items() if store else [])
         }
+        for party in store.registered_parties if store else []:
+            self.feeds.know_party(party)
         feeds = self.feeds.report(now, stored_polls=stored_polls)
         problems, warnings = assess(store, store_error, lanes, feeds)
         return Snapshot(

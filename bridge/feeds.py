@@ -93,6 +93,11 @@ class FeedHealth:
     def _get(self, kind: FeedKind, name: str) -> FeedState:
         return self._feeds.get((kind, name), FeedState(kind, name))
 
+    def know_party(self, party: str) -> None:
+        """A party that may push (registered through the credentials module): tracked from now on, so its
+        silence shows even before its first request."""
+        self._feeds.setdefault((FeedKind.PUSH, party), FeedState(FeedKind.PUSH, party))
+
     # --- what the pollers report ----------------------------------------------------------------------
 
     def polled(self, source: str, changed: int) -> None:

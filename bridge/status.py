@@ -87,6 +87,7 @@ class StoreView:
     by_oicp_status: dict[str, int]
     by_ocpi_status: dict[str, int]
     not_pushed: dict[str, int]
+    registered_parties: list[str] = field(default_factory=list)  # CPOs registered through credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,10 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], dead_letters:
     )
     not_pushed = dict(conn.execute("SELECT reason, COUNT(*) FROM not_pushed GROUP BY reason ORDER BY 1"))
     dead_total = sum(c["dead"] + c["parked"] for c in counts.values())
-    return StoreView(operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed)
+    registered = [
+        f"{cc}/{pid}" for cc, pid in conn.execute("SELECT country_code, party_id FROM ocpi_registration")
+    ]
+    return StoreView(operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed, registered)
 
 
 def retry_dead_letters(conn: sqlite3.Connection, operator_id: str | None, now: float) -> dict[str, int]:

@@ -287,3 +287,38 @@ async def test_views_answer_while_the_store_is_closed(tmp_path: Path, path: str)
     else:
         assert "oicp_bridge_ready 0.0" in body
     assert ADMIN_TOKEN not in body
+
+
+async def test_a_registered_cpo_that_never_pushes_goes_stale(tmp_path: Path) -> None:
+    from bridge.ocpi.auth import Party, Registration, TokenStore
+    from bridge.ocpi.versions import OcpiVersion
+    from bridge.store.database import Database
+    from bridge.store.schema import MIGRATIONS
+
+    db = Database(tmp_path / "bridge.db", MIGRATIONS)
+    await db.open()
+    registration = Registration(
+        Party("NL", "REG"),
+        OcpiVersion.V2_2_1,
+        "inbound-5f1c",
+        "outbound-77aa",
+        "https://reg.example/v",
+        [],
+        {},
+    )
+    await TokenStore(db, []).save(registration)
+    await db.close()
+    async with serve_simulator(HubjectSimulator()) as hubject:
+        ocpi = {"receiver": {"listen": "127.0.0.1:0"}, "stale_after": 0.5}
+        async with running(config(tmp_path, hubject, ocpi=ocpi)) as bridge:
+            feed = {"kind": "push", "feed": "NL/REG"}
+
+            async def stale() -> bool:
+                samples = await scrape(bridge)
+                return samples.get(("oicp_bridge_feed_stale", tuple(sorted(feed.items())))) == 1.0
+
+            await wait_for(stale, within=3.0)
+            assert (
+                value(await scrape(bridge), "oicp_bridge_feed_rejected_authentications_total", party="NL/REG")
+                == 0
+            )
