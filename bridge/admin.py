@@ -94,14 +94,14 @@ class AdminApp:
 
     # --- reading ---------------------------------------------------------------------------------------
 
-    async def snapshot(self, *, dead_letters: bool = True) -> Snapshot:
+    async def snapshot(self, *, details: bool = True) -> Snapshot:
         monotonic_now = time.monotonic()
         lanes = {
             str(lane.operator_id): lane_report(lane, monotonic_now) for lane in self.dispatcher.lanes.values()
         }
         store, store_error = None, None
         try:
-            store = await self.db.read(lambda conn: read_store(conn, list(lanes), dead_letters=dead_letters))
+            store = await self.db.read(lambda conn: read_store(conn, list(lanes), details=details))
         except StoreError as exc:  # closed or failing: the views say so instead of failing themselves
             store_error = str(exc)
         now = self.clock()
@@ -137,7 +137,7 @@ class AdminApp:
 
     async def _sample_forever(self) -> None:
         while True:
-            snap = await self.snapshot(dead_letters=False)
+            snap = await self.snapshot(details=False)
             if snap.store is not None:
                 ops = snap.store.operators
                 self.history.add(
@@ -159,13 +159,13 @@ class AdminApp:
         return web.json_response({"status": "ok"})
 
     async def ready(self, request: web.Request) -> web.Response:
-        snap = await self.snapshot(dead_letters=False)
+        snap = await self.snapshot(details=False)
         return web.json_response(
             {"ready": snap.ready, "problems": snap.problems}, status=200 if snap.ready else 503
         )
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        body = self.metrics.exposition(await self.snapshot(dead_letters=False))
+        body = self.metrics.exposition(await self.snapshot(details=False))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def status(self) -> dict[str, Any]:

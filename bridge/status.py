@@ -116,16 +116,18 @@ def lane_report(lane: Lane, monotonic_now: float) -> LaneReport:
     )
 
 
-def read_store(conn: sqlite3.Connection, operator_ids: list[str], *, dead_letters: bool = True) -> StoreView:
-    """One consistent read (a single read transaction) of everything the views show."""
+def read_store(conn: sqlite3.Connection, operator_ids: list[str], *, details: bool = True) -> StoreView:
+    """One consistent read (a single read transaction) of everything the views show. ``details``: also
+    the dead letters and the counts by status (the page and JSON); a scrape and readiness skip them, which
+    saves two scans of the outbox."""
     conn.execute("BEGIN")
     try:
-        return _read_store(conn, operator_ids, dead_letters)
+        return _read_store(conn, operator_ids, details)
     finally:
         conn.execute("COMMIT")
 
 
-def _read_store(conn: sqlite3.Connection, operator_ids: list[str], dead_letters: bool) -> StoreView:
+def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool) -> StoreView:
     counts: dict[str, dict[str, int]] = {op: dict.fromkeys(RECORD_STATES, 0) for op in operator_ids}
     oldest_pending: dict[str, float] = {}
     oldest_unacked: dict[str, float] = {}
@@ -168,8 +170,8 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], dead_letters:
             "SELECT source, last_success_at, last_error, last_error_at, last_full_at FROM ocpi_sender_poll"
         )
     }
-    letters = []
-    if dead_letters:
+    letters, by_status, by_ocpi_status, not_pushed = [], {}, {}, {}
+    if details:
         letters = [
             DeadLetter(
                 row["operator_id"],
@@ -186,16 +188,16 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], dead_letters:
                 (DEAD_LETTERS_SHOWN,),
             )
         ]
-    by_status = dict(
-        conn.execute(
-            "SELECT oicp_status, COUNT(*) FROM outbox "
-            "WHERE action = 'update' AND state NOT IN ('dead', 'parked') GROUP BY oicp_status ORDER BY 1"
+        by_status = dict(
+            conn.execute(
+                "SELECT oicp_status, COUNT(*) FROM outbox "
+                "WHERE action = 'update' AND state NOT IN ('dead', 'parked') GROUP BY oicp_status ORDER BY 1"
+            )
         )
-    )
-    by_ocpi_status = dict(
-        conn.execute("SELECT ocpi_status, COUNT(*) FROM outbox GROUP BY ocpi_status ORDER BY 1")
-    )
-    not_pushed = dict(conn.execute("SELECT reason, COUNT(*) FROM not_pushed GROUP BY reason ORDER BY 1"))
+        by_ocpi_status = dict(
+            conn.execute("SELECT ocpi_status, COUNT(*) FROM outbox GROUP BY ocpi_status ORDER BY 1")
+        )
+        not_pushed = dict(conn.execute("SELECT reason, COUNT(*) FROM not_pushed GROUP BY reason ORDER BY 1"))
     dead_total = sum(c["dead"] + c["parked"] for c in counts.values())
     registered = [
         f"{cc}/{pid}" for cc, pid in conn.execute("SELECT country_code, party_id FROM ocpi_registration")
