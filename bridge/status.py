@@ -62,7 +62,8 @@ class DeadLetter:
     code: str | None
     reason: str | None
     source: str
-    changed_at: float  # the OCPI last_updated of the refused status (the outbox keeps no refusal time)
+    changed_at: float  # the OCPI last_updated of the refused status
+    refused_at: float | None  # when Hubject refused it (None for rows refused before the store kept it)
 
     @property
     def process_id(self) -> str | None:
@@ -181,10 +182,11 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
                 row["dead_reason"],
                 row["source"],
                 row["last_updated_us"] / 1_000_000,
+                row["dead_at"],
             )
             for row in conn.execute(
-                "SELECT operator_id, evse_id, state, dead_code, dead_reason, source, last_updated_us "
-                "FROM outbox WHERE state IN ('dead', 'parked') ORDER BY operator_id, evse_id LIMIT ?",
+                "SELECT operator_id, evse_id, state, dead_code, dead_reason, source, last_updated_us, "
+                "dead_at FROM outbox WHERE state IN ('dead', 'parked') ORDER BY operator_id, evse_id LIMIT ?",
                 (DEAD_LETTERS_SHOWN,),
             )
         ]
@@ -208,6 +210,8 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
 def retry_dead_letters(conn: sqlite3.Connection, operator_id: str | None, now: float) -> dict[str, int]:
     args: tuple[str, ...]
     """Make dead letters pending again (an operator fixed the cause, e.g. Hubject's EvseID whitelist).
+    The outbox's table (``bridge.outbox.TRANSITIONS``) has no event for this yet: dead → pending on a
+    person's request is the move ``observe`` makes for changed content.
     Parked records are left alone: they wait for EVSE data and go with the next fullLoad (docs/bridge.md).
     Runs in a write transaction (``Database.write``); returns the count per operator, for the caller to
     tell the dispatcher (``Dispatcher.notify``) once committed. Belongs in
@@ -218,7 +222,7 @@ def retry_dead_letters(conn: sqlite3.Connection, operator_id: str | None, now: f
     counts = dict(conn.execute(f"SELECT operator_id, COUNT(*) FROM outbox WHERE {where} GROUP BY 1", args))
     conn.execute(
         "UPDATE outbox SET state = 'pending', pending_since = ?, attempts = 0, dead_code = NULL, "
-        f"dead_reason = NULL, last_error = NULL, sent_version = NULL WHERE {where}",
+        f"dead_reason = NULL, dead_at = NULL, last_error = NULL, sent_version = NULL WHERE {where}",
         (now, *args),
     )
     return counts
@@ -365,6 +369,7 @@ def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
         "reason": letter.reason,
         "process_id": letter.process_id,
         "changed_at": iso(letter.changed_at),
+        "refused_at": iso(letter.refused_at),
         "source": letter.source,
     }
 

@@ -286,6 +286,7 @@ DEAD_LETTER_COLUMNS = (
     "State",
     "Hubject code",
     "Hubject Process-ID",
+    "Refused",
     "Status changed",
     "Reason",
 )
@@ -317,6 +318,7 @@ def _dead_letters(snap: Snapshot) -> str:
             "dead" if d.state == "dead" else "parked (waits for EVSE data)",
             esc(d.code),
             esc(d.process_id or "not in the answer"),
+            when(d.refused_at, snap.now) if d.refused_at is not None else "not recorded",
             when(d.changed_at, snap.now),
             esc(d.reason),
         ]
@@ -335,8 +337,8 @@ def _dead_letters(snap: Snapshot) -> str:
     )
     return (
         f"<h2>Dead letters and parked records: {total}{more}</h2>"
-        '<p class="muted">The time shown is the OCPI change Hubject refused; the refusal time itself is not '
-        "stored.</p>" + _table("dead-letters", DEAD_LETTER_COLUMNS, rows, reason_column=6)
+        '<p class="muted">Refused: when Hubject refused the record; status changed: when the CPO made the '
+        "change that was refused.</p>" + _table("dead-letters", DEAD_LETTER_COLUMNS, rows, reason_column=7)
     )
 
 

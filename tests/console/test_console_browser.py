@@ -74,11 +74,13 @@ async def test_the_console_in_a_real_browser_dead_letters_outage_recovery(tmp_pa
                 assert cells[2] == "dead"
                 assert cells[3] == "604"
                 assert len(cells[4]) == 36  # the simulator's Process-ID, a UUID
+                assert "ago" in cells[5]  # when Hubject refused it
             headers = await page.js(
                 "[...document.querySelectorAll('#dead-letters th')].map(th => th.innerText)"
             )
             assert "Hubject code" in headers
             assert "Hubject Process-ID" in headers
+            assert "Refused" in headers
             assert await fits_the_screen(page)
             await page.screenshot(ARTIFACTS / "console-dead-letters.png")
 
