@@ -15,6 +15,7 @@ answered only after that transaction commits; a request that raises changes noth
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -141,6 +142,13 @@ format_datetime = v221.format_datetime
 
 def _find(items: list[Document], key: str, value: str) -> Document | None:
     return next((item for item in items if isinstance(item, dict) and item.get(key) == value), None)
+
+
+def _find_ci(items: Any, key: str, value: str) -> Document | None:
+    """The item whose ``key`` equals ``value`` exactly, else ignoring case (CiString)."""
+    candidates = [i for i in items or [] if isinstance(i, dict) and isinstance(i.get(key), str)]
+    exact = next((i for i in candidates if i[key] == value), None)
+    return exact or next((i for i in candidates if i[key].lower() == value.lower()), None)
 
 
 def clone(value: Any) -> Any:
@@ -292,6 +300,35 @@ class OcpiStore:
         def read(conn: sqlite3.Connection) -> Document | None:
             _, document = _load(conn, path)
             return _navigate(document, path) if document is not None else None
+
+        return await self.db.read(read)
+
+    async def resolve_path(self, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+        """``path`` in the spelling of the stored object it names case-insensitively: OCPI 2.2.1 ids are
+        CiString (changelog of 2.2.1). Unchanged where nothing matches, and for 2.1.1 (plain strings)."""
+        if version is not OcpiVersion.V2_2_1:
+            return path
+
+        def read(conn: sqlite3.Connection) -> ObjectPath:
+            row = conn.execute(
+                "SELECT location_id FROM ocpi_location WHERE country_code = ? AND party_id = ?"
+                " AND location_id = ? COLLATE NOCASE ORDER BY location_id = ? DESC LIMIT 1",
+                (path.country_code, path.party_id, path.location_id, path.location_id),
+            ).fetchone()
+            if row is None:
+                return path
+            found = dataclasses.replace(path, location_id=row[0])
+            if path.evse_uid is None:
+                return found
+            _, document = _load(conn, found)
+            evse = _find_ci((document or {}).get("evses"), "uid", path.evse_uid)
+            if evse is None:
+                return found
+            found = dataclasses.replace(found, evse_uid=evse["uid"])
+            if path.connector_id is None:
+                return found
+            connector = _find_ci(evse.get("connectors"), "id", path.connector_id)
+            return found if connector is None else dataclasses.replace(found, connector_id=connector["id"])
 
         return await self.db.read(read)
 
