@@ -150,7 +150,13 @@ def build_receiver_app(
         return respond(request, {"version": version.value, "endpoints": endpoints})
 
     def credentials_module(request: web.Request) -> CredentialsModule:
-        return CredentialsModule(tokens, request.app[SESSION_KEY], versions_url, own_party)
+        return CredentialsModule(
+            tokens,
+            request.app[SESSION_KEY],
+            versions_url,
+            own_party,
+            allow_local=config.allow_local_credentials_urls,
+        )
 
     async def credentials(request: web.Request) -> web.Response:
         who = await caller(request)
