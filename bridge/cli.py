@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "resync": "bridge.commands.resync",
     "status": "bridge.commands.status",
     "check-config": "bridge.commands.check_config",
+    "example-config": "bridge.commands.example_config",
     "hubject-sim": "oicp.simulator.command",
     "ocpi-sim": "bridge.ocpi.cpo_sim.command",
 }
