@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, modules = build_parser()
     try:
         args = parser.parse_args(argv)
-        return modules[args.command].run(args)
+        status = modules[args.command].run(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
     except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2), already printed
         return exc.code if isinstance(exc.code, int) else 1
     except CommandExit as exc:  # the command printed why
