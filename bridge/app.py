@@ -47,6 +47,7 @@ ADMIN_MAX_CONNECTIONS = 64
 ADMIN_IDLE_TIMEOUT = 15.0
 # One line per this many seconds for repeated accept() failures (EMFILE...), with the count suppressed.
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
+LINGERING_TIME = 1.0
 
 
 def build_client(config: BridgeConfig) -> EvseStatusClient:
@@ -325,7 +326,15 @@ async def _serve(
     # aiohttp starts its keep-alive timer when a connection opens and re-arms it after each answer; it
     # closes the connection when it fires without a complete request head: that is both the header
     # timeout (a half-sent request) and the idle timeout.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, keepalive_timeout=idle_timeout)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=idle_timeout,
+        # after an early answer (413 for a body over the limit) aiohttp reads and drops the rest of the
+        # body for up to this long before closing: 10 s by default, which also held up every shutdown
+        lingering_time=LINGERING_TIME,
+    )
     await runner.setup()
     handler_factory = runner.server
     assert handler_factory is not None

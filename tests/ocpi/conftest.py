@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from bridge.app import LINGERING_TIME
 from bridge.config import ReceiverConfig, TokenConfig
 from bridge.observation import EvseObservation
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
@@ -177,7 +178,7 @@ async def start_receiver(
         allow_local_credentials_urls=allow_local_credentials_urls,
     )
     app = build_receiver_app(store, config, fetch_missing=fetch_missing, max_body_bytes=max_body_bytes)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, lingering_time=LINGERING_TIME)  # as bridge.app serves it
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return runner, base_url
