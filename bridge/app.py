@@ -242,7 +242,7 @@ def connection_cap(configured: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return configured
-    return max(16, min(configured, soft - RESERVED_FDS))
+    return min(configured, max(16, soft - RESERVED_FDS))
 
 
 class AcceptErrorLog:
