@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "status": "bridge.commands.status",
     "check-config": "bridge.commands.check_config",
     "example-config": "bridge.commands.example_config",
+    "health": "bridge.commands.health",
     "hubject-sim": "oicp.simulator.command",
     "ocpi-sim": "bridge.ocpi.cpo_sim.command",
 }
