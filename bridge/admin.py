@@ -10,11 +10,11 @@ from __future__ import annotations
 import hmac
 import html
 import json
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
@@ -27,7 +27,7 @@ from bridge.store.database import Database
 from oicp.errors import InvalidIDError
 from oicp.ids import OperatorID
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("bridge.admin")
 
 
 class AdminApp:
@@ -103,7 +103,7 @@ class AdminApp:
             return web.json_response({"error": "resync over HTTP needs [admin] token to be set"}, status=403)
         if not bearer_matches(request.headers.get("Authorization"), self.token):
             self.metrics.auth_failures.labels("admin").inc()
-            log.warning("admin authentication failed (source %s, POST /resync)", request.remote or "unknown")
+            log.warning("admin_authentication_failed", source=request.remote or "unknown", path=request.path)
             return web.json_response(
                 {"error": "missing or wrong bearer token"},
                 status=401,

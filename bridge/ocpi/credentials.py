@@ -13,11 +13,11 @@ are not followed, and the CPO gets a generic answer; what went wrong goes to the
 
 from __future__ import annotations
 
-import logging
 import secrets
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from bridge.ocpi.auth import Caller, Party, Registration, TokenStore
@@ -38,7 +38,7 @@ from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import OcpiVersion
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("bridge.ocpi.credentials")
 
 
 class CredentialsModule:
@@ -106,7 +106,7 @@ class CredentialsModule:
         except (OcpiClientError, TargetRefusedError) as exc:
             # the detail (refused address, connection refused, HTTP status...) would tell a CPO what
             # listens where on the bridge's side: it goes to the log, the CPO gets the generic line
-            log.warning("credentials from %s: fetching its versions URL failed: %s", caller.party, exc)
+            log.warning("ocpi_credentials_versions_fetch_failed", party=str(caller.party), error=str(exc))
             raise ClientApiError(
                 "could not GET your versions URL with the token you sent (see the credentials module)"
             ) from exc

@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from bridge.config import ReceiverConfig
@@ -51,7 +51,7 @@ from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
 
 FetchMissing = Callable[[str, str, str], Awaitable[None]]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("bridge.ocpi.receiver")
 
 MAX_BODY_BYTES = 1_000_000  # for apps built without a configuration; [ocpi.receiver] max_body_size wins
 # Seconds a CPO is asked to wait before sending again what the store could not take.
@@ -107,13 +107,13 @@ def build_receiver_app(
             recent, delay = failures.record(source, time.monotonic())
             # never the header itself: a near-miss may be a real token with one byte wrong
             log.warning(
-                "OCPI authentication failed: %s (source %s, %s %s, %d failures from it in the last %ds)",
-                exc.message,
-                source,
-                request.method,
-                request.path,
-                recent,
-                AUTH_FAILURE_WINDOW,
+                "ocpi_authentication_failed",
+                reason=exc.message,
+                source=source,
+                method=request.method,
+                path=request.path[:200],
+                failures_last_minute=recent,
+                held_back_s=delay,
             )
             if on_auth_failure is not None:
                 on_auth_failure()
@@ -319,8 +319,11 @@ async def read_json(request: web.Request, max_body_bytes: int, within: float | N
         ) from exc
     except TimeoutError as exc:
         raise RequestTimeoutError(f"the body did not arrive within {within:g} s") from exc
-    except web.HTTPBadRequest as exc:  # e.g. a compressed body that does not decompress
-        raise MalformedJsonError(f"the body cannot be read: {exc.reason}") from exc
+    except web.RequestPayloadError as exc:  # a gzip/deflate body that does not decompress (was HTTP 500)
+        encoding = request.headers.get("Content-Encoding", "none")
+        raise MalformedJsonError(
+            f"the body cannot be read: it does not decode as its Content-Encoding ({encoding[:40]}) says"
+        ) from exc
     try:
         body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads
     except (ValueError, UnicodeDecodeError) as exc:
@@ -361,7 +364,7 @@ async def _envelope_errors(
         return response
     except StoreError as exc:
         # Nothing was committed (the write's transaction rolled back): refuse with a retryable error.
-        log.error("OCPI request refused: the store cannot take it: %s", exc)
+        log.error("ocpi_request_refused_store_unavailable", error=str(exc), path=request.path[:200])
         response = respond_error(
             request, StoreUnavailableError("the bridge cannot store this change right now; send it again")
         )

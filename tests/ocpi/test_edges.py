@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from bridge.ocpi.receiver import AUTH_FAILURES_FREE, AuthFailures
 from bridge.ocpi.store import OcpiStore
@@ -139,20 +140,23 @@ async def test_a_non_ascii_authorization_is_401_with_an_envelope_and_never_logge
     runner, base_url = await start_receiver(store)
     try:
         port = int(base_url.rsplit(":", 1)[1])
-        answer = await raw_request(
-            port,
-            b"GET /ocpi/versions HTTP/1.1\r\nHost: x\r\nAuthorization: "
-            + authorization
-            + b"\r\nConnection: close\r\n\r\n",
-        )
+        with capture_logs() as events:
+            answer = await raw_request(
+                port,
+                b"GET /ocpi/versions HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                + authorization
+                + b"\r\nConnection: close\r\n\r\n",
+            )
     finally:
         await runner.cleanup()
     status_line, _, rest = answer.partition(b"\r\n")
     assert status_line == b"HTTP/1.1 401 Unauthorized", answer[:300]
     assert b'"status_code":2000' in rest
-    assert TOKEN not in caplog.text  # neither in a log line nor in an exception repr
-    assert "\\xff" not in caplog.text
-    assert "Traceback" not in caplog.text
+    logged = caplog.text + repr(events)
+    assert TOKEN not in logged  # neither in a log line nor in an exception repr
+    assert "\\xff" not in logged
+    assert "Traceback" not in logged
+    assert [e["event"] for e in events] == ["ocpi_authentication_failed"]
 
 
 # --- item 6: failed authentication --------------------------------------------------------------------
@@ -168,10 +172,7 @@ def test_a_source_that_keeps_failing_is_slowed_down() -> None:
     assert failures.record("203.0.113.9", now=1000.0) == (1, 0.0)  # the window passed
 
 
-async def test_failed_authentication_is_logged_without_the_token_counted_and_slowed(
-    store: OcpiStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING)
+async def test_failed_authentication_is_logged_without_the_token_counted_and_slowed(store: OcpiStore) -> None:
     counted: list[int] = []
     from aiohttp import web
 
@@ -187,62 +188,65 @@ async def test_failed_authentication_is_logged_without_the_token_counted_and_slo
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/ocpi/versions"
     guess = "guessed-token-" + "x" * 20
     try:
-        async with aiohttp.ClientSession() as session:
-            elapsed = []
-            for _ in range(AUTH_FAILURES_FREE + 3):
-                started = time.monotonic()
-                async with session.get(url, headers={"Authorization": f"Token {guess}"}) as response:
-                    assert response.status == 401
-                elapsed.append(time.monotonic() - started)
+        with capture_logs() as events:
+            async with aiohttp.ClientSession() as session:
+                elapsed = []
+                for _ in range(AUTH_FAILURES_FREE + 3):
+                    started = time.monotonic()
+                    async with session.get(url, headers={"Authorization": f"Token {guess}"}) as response:
+                        assert response.status == 401
+                    elapsed.append(time.monotonic() - started)
     finally:
         await runner.cleanup()
     assert len(counted) == AUTH_FAILURES_FREE + 3
     assert sum(elapsed[AUTH_FAILURES_FREE:]) >= 0.05 + 0.1 + 0.2  # held back: a lower bound, never flaky
-    lines = [r.getMessage() for r in caplog.records if "authentication failed" in r.getMessage()]
-    assert len(lines) == AUTH_FAILURES_FREE + 3
-    assert "127.0.0.1" in lines[0]
-    assert guess not in caplog.text
+    failures = [e for e in events if e["event"] == "ocpi_authentication_failed"]
+    assert len(failures) == AUTH_FAILURES_FREE + 3
+    assert failures[0]["source"] == "127.0.0.1"
+    assert failures[-1]["failures_last_minute"] == AUTH_FAILURES_FREE + 3
+    assert failures[-1]["held_back_s"] > 0
+    assert guess not in repr(events)
 
 
 # --- item 7: credentials URLs ---------------------------------------------------------------------------
 
 
-async def test_credentials_refuse_a_loopback_versions_url_and_answer_generically(
-    store: OcpiStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING)
+async def test_credentials_refuse_a_loopback_versions_url_and_answer_generically(store: OcpiStore) -> None:
     runner, base_url = await start_receiver(store, allow_local_credentials_urls=False)
     try:
-        async with aiohttp.ClientSession() as session:
-            from tests.ocpi.conftest import Client
+        with capture_logs() as events:
+            async with aiohttp.ClientSession() as session:
+                from tests.ocpi.conftest import Client
 
-            client = Client(session, base_url, TOKEN)
-            answers = []
-            for target in (
-                "http://127.0.0.1:8081/status.json",
-                "http://127.0.0.1:1/",
-                "http://169.254.169.254/x",
-            ):
-                body = {
-                    "token": "token-b",
-                    "url": target,
-                    "roles": [
-                        {
-                            "role": "CPO",
-                            "party_id": "BEC",
-                            "country_code": "BE",
-                            "business_details": {"name": "x"},
-                        }
-                    ],
-                }
-                answers.append(await client.call("POST", f"{base_url}/ocpi/2.2.1/credentials", body))
+                client = Client(session, base_url, TOKEN)
+                answers = []
+                for target in (
+                    "http://127.0.0.1:8081/status.json",
+                    "http://127.0.0.1:1/",
+                    "http://169.254.169.254/x",
+                ):
+                    body = {
+                        "token": "token-b",
+                        "url": target,
+                        "roles": [
+                            {
+                                "role": "CPO",
+                                "party_id": "BEC",
+                                "country_code": "BE",
+                                "business_details": {"name": "x"},
+                            }
+                        ],
+                    }
+                    answers.append(await client.call("POST", f"{base_url}/ocpi/2.2.1/credentials", body))
     finally:
         await runner.cleanup()
     messages = {a.body["status_message"] for a in answers}
     assert {a.status_code for a in answers} == {3001}
     assert len(messages) == 1  # the same words whatever is (or is not) listening there
     assert "127.0.0.1" not in messages.pop()
-    assert "loopback or link-local" in caplog.text  # the detail is in the bridge's own log
+    details = [e["error"] for e in events if e["event"] == "ocpi_credentials_versions_fetch_failed"]
+    assert len(details) == 3
+    assert all("loopback or link-local" in detail for detail in details)  # the detail: in the log only
 
 
 # --- item 8: the body limit ------------------------------------------------------------------------------
@@ -273,3 +277,30 @@ async def test_the_body_limit_is_the_configured_one(store: OcpiStore) -> None:
         await runner.cleanup()
     assert status == 413
     assert "max_body_size" in body["status_message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "encoded"),
+    [
+        ("not gzip at all", b'{"status": "CHARGING"}'),
+        ("a gzip header and garbage", b"\x1f\x8b\x08\x00garbagegarbage"),
+    ],
+)
+async def test_a_body_that_does_not_decode_as_its_content_encoding_says_is_400_with_an_envelope(
+    store: OcpiStore, name: str, encoded: bytes
+) -> None:
+    runner, base_url = await start_receiver(store)
+    port = int(base_url.rsplit(":", 1)[1])
+    header = b"Token " + base64.b64encode(TOKEN.encode())
+    try:
+        answer = await raw_request(
+            port,
+            b"PATCH /ocpi/2.2.1/locations/BE/BEC/LOC1/3256 HTTP/1.1\r\nHost: x\r\nAuthorization: " + header
+            + b"\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: "
+            + str(len(encoded)).encode() + b"\r\nConnection: close\r\n\r\n" + encoded,
+        )  # fmt: skip
+    finally:
+        await runner.cleanup()
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+    assert b'"status_code":2001' in answer
+    assert b"Content-Encoding (gzip)" in answer
