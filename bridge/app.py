@@ -38,8 +38,6 @@ from oicp.client import EvseStatusClient
 from oicp.rest import RestClient
 from oicp.soap import SoapClient
 
-__all__ = ["Bridge", "build_client", "parse_listen", "receiver_tls"]
-
 # File descriptors kept free below the process's limit for everything but the OCPI receiver's
 # connections: the store (a few), the Hubject connection pool, the admin listener, pollers, logs.
 RESERVED_FDS = 160
