@@ -44,6 +44,7 @@ from pydantic_settings import (
 from bridge.errors import ConfigError
 from bridge.mapping import Withdrawal, parse_overrides
 from bridge.observation import OcpiEvseStatus
+from bridge.ownership import PartyRef
 from oicp.client import QA_URL, ClientSettings
 from oicp.ids import OperatorID
 from oicp.models import EvseStatus
@@ -163,9 +164,20 @@ class HubjectConfig(Section):
     timeout: Duration = 30.0
 
 
+def _party_list(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [PartyRef.parse(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 class OperatorConfig(Section):
     operator_id: OperatorID
     operator_name: str | None = Field(default=None, max_length=100)
+    # the OCPI parties ("CC/PID") allowed to publish this operator's EVSEs; None: the party the OperatorID
+    # names (DE*ABC -> DE/ABC). bridge.ownership
+    ocpi_parties: Annotated[list[PartyRef] | None, BeforeValidator(_party_list)] = None
 
 
 class TokenConfig(Section):
@@ -243,6 +255,8 @@ class PushConfig(Section):
 
 class ResyncConfig(Section):
     interval: Duration = 86400.0  # 0 = off
+    # the first fullLoad waits until no new EVSE arrived for this long (and every sender was polled in full)
+    first_fullload_quiet: Duration = 30.0
     max_shrink: float = Field(default=0.2, ge=0.0, le=1.0)
 
 

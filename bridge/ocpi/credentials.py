@@ -32,7 +32,7 @@ from bridge.ocpi.errors import (
     PartyMismatchError,
     UnsupportedVersionError,
 )
-from bridge.ocpi.store import validate
+from bridge.ocpi.locations import validate
 from bridge.ocpi.targets import TargetRefusedError, check_target
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221

@@ -44,7 +44,9 @@ from bridge.ocpi.errors import (
     StoreUnavailableError,
     UnknownLocationError,
 )
-from bridge.ocpi.store import ObjectKind, ObjectPath, OcpiStore, Outcome, WriteResult
+from bridge.ocpi.locations import ObjectKind, ObjectPath, Outcome, WriteResult
+from bridge.ocpi.service import LocationsService
+from bridge.ocpi.store import resolve_path
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
@@ -59,7 +61,7 @@ STORE_RETRY_AFTER = 5
 # The bridge's identity when no configuration gives one (tests): ReceiverConfig's defaults.
 DEFAULT_OWN_PARTY = Party("ZZ", "OIB")
 
-STORE_KEY = web.AppKey("ocpi_store", OcpiStore)
+STORE_KEY = web.AppKey("ocpi_store", LocationsService)
 TOKENS_KEY = web.AppKey("ocpi_tokens", TokenStore)
 SESSION_KEY = web.AppKey("ocpi_client_session", aiohttp.ClientSession)
 
@@ -70,7 +72,7 @@ URL_LIMITS = {
 
 
 def build_receiver_app(
-    store: OcpiStore,
+    store: LocationsService,
     config: ReceiverConfig,
     *,
     token_store: TokenStore | None = None,
@@ -171,6 +173,11 @@ def build_receiver_app(
             return await module.post(request, version, who, body)
         return await module.put(request, version, who, body)
 
+    async def resolved(version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+        if version is not OcpiVersion.V2_2_1:
+            return path
+        return await store.db.read(lambda tx: resolve_path(tx, version, path))
+
     async def locations(request: web.Request) -> web.Response:
         who = await caller(request)
         version = version_of(request)
@@ -178,7 +185,7 @@ def build_receiver_app(
         if request.method == "GET":
             found = await store.get_object(path)
             if found is None and version is OcpiVersion.V2_2_1:
-                found = await store.get_object(await store.resolve_path(version, path))
+                found = await store.get_object(await resolved(version, path))
             if found is None:
                 raise UnknownLocationError(f"unknown {path.kind.value} {path}")
             return respond(request, found)
@@ -186,14 +193,14 @@ def build_receiver_app(
         write = store.put if request.method == "PUT" else store.patch
         if request.method == "PUT":
             # a PUT in another spelling must replace the stored object, not add a second one
-            path = await store.resolve_path(version, path)
+            path = await resolved(version, path)
         body = align_ids(version, path, body)
         try:
             result = await write(version, path, body)
         except UnknownLocationError:
-            resolved = await store.resolve_path(version, path)
-            if resolved != path:  # 2.2.1 CiString: the object is stored in another spelling
-                path, body = resolved, align_ids(version, resolved, body)
+            stored = await resolved(version, path)
+            if stored != path:  # 2.2.1 CiString: the object is stored in another spelling
+                path, body = stored, align_ids(version, stored, body)
                 result = await write(version, path, body)
                 return answer_write(request, result)
             if fetch_missing is None:

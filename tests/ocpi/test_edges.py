@@ -18,11 +18,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.ocpi.receiver import AUTH_FAILURES_FREE, AuthFailures
-from bridge.ocpi.store import OcpiStore
-from tests.ocpi.conftest import TOKENS, Receiver, load_example, start_receiver
+from tests.ocpi.conftest import TOKENS, Receiver, RecordingLocations, load_example, start_receiver
 
 TOKEN = TOKENS[("BE", "BEC")]
 NAME = {"name": "x"}
+
+
+def moment(step: int) -> str:
+    """Later than the examples' last_updated, in order, and never in the future (the store refuses that)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60 + step))
 
 
 def location(**changes: Any) -> dict[str, Any]:
@@ -62,7 +66,7 @@ async def test_2_2_1_ids_compare_and_key_case_insensitively(
     again = await client.call(
         "PUT",
         f"{base}/{cc}/{pid}/{lid}",
-        location(country_code=body_cc, party_id=body_pid, id=body_lid, last_updated="2030-01-01T00:00:00Z"),
+        location(country_code=body_cc, party_id=body_pid, id=body_lid, last_updated=moment(0)),
     )
     assert (again.http_status, again.status_code) == (200, 1000), again.body
     assert await receiver.store.location_count("BE", "BEC") == 1
@@ -70,7 +74,7 @@ async def test_2_2_1_ids_compare_and_key_case_insensitively(
     evse = await client.call(
         "PATCH",
         f"{base}/{cc}/{pid}/{lid}/3256",
-        {"uid": "3256", "status": "CHARGING", "last_updated": "2030-01-01T00:00:01Z"},
+        {"uid": "3256", "status": "CHARGING", "last_updated": moment(1)},
     )
     assert evse.status_code == 1000, evse.body
     # GET in any spelling answers the stored spelling
@@ -87,15 +91,15 @@ async def test_2_2_1_evse_and_connector_ids_are_ci_too(receiver: Receiver) -> No
     doc = location()
     doc["evses"][0]["uid"] = "EVSE-A"
     assert (await receiver.client.call("PUT", f"{base}/BE/BEC/LOC1", doc)).status_code == 1000
-    patch = {"status": "BLOCKED", "last_updated": "2030-01-01T00:00:00Z"}
+    patch = {"status": "BLOCKED", "last_updated": moment(0)}
     assert (await receiver.client.call("PATCH", f"{base}/be/bec/loc1/evse-a", patch)).status_code == 1000
-    connector = {"id": "1", "max_amperage": 32, "last_updated": "2030-01-01T00:00:01Z"}
+    connector = {"id": "1", "max_amperage": 32, "last_updated": moment(1)}
     reply = await receiver.client.call("PATCH", f"{base}/BE/BEC/LOC1/Evse-A/1", connector)
     assert reply.status_code == 1000, reply.body
     got = await receiver.client.call("GET", f"{base}/BE/BEC/LOC1/evse-a")
     assert (got.data["uid"], got.data["status"]) == ("EVSE-A", "BLOCKED")
     # an EVSE PUT in another spelling replaces the stored EVSE, it does not add one
-    evse = copy.deepcopy(doc["evses"][0]) | {"uid": "evse-a", "last_updated": "2030-01-01T00:00:02Z"}
+    evse = copy.deepcopy(doc["evses"][0]) | {"uid": "evse-a", "last_updated": moment(2)}
     assert (await receiver.client.call("PUT", f"{base}/BE/BEC/LOC1/evse-a", evse)).status_code == 1000
     whole = await receiver.client.call("GET", f"{base}/BE/BEC/LOC1")
     assert [e["uid"] for e in whole.data["evses"]] == ["EVSE-A", "3257"]
@@ -134,7 +138,7 @@ async def raw_request(port: int, head: bytes) -> bytes:
     ],
 )
 async def test_a_non_ascii_authorization_is_401_with_an_envelope_and_never_logged(
-    store: OcpiStore, authorization: bytes, caplog: pytest.LogCaptureFixture
+    store: RecordingLocations, authorization: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     runner, base_url = await start_receiver(store)
@@ -172,7 +176,9 @@ def test_a_source_that_keeps_failing_is_slowed_down() -> None:
     assert failures.record("203.0.113.9", now=1000.0) == (1, 0.0)  # the window passed
 
 
-async def test_failed_authentication_is_logged_without_the_token_counted_and_slowed(store: OcpiStore) -> None:
+async def test_failed_authentication_is_logged_without_the_token_counted_and_slowed(
+    store: RecordingLocations,
+) -> None:
     counted: list[int] = []
     from aiohttp import web
 
@@ -211,7 +217,9 @@ async def test_failed_authentication_is_logged_without_the_token_counted_and_slo
 # --- item 7: credentials URLs ---------------------------------------------------------------------------
 
 
-async def test_credentials_refuse_a_loopback_versions_url_and_answer_generically(store: OcpiStore) -> None:
+async def test_credentials_refuse_a_loopback_versions_url_and_answer_generically(
+    store: RecordingLocations,
+) -> None:
     runner, base_url = await start_receiver(store, allow_local_credentials_urls=False)
     try:
         with capture_logs() as events:
@@ -260,7 +268,7 @@ async def put_big(session: aiohttp.ClientSession, url: str, document: dict[str, 
         return response.status, await response.json(content_type=None)
 
 
-async def test_the_body_limit_is_the_configured_one(store: OcpiStore) -> None:
+async def test_the_body_limit_is_the_configured_one(store: RecordingLocations) -> None:
     runner, base_url = await start_receiver(store, max_body_bytes=2_000_000)
     url = f"{base_url}/ocpi/2.2.1/locations/BE/BEC/LOC1"
     big = location()
@@ -287,7 +295,7 @@ async def test_the_body_limit_is_the_configured_one(store: OcpiStore) -> None:
     ],
 )
 async def test_a_body_that_does_not_decode_as_its_content_encoding_says_is_400_with_an_envelope(
-    store: OcpiStore, name: str, encoded: bytes
+    store: RecordingLocations, name: str, encoded: bytes
 ) -> None:
     runner, base_url = await start_receiver(store)
     port = int(base_url.rsplit(":", 1)[1])

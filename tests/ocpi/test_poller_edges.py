@@ -16,9 +16,8 @@ from structlog.testing import capture_logs
 
 from bridge.config import SourceConfig
 from bridge.ocpi.poller import PollError, SenderPoller
-from bridge.ocpi.store import OcpiStore
 from tests.bridge.conftest import wait_for
-from tests.ocpi.conftest import load_example
+from tests.ocpi.conftest import RecordingLocations, load_example
 
 TOKEN = "slash-token"
 
@@ -73,12 +72,12 @@ async def sender() -> AsyncIterator[Sender]:
     await server.close()
 
 
-def poller(sender: Sender, store: OcpiStore, **options: object) -> SenderPoller:
+def poller(sender: Sender, store: RecordingLocations, **options: object) -> SenderPoller:
     source = SourceConfig(versions_url=sender.versions_url, token=TOKEN, poll_interval=0.01)
     return SenderPoller(source, store, store.db, rng=random.Random(1), retry_base=0.001, **options)  # type: ignore[arg-type]
 
 
-async def test_the_locations_url_is_used_as_advertised(sender: Sender, store: OcpiStore) -> None:
+async def test_the_locations_url_is_used_as_advertised(sender: Sender, store: RecordingLocations) -> None:
     polling = poller(sender, store)
     try:
         with capture_logs() as logs:
@@ -94,7 +93,7 @@ async def test_the_locations_url_is_used_as_advertised(sender: Sender, store: Oc
 
 
 async def test_one_line_when_the_feed_fails_and_one_when_it_recovers(
-    sender: Sender, store: OcpiStore
+    sender: Sender, store: RecordingLocations
 ) -> None:
     sender.failing = True
     polling = poller(sender, store, page_attempts=1, max_backoff=0.02)
@@ -119,7 +118,7 @@ async def test_one_line_when_the_feed_fails_and_one_when_it_recovers(
     assert "503" in failing["error"]
 
 
-async def test_a_source_that_cannot_work_as_configured_logs_at_error(store: OcpiStore) -> None:
+async def test_a_source_that_cannot_work_as_configured_logs_at_error(store: RecordingLocations) -> None:
     app = web.Application()
 
     async def versions(request: web.Request) -> web.Response:
