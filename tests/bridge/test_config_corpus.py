@@ -70,6 +70,11 @@ CORPUS = [
         '[[operators]]\noperator_id = "DE*OBD"\n',
         ["operators: DE*OBD configured more than once"],
     ),
+    Bad(
+        "an OCPI party that is not one",
+        '[[operators]]\noperator_id = "DE*ABC"\nocpi_parties = ["nonsense"]\n',
+        ["operators.1.ocpi_parties"],
+    ),
     Bad("an invalid OperatorID", '[[operators]]\noperator_id = "nonsense"\n', ["operators.1.operator_id"]),
     Bad(
         "a duration and an unknown key",
