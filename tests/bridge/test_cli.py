@@ -208,6 +208,9 @@ def test_example_config_from_the_installed_wheel(tmp_path: Path) -> None:
     installed = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:
         assert "bridge/example.toml" in archive.namelist()
+        (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        # the Docker image's ENTRYPOINT ["oicp-bridge"] is this console script
+        assert "oicp-bridge = bridge.cli:main" in archive.read(entry_points).decode()
         archive.extractall(installed)
     env = {**os.environ, "PYTHONPATH": str(installed)}
     where = subprocess.run(
