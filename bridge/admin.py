@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
@@ -25,6 +26,8 @@ from bridge.status import read_status
 from bridge.store.database import Database
 from oicp.errors import InvalidIDError
 from oicp.ids import OperatorID
+
+log = structlog.get_logger("bridge.admin")
 
 
 class AdminApp:
@@ -100,9 +103,14 @@ class AdminApp:
     async def resync(self, request: web.Request) -> web.Response:
         if self.token is None:
             return web.json_response({"error": "resync over HTTP needs [admin] token to be set"}, status=403)
-        expected = f"Bearer {self.token.get_secret_value()}"
-        if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
-            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        if not bearer_matches(request.headers.get("Authorization"), self.token):
+            self.metrics.auth_failures.labels("admin").inc()
+            log.warning("admin_authentication_failed", source=request.remote or "unknown", path=request.path)
+            return web.json_response(
+                {"error": "missing or wrong bearer token"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         operator: OperatorID | None = None
         if "operator" in request.query:
             try:
@@ -133,6 +141,18 @@ class AdminApp:
         ]
         failed = any(o.result is not ResyncResult.DONE for o in outcomes)
         return web.json_response({"outcomes": body}, status=409 if failed else 200)
+
+
+def bearer_matches(header: str | None, token: SecretStr) -> bool:
+    """``Authorization: Bearer <token>``, the scheme in any case (RFC 7235 2.1), compared as bytes in
+    constant time: a header with non-ASCII bytes is a wrong token (401), never an exception, and the
+    header never reaches a message. aiohttp decodes header bytes as UTF-8 with surrogateescape."""
+    if not header:
+        return False
+    raw = header.encode("utf-8", "surrogateescape").strip()
+    scheme, _, value = raw.partition(b" ")
+    expected = token.get_secret_value().encode("utf-8")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), expected)
 
 
 def render_status_page(status: dict[str, Any]) -> str:

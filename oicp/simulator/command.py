@@ -40,7 +40,11 @@ def _rate(value: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--listen", type=parse_listen, default=parse_listen(DEFAULT_LISTEN), metavar="HOST:PORT"
+        "--listen",
+        type=parse_listen,
+        default=parse_listen(DEFAULT_LISTEN),
+        metavar="HOST:PORT",
+        help=f"where the simulator listens (default {DEFAULT_LISTEN})",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", type=Path, help="server certificate (PEM); enables HTTPS")

@@ -86,8 +86,8 @@ def expected_from_documents(documents: list[tuple[tuple[str, str], str, Any]]) -
             ranked = (item["status"] != "REMOVED", item["last_updated"], source, item["status"])
             candidates.setdefault(item["evse_id"], []).append(ranked)
     expected: dict[EvseID, EvseStatus] = {}
-    for evse_id, ranked in candidates.items():
-        live, _, _, status = max(ranked)
+    for evse_id, holders in candidates.items():
+        live, _, _, status = max(holders)
         if live:
             expected[EvseID(evse_id)] = MAPPED[status]
     return expected
@@ -109,14 +109,16 @@ async def test_hubject_holds_the_mapping_of_each_evse_ids_owner(
                 for n, (kind, party, location_id, what, second) in enumerate(operations):
                     if n % 5 == 4:
                         second = FUTURE  # now and then one dated far ahead: refused, changes nothing
-                    path = ObjectPath(*party, location_id)
+                    country_code, party_id = party
+                    path = ObjectPath(country_code, party_id, location_id)
                     try:
                         if kind == "put":
                             await intake.put(V, path, location(party, location_id, what, second))
                         else:
                             uid, status = what
                             body = {"status": status, "last_updated": stamp(second)}
-                            await intake.patch(V, ObjectPath(*party, location_id, uid), body)
+                            evse_path = ObjectPath(country_code, party_id, location_id, uid)
+                            await intake.patch(V, evse_path, body)
                     except OcpiError:
                         pass  # refused (future, duplicate EvseID, unknown Location): nothing was stored
                     if n % 3 == 2:
