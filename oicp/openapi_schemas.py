@@ -36,6 +36,25 @@ class Schema(StrEnum):
     PULL_EVSE_STATUS_BY_OPERATOR_ID = "emp-2.3/src/schemas/eRoamingPullEVSEStatusByOperatorID.yaml"
     EVSE_STATUS_RESPONSE = "emp-2.3/src/schemas/eRoamingEVSEStatus.yaml"
     EVSE_STATUS_BY_ID_RESPONSE = "emp-2.3/src/schemas/eRoamingEVSEStatusByID.yaml"
+    PUSH_EVSE_DATA = "cpo-2.3/src/schemas/eRoamingPushEvseData.yaml"
+    EVSE_DATA_RECORD = "cpo-2.3/src/schemas/EvseDataRecord.yaml"
+    PULL_EVSE_DATA = "emp-2.3/src/schemas/eRoamingPullEVSEData.yaml"
+    EVSE_DATA_RESPONSE = "emp-2.3/src/schemas/eRoamingEVSEData.yaml"
+
+
+class _OpenApiLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans only. PyYAML follows YAML 1.1, where ``on``/``off``/``yes``/``no`` are booleans,
+    so ``OpeningTimes.yaml``'s ``required: [Period, on]`` would require a key ``True`` that no JSON object
+    can have; OpenAPI 3.0 documents are YAML 1.2, where only true/false are."""
+
+
+_OpenApiLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_OpenApiLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @functools.cache
@@ -45,7 +64,8 @@ def _load_yaml(uri: str) -> Resource[Any]:
     push re-read and re-parsed ``EvseID.yaml`` (about 3 ms a record; a 100 000-record fullLoad took 2 min)."""
     path = Path(uri.removeprefix("file://"))
     with path.open(encoding="utf-8") as handle:
-        return Resource.from_contents(yaml.safe_load(handle), default_specification=DRAFT4)
+        contents = yaml.load(handle, Loader=_OpenApiLoader)  # a SafeLoader subclass: no arbitrary objects
+        return Resource.from_contents(contents, default_specification=DRAFT4)
 
 
 class _CycleError(Exception):
