@@ -69,18 +69,20 @@ def _compress(days: list[Day]) -> tuple[OpeningTime, ...]:
 
 def opening_times(
     hours: v211.Hours | v221.Hours | None, open_when_unknown: bool
-) -> tuple[bool, tuple[OpeningTime, ...] | None]:
-    """``(IsOpen24Hours, OpeningTimes)``; never ``False`` with no times (Hubject refuses that).
+) -> tuple[bool, tuple[OpeningTime, ...] | None] | None:
+    """``(IsOpen24Hours, OpeningTimes)``; never ``False`` with no times (Hubject refuses that), so unknown
+    hours with ``open_when_unknown`` false give None: the EVSE cannot be described.
 
     Exceptional openings and closings are dated; OICP has no such notion, so they are dropped.
     """
+    unknown = (True, None) if open_when_unknown else None
     if hours is None:
-        return open_when_unknown, None
+        return unknown
     if hours.twentyfourseven:
         return True, None
     days = _days(hours.regular_hours or [])
     if not any(days):  # twentyfourseven false and no regular hours: invalid OCPI, treated as absent
-        return open_when_unknown, None
+        return unknown
     if all(len(day) == 1 and day[0][0] == "00:00" and day[0][1] in WHOLE_DAY_ENDS for day in days):
         return True, None
     return False, _compress(days)

@@ -83,6 +83,7 @@ class NotPushableReason(StrEnum):
     INVALID_COORDINATES = "coordinates out of range"
     INVALID_COUNTRY = "country is not an ISO 3166-1 alpha-3 code"
     NO_CITY = "no city"
+    NO_OPENING_TIMES = "no opening times (and open_24h_when_unknown = false)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +391,10 @@ def map_evse(location: Location, evse: Evse, settings: RecordSettings, *, at: da
     address = _address(location, evse, settings, at)
     if isinstance(address, NotPushable):
         return NotPushable(address.reason, address.detail, evse_id)
-    open_24h, times = opening_times(location.opening_times, settings.data.open_24h_when_unknown)
+    hours = opening_times(location.opening_times, settings.data.open_24h_when_unknown)
+    if hours is None:
+        return NotPushable(NotPushableReason.NO_OPENING_TIMES, evse_id=evse_id)
+    open_24h, times = hours
     sources, impact = _energy(location)
     data, mix = settings.data, location.energy_mix
     return EvseDataRecord(
