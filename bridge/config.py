@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from bridge.errors import ConfigError
+from bridge.evse_data.settings import EvseDataSettings, normalise_hotline
 from oicp.client import QA_URL, ClientSettings
 from oicp.ids import OperatorID
 
@@ -106,6 +107,25 @@ class HubjectConfig(Section):
 class OperatorConfig(Section):
     operator_id: OperatorID
     operator_name: str | None = Field(default=None, max_length=100)
+    # EVSE data (docs/evse-data.md): off by default, as when the data is uploaded by other means
+    push_evse_data: bool = False
+    hotline_phone_number: str | None = None
+    evse_data: EvseDataSettings | None = None  # [operators.evse_data]: overrides of [evse_data]
+
+    @field_validator("hotline_phone_number")
+    @classmethod
+    def _hotline(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_hotline(value)
+
+    @model_validator(mode="after")
+    def _data_needs(self) -> OperatorConfig:
+        # OICP 2.3 EvseDataRecord: HotlinePhoneNumber is mandatory and OCPI has no such field;
+        # eRoamingPushEvseData: OperatorName is mandatory (optional only for status)
+        if self.push_evse_data and self.hotline_phone_number is None:
+            raise ValueError("push_evse_data = true needs hotline_phone_number (e.g. \"+49 30 1234567\")")
+        if self.push_evse_data and not self.operator_name:
+            raise ValueError("push_evse_data = true needs operator_name (mandatory in eRoamingPushEvseData)")
+        return self
 
 
 class TokenConfig(Section):
@@ -170,6 +190,7 @@ class PushConfig(Section):
 
 class ResyncConfig(Section):
     interval: Duration = 86400.0  # 0 = off
+    data_interval: Duration = 7 * 86400.0  # EVSE data fullLoad, weekly as Hubject advises; 0 = off
     max_shrink: float = Field(default=0.2, ge=0.0, le=1.0)
 
 
@@ -193,6 +214,17 @@ class BridgeConfig(BaseSettings):
     resync: ResyncConfig = Field(default_factory=ResyncConfig)
     mapping: dict[str, str] = Field(default_factory=dict)
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    evse_data: EvseDataSettings = Field(default_factory=EvseDataSettings)
+
+    @model_validator(mode="after")
+    def _data_needs_rest(self) -> BridgeConfig:
+        pushing = [str(o.operator_id) for o in self.operators if o.push_evse_data]
+        if pushing and self.hubject.protocol is Protocol.SOAP:
+            raise ValueError(
+                f"push_evse_data = true ({', '.join(pushing)}) needs protocol = \"rest\": this release "
+                "pushes EVSE data over OICP 2.3 REST only; with SOAP (OICP 2.2) it is status only"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
