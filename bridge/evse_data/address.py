@@ -44,7 +44,7 @@ def street_text(street: str) -> str:
 
 def utc_offset(zone: str, at: datetime) -> str | None:
     """The offset of IANA ``zone`` at ``at`` as OICP writes it (``UTC+01:00``), or None if the zone is
-    unknown. OICP TimeZone is a fixed offset: the bridge re-maps daily, so a DST change becomes an
+    unknown. OICP TimeZone is a fixed offset: re-mapped daily (design §6.2), a DST change becomes an
     update twice a year [A-13]."""
     try:
         offset = ZoneInfo(zone).utcoffset(at)

@@ -9,7 +9,7 @@
   the held records as ``eRoamingEVSEData`` pages (EMP 02: default size 20; Release Notes: at most 2000),
   filtered by OperatorIds, CountryCodes and the list/boolean filters, GeoCoordinates written in the
   requested ``GeoCoordinatesResponseFormat``. ``SearchCenter`` and ``LastCall`` are accepted and ignored
-  (documented in docs/oicp-simulator.md): the simulator keeps no history to compute deltas from.
+  (documented in docs/evse-data.md): the simulator keeps no history to compute deltas from.
 """
 
 from __future__ import annotations
