@@ -105,8 +105,16 @@ def _validator(schema: Schema) -> Draft4Validator:
 
 
 Check = Callable[[Any], bool]
-_ANNOTATIONS = frozenset({"description", "example", "title"})
-_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "object": dict, "array": list, "boolean": bool}
+# ``format`` too: the validator has no format checker, so jsonschema treats it as an annotation
+_ANNOTATIONS = frozenset({"description", "example", "title", "format"})
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "object": dict,
+    "array": list,
+    "boolean": bool,
+    "integer": int,  # a float such as 1.0 fails here and goes to the full validator, which decides
+    "number": (int, float),
+}
 
 
 def _fast_check(schema: Any) -> Check | None:
@@ -158,8 +166,12 @@ def _keyword_check(key: str, value: Any) -> Check | None:
     if key == "enum" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         allowed = frozenset(value)
         return lambda i: isinstance(i, str) and i in allowed
-    if key == "maximum":  # applies to numbers only; on strings (a quirk of the files) it is ignored
-        return lambda i: isinstance(i, bool) or not isinstance(i, int | float)
+    if key in ("maximum", "minimum") and isinstance(value, int | float) and not isinstance(value, bool):
+        # numbers only (booleans are not numbers in JSON Schema); on strings, a quirk of the files, ignored
+        bound = value
+        if key == "maximum":
+            return lambda i: isinstance(i, bool) or not isinstance(i, int | float) or i <= bound
+        return lambda i: isinstance(i, bool) or not isinstance(i, int | float) or i >= bound
     return None
 
 

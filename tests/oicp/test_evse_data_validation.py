@@ -18,7 +18,7 @@ from oicp.evse_data import (
 )
 from oicp.ids import OperatorID
 from oicp.models import ActionType
-from oicp.openapi_schemas import Schema, validation_errors
+from oicp.openapi_schemas import Schema, _fast, _validator, validation_errors
 from tests.oicp.test_simulator_evse_data import record as wire_record
 
 OPERATOR = OperatorID("DE*ABC")
@@ -169,3 +169,34 @@ def test_no_problem_means_the_official_schema_accepts_it(
     if not problems:
         assert validation_errors(Schema.EVSE_DATA_RECORD, record.to_wire()) == []
     assert (not problems) == (len(name) <= 150 and lang in ("en", "de", "deu", "de-DE") and 0 <= power <= 999)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2000, 2000) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = st.sampled_from(
+    ["Plugs", "ChargingFacilities", "Address", "GeoCoordinates", "IsOpen24Hours", "EnergySource",
+     "MaxCapacity", "EnvironmentalImpact", "OpeningTimes", "DynamicInfoAvailable", "lastUpdate", "EvseID"]
+)  # fmt: skip
+FACILITIES = st.fixed_dictionaries(
+    {"PowerType": st.sampled_from(["AC_3_PHASE", "DC", "x"]), "Power": st.integers(-2, 1002) | st.floats()},
+    optional={
+        "Voltage": st.integers(-2, 1002) | st.booleans(),
+        "Amperage": st.integers(-2, 102) | st.just(1.0),
+    },
+)
+
+
+@given(st.lists(st.tuples(FIELDS, JSON_VALUES), max_size=3), st.lists(FACILITIES, max_size=2))
+def test_the_schema_fast_path_never_passes_what_the_full_validator_rejects(
+    changes: list[tuple[str, Any]], facilities: list[dict[str, Any]]
+) -> None:
+    wire = wire_record("DE*ABC*E1") | dict(changes)
+    if facilities:
+        wire["ChargingFacilities"] = facilities
+    fast = _fast(Schema.EVSE_DATA_RECORD)
+    assert fast is not None
+    if fast(wire):
+        assert list(_validator(Schema.EVSE_DATA_RECORD).iter_errors(wire)) == []
