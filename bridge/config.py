@@ -122,7 +122,7 @@ class OperatorConfig(Section):
         # OICP 2.3 EvseDataRecord: HotlinePhoneNumber is mandatory and OCPI has no such field;
         # eRoamingPushEvseData: OperatorName is mandatory (optional only for status)
         if self.push_evse_data and self.hotline_phone_number is None:
-            raise ValueError("push_evse_data = true needs hotline_phone_number (e.g. \"+49 30 1234567\")")
+            raise ValueError('push_evse_data = true needs hotline_phone_number (e.g. "+49 30 1234567")')
         if self.push_evse_data and not self.operator_name:
             raise ValueError("push_evse_data = true needs operator_name (mandatory in eRoamingPushEvseData)")
         return self
@@ -221,7 +221,7 @@ class BridgeConfig(BaseSettings):
         pushing = [str(o.operator_id) for o in self.operators if o.push_evse_data]
         if pushing and self.hubject.protocol is Protocol.SOAP:
             raise ValueError(
-                f"push_evse_data = true ({', '.join(pushing)}) needs protocol = \"rest\": this release "
+                f'push_evse_data = true ({", ".join(pushing)}) needs protocol = "rest": this release '
                 "pushes EVSE data over OICP 2.3 REST only; with SOAP (OICP 2.2) it is status only"
             )
         return self

@@ -5,7 +5,14 @@ A data lane calls ``map_evse`` (or ``map_location``) with the stored OCPI object
 ``oicp.evse_data.validate_records`` on a batch before sending it.
 """
 
-from bridge.evse_data.mapping import MappedEvse, NotPushable, NotPushableReason, map_evse, map_location
+from bridge.evse_data.mapping import (
+    MappedEvse,
+    NotPushable,
+    NotPushableReason,
+    map_evse,
+    map_location,
+    summarise,
+)
 from bridge.evse_data.settings import EvseDataSettings, RecordSettings, normalise_hotline
 
 __all__ = [
@@ -17,4 +24,5 @@ __all__ = [
     "map_evse",
     "map_location",
     "normalise_hotline",
+    "summarise",
 ]

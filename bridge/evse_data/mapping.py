@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -98,6 +100,16 @@ class NotPushable:
 
 
 MappedEvse = EvseDataRecord | NotPushable
+
+
+def summarise(items: Iterable[NotPushable]) -> list[str]:
+    """Counted lines for the status page, most frequent first: ``"2 EVSEs: no OICP plug for GBT_DC"``.
+    Only the plug reason keeps its detail (the standards): the others' details name single EVSEs."""
+    counts = Counter(i.describe() if i.reason is NotPushableReason.NO_PLUG else i.reason.value for i in items)
+    return [
+        f"{n} EVSE{'' if n == 1 else 's'}: {text}"
+        for text, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))
+    ]
 
 
 def _kilowatts(watts: int) -> int:

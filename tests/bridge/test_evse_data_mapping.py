@@ -16,6 +16,7 @@ from bridge.evse_data import (
     NotPushableReason,
     RecordSettings,
     map_evse,
+    summarise,
     tables,
 )
 from bridge.evse_data.address import cut, split_house_number, utc_offset
@@ -452,3 +453,14 @@ def test_hash_ignores_status_and_tariffs_and_follows_structure() -> None:
     assert mapped(max_amperage=16).canonical_hash() != base
     assert mapped(location={"name": "Neuer Name"}).canonical_hash() != base
     assert mapped(at=SUMMER).canonical_hash() != base  # DST: the offset changes twice a year
+
+
+def test_not_pushable_evses_are_counted_by_reason_for_the_status_page() -> None:
+    gbt = [refused(evse={"uid": f"G{n}"}, standard="GBT_DC", power_type="DC") for n in range(2)]
+    removed = refused(evse={"status": "REMOVED"})
+    no_id = [refused(evse={"evse_id": None, "uid": f"N{n}"}) for n in range(3)]
+    assert summarise([*gbt, removed, *no_id]) == [
+        "3 EVSEs: no evse_id",
+        "2 EVSEs: no OICP plug for GBT_DC",
+        "1 EVSE: EVSE is REMOVED",
+    ]
