@@ -14,15 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from pydantic import ValidationError
 
 from bridge.evse_data import EvseDataSettings, NotPushable, NotPushableReason, RecordSettings, map_location
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
-from oicp.evse_data import EvseDataRecord, validate_records
+from oicp.evse_data import EvseDataRecord, PushEvseDataRequest, validate_records
 from oicp.ids import OperatorID
+from oicp.models import ActionType
 from oicp.openapi_schemas import Schema, validation_errors
+from oicp.simulator import HubjectSimulator, serve_simulator
 
 DATA = Path(__file__).parents[1] / "data" / "ocpi"
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -176,3 +179,50 @@ def test_the_base_example_maps_field_by_field_as_the_table_says() -> None:
     assert wire["AuthenticationModes"] == ["NFC RFID Classic", "REMOTE"]  # capabilities give none: default
     assert wire["IsOpen24Hours"] is True
     assert wire["HotlinePhoneNumber"] == "+49301234567"
+
+
+async def test_mapped_examples_pushed_to_the_simulator_are_what_hubject_holds_and_status_then_passes() -> (
+    None
+):
+    """map → validate → eRoamingPushEvseData over real HTTP → the simulator holds exactly the mapped
+    records, an EMP pull returns them, and a status push for those EVSEs is no longer answered 603."""
+    by_operator: dict[OperatorID, list[EvseDataRecord]] = {}
+    for version, name, how, _ in CASES:
+        _, records = _outcome(version, name, how)
+        for record in records:
+            by_operator.setdefault(record.evse_id.operator_id, [])
+            if record.evse_id not in {r.evse_id for r in by_operator[record.evse_id.operator_id]}:
+                by_operator[record.evse_id.operator_id].append(record)
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with serve_simulator(simulator) as served, aiohttp.ClientSession() as http:
+        for operator, records in by_operator.items():
+            checked = validate_records(records, operator)
+            assert checked.refused == ()
+            request = PushEvseDataRequest.of(operator, "Example CPO", ActionType.FULL_LOAD, checked.valid)
+            url = f"{served.url}/evsepush/v23/operators/{operator}/data-records"
+            async with http.post(url, json=request.to_wire()) as response:
+                assert (await response.json())["Result"] is True
+            held = simulator.evse_data.records(operator)
+            assert held == {r.evse_id: r.to_wire() for r in records}
+            status = {
+                "ActionType": "fullLoad",
+                "OperatorEvseStatus": {
+                    "OperatorID": str(operator),
+                    "EvseStatusRecord": [
+                        {"EvseID": str(r.evse_id), "EvseStatus": "Available"} for r in records
+                    ],
+                },
+            }
+            async with http.post(
+                f"{served.url}/evsepush/v21/operators/{operator}/status-records", json=status
+            ) as response:
+                assert (await response.json())["Result"] is True
+        pull = {"ProviderID": "DE-XYZ", "GeoCoordinatesResponseFormat": "DecimalDegree"}
+        async with http.post(
+            f"{served.url}/evsepull/v23/providers/DE-XYZ/data-records?size=2000", json=pull
+        ) as response:
+            page = await response.json()
+    assert validation_errors(Schema.EVSE_DATA_RESPONSE, page) == []
+    pulled = {r["EvseID"] for r in page["content"]}
+    assert pulled == {str(r.evse_id) for records in by_operator.values() for r in records}
+    assert not [e for e in simulator.request_log if e.result_code == "603"]
