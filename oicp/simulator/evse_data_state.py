@@ -134,13 +134,14 @@ def missing_data(state: EvseDataState, evse_ids: Iterable[EvseID]) -> PushOutcom
     """What Hubject answers a status push naming EvseIDs whose data it does not hold: Result false, 603,
     "EVSE data records missing for EvseIDs: DE811E288B04491002" — the ids without ``*``, as Hubject writes
     them (recorded by WWCP_OICP's CPOAdapter, design §6.1). None if every EvseID has data."""
-    missing = sorted({evse_key(e) for e in evse_ids if not state.holds(e)})
+    missing = sorted({e for e in evse_ids if not state.holds(e)})
     if not missing:
         return None
     return PushOutcome(
         accepted=False,
         code="603",
         description="One or more EVSE data record not found!",
-        additional_info="EVSE data records missing for EvseIDs: " + ", ".join(missing),
-        unknown_evse_ids=tuple(EvseID(e) for e in missing),
+        additional_info="EVSE data records missing for EvseIDs: "
+        + ", ".join(sorted({evse_key(e) for e in missing})),
+        unknown_evse_ids=tuple(missing),  # as sent: a DIN EvseID without '*' is no EvseID any more
     )

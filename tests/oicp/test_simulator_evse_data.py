@@ -18,7 +18,7 @@ from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType
 from oicp.openapi_schemas import Schema, validation_errors
 from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
-from oicp.simulator.evse_data_state import EvseDataState, evse_key
+from oicp.simulator.evse_data_state import EvseDataState, evse_key, missing_data
 from tests.oicp.test_simulator_command import hubject_sim
 
 OPERATOR = OperatorID("DE*ABC")
@@ -304,6 +304,16 @@ async def test_the_standalone_simulator_takes_require_evse_data() -> None:
             assert (await response.json())["Result"] is True
         async with http.post(url + STATUS_PATH, json=body) as response:
             assert (await response.json())["Result"] is True
+
+
+def test_a_din_evse_id_without_data_is_named_without_stars_too() -> None:
+    state = EvseDataState()
+    outcome = missing_data(state, [EvseID("+49*810*000*438")])
+    assert outcome is not None
+    assert outcome.additional_info == "EVSE data records missing for EvseIDs: +49810000438"
+    assert outcome.unknown_evse_ids == (EvseID("+49*810*000*438"),)
+    state.apply_push(OperatorID("+49*810"), "DIN", ActionType.INSERT, [record("+49*810*000*438")])
+    assert missing_data(state, [EvseID("+49*810*000*438")]) is None
 
 
 # --- the pure state, property-tested against the plain model of EMP 02's words ---------------------
