@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oicp.ids import EvseID, OperatorID
@@ -342,3 +342,50 @@ def test_state_applies_each_action_type_all_or_nothing(sequence: list[tuple[Acti
             else:
                 model |= keys
         assert {evse_key(e) for e in state.records(OPERATOR)} == model
+
+
+# --- bad input: a clear answer, never a 500 ---------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = st.sampled_from(
+    ["ActionType", "OperatorEvseData", "OperatorID", "OperatorName", "EvseDataRecord", "EvseID"]
+)
+
+
+def _mutated(changes: list[tuple[str, Any]]) -> Any:
+    """A valid push with some values replaced at the envelope, block or first-record level."""
+    body: dict[str, Any] = push_body("insert", [record("DE*ABC*E1"), record("DE*ABC*E2")])
+    for key, value in changes:
+        data = body.get("OperatorEvseData")
+        records = data.get("EvseDataRecord") if isinstance(data, dict) else None
+        if key in body or not isinstance(data, dict):
+            body[key] = value
+        elif key in data or not (isinstance(records, list) and records and isinstance(records[0], dict)):
+            data[key] = value
+        else:
+            records[0][key] = value
+    return body
+
+
+async def _answers(bodies: list[Any]) -> list[tuple[str, int, Any]]:
+    simulator = HubjectSimulator(require_evse_data=True)
+    answers = []
+    async with serve_simulator(simulator) as served, aiohttp.ClientSession() as http:
+        for path in (DATA_PATH, PULL_PATH, "/evsepush/v23/operators/not-an-id/data-records"):
+            for body in bodies:
+                async with http.post(served.url + path, json=body) as response:
+                    answers.append((path, response.status, await response.json()))
+    return answers
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.tuples(KEYS, JSON), max_size=3).map(_mutated) | JSON, min_size=1, max_size=4))
+def test_any_body_gets_an_acknowledgement_or_a_page_never_a_500(bodies: list[Any]) -> None:
+    for path, status, answer in asyncio.run(_answers(bodies)):
+        assert status in (200, 400), (path, status, answer)
+        if "content" not in answer:
+            assert validation_errors(Schema.ACKNOWLEDGEMENT, answer) == [], answer
