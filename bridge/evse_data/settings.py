@@ -104,10 +104,16 @@ class EvseDataSettings(BaseModel):
     @classmethod
     def _template(cls, value: str) -> str:
         try:
-            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+            fields = [
+                (name, spec, conv)
+                for _, name, spec, conv in string.Formatter().parse(value)
+                if name is not None
+            ]
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a template: {exc}") from None
-        unknown = names - TEMPLATE_FIELDS
+        if any(spec or conv for _, spec, conv in fields):  # "{address:999999999}" would build a huge name
+            raise ValueError(f"{value!r}: plain placeholders only, without format specs or conversions")
+        unknown = {name for name, _, _ in fields} - TEMPLATE_FIELDS
         if unknown:
             allowed = ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS))
             raise ValueError(f"unknown placeholder {sorted(unknown)} (allowed: {allowed})")

@@ -83,6 +83,8 @@ def test_soap_with_evse_data_is_refused_clearly(tmp_path: Path) -> None:
         ('language = "English"', "evse_data.language"),
         ('station_name_template = "{street}"', "evse_data.station_name_template"),
         ('station_name_template = "{address"', "evse_data.station_name_template"),
+        ('station_name_template = "{address:999999999}"', "evse_data.station_name_template"),
+        ('station_name_template = "{address.upper}"', "evse_data.station_name_template"),
         ('calibration_law = "Maybe"', "evse_data.calibration_law"),
         ("authentication_modes = []", "evse_data.authentication_modes"),
         ('authentication_modes = ["Fingerprint"]', "evse_data.authentication_modes"),
