@@ -13,6 +13,7 @@ import platform
 import resource
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import BridgeConfig
+from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper
 from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.ocpi.store import OcpiStore
+from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
 from bridge.store.schema import MIGRATIONS
@@ -190,12 +194,20 @@ def observation(number: int, status: OcpiEvseStatus, at: datetime) -> EvseObserv
 BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 
 
+def intake_on(db: Database) -> Intake:
+    """The bridge's intake on ``db`` for the benchmark's one operator (its own party publishes)."""
+    operator = OperatorID(OPERATOR)
+    decider = Decider(StatusMapper([operator], {}), PartyBinding({operator: None}))
+    return Intake(db, OcpiStore(db), OutboxStore(db), decider)
+
+
 async def seed_outbox(path: Path, evses: int, *, delivered: bool, chunk: int = 5_000) -> None:
-    """Fill the store at ``path`` with ``evses`` outbox rows through ``OutboxStore.accept``; with
+    """Fill the store at ``path`` with ``evses`` EVSEs and their outbox rows through the intake; with
     ``delivered``, mark them as held by Hubject after a fullLoad (a steady-state store)."""
     config = bridge_config(path, "http://127.0.0.1:9")
     db = Database(path, MIGRATIONS)
-    outbox = OutboxStore(db, StatusMapper([OperatorID(OPERATOR)], {}))
+    intake = intake_on(db)
+    outbox = intake.outbox
     await db.open()
     try:
         statuses = (OcpiEvseStatus.AVAILABLE, OcpiEvseStatus.CHARGING, OcpiEvseStatus.OUTOFORDER)
@@ -203,7 +215,7 @@ async def seed_outbox(path: Path, evses: int, *, delivered: bool, chunk: int = 5
             batch = [
                 observation(n, statuses[n % 3], BASE_TIME) for n in range(start, min(evses, start + chunk))
             ]
-            await db.write(lambda conn, batch=batch: outbox.accept(conn, batch))  # type: ignore[misc]
+            await intake.apply_observations(batch)
         if delivered:
             operator_id = config.operators[0].operator_id
 
@@ -214,7 +226,8 @@ async def seed_outbox(path: Path, evses: int, *, delivered: bool, chunk: int = 5
 
             mark = await db.read(watermark)
             count = await outbox.fullload_count(operator_id)
-            await outbox.fullload_delivered(operator_id, FullLoadSnapshot(mark, count), frozenset())
+            snapshot = FullLoadSnapshot(mark, count)
+            await outbox.fullload_finished(operator_id, snapshot, frozenset(), time.time())
     finally:
         await db.close()
 

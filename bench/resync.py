@@ -42,7 +42,6 @@ TARGET_RSS_MB = 300.0
 async def child(spec: Json) -> Json:
     """In the child: a store, a client and a dispatcher; one timed fullLoad."""
     from bridge.dispatcher import Dispatcher, ResyncResult
-    from bridge.mapping import StatusMapper
     from bridge.store.database import Database
     from bridge.store.outbox import OutboxStore
     from bridge.store.schema import MIGRATIONS
@@ -50,7 +49,7 @@ async def child(spec: Json) -> Json:
 
     config = bridge_config(Path(spec["store"]), spec["hubject_url"])
     db = Database(config.store.sqlite_path, MIGRATIONS)
-    outbox = OutboxStore(db, StatusMapper([o.operator_id for o in config.operators], {}))
+    outbox = OutboxStore(db)
     await db.open()
     try:
         async with RestClient(config.client_settings()) as client:

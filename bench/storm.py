@@ -68,14 +68,14 @@ async def wait_drained(bridge: Bridge, within: float) -> None:
 
 async def feed_bulk(bridge: Bridge, evses: list[tuple[str, str, str]], changes: int) -> float:
     """Put ``changes`` observations into the outbox, round-robin over ``evses``; returns the seconds."""
-    outbox, db = bridge.outbox, bridge.db
+    intake = bridge.intake
     started = time.monotonic()
     semaphore = asyncio.Semaphore(2)
     tasks: list[asyncio.Task[None]] = []
 
     async def write(batch: list[EvseObservation]) -> None:
         try:
-            await db.write(lambda conn: outbox.accept(conn, batch))
+            await intake.apply_observations(batch)
         finally:
             semaphore.release()
 

@@ -84,7 +84,7 @@ class AdminApp:
             entry["pushing_now"] = lane.busy
             entry["consecutive_failures"] = lane.failures
             entry["next_attempt_in_s"] = (
-                round(max(0.0, lane.backoff_until - now), 3) if lane.failures else None
+                round(lane.backoff_remaining(time.monotonic()), 3) if lane.failures else None
             )
         status["ready"], status["problems"] = self.readiness()
         return status

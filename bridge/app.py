@@ -12,8 +12,9 @@ import contextlib
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
@@ -22,15 +23,16 @@ from bridge.admin import AdminApp
 from bridge.config import BridgeConfig, Protocol, ReceiverConfig
 from bridge.dispatcher import Dispatcher
 from bridge.errors import ConfigError
+from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper, parse_overrides
 from bridge.metrics import Metrics
-from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.auth import Party
 from bridge.ocpi.poller import SenderPoller
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
 from bridge.ocpi.store import OcpiStore
+from bridge.ownership import PartyBinding
 from bridge.store.database import Database
-from bridge.store.outbox import AcceptCounts, OutboxStore
+from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp.client import EvseStatusClient
 from oicp.rest import RestClient
@@ -58,6 +60,7 @@ class Bridge:
     db: Database
     outbox: OutboxStore
     ocpi_store: OcpiStore
+    intake: Intake
     client: EvseStatusClient
     dispatcher: Dispatcher
     pollers: list[SenderPoller]
@@ -67,7 +70,14 @@ class Bridge:
     admin_url: str | None = None
 
     @classmethod
-    def build(cls, config: BridgeConfig, *, initial_resync: bool = True) -> Bridge:
+    def build(
+        cls,
+        config: BridgeConfig,
+        *,
+        initial_resync: bool = True,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Bridge:
+        """``wall_clock`` is for display and bookkeeping only: every wait runs on the monotonic clock."""
         metrics = Metrics()
         db = Database(config.store.sqlite_path, MIGRATIONS)
         mapper = StatusMapper(
@@ -75,15 +85,12 @@ class Bridge:
             parse_overrides(config.mapping),
             push_unpublished=config.push.include_unpublished,
         )
-
-        by_status = {status: metrics.observations.labels(status.value) for status in OcpiEvseStatus}
-
-        def count(observation: EvseObservation, counts: AcceptCounts) -> None:
-            by_status[observation.status].inc()
-
-        outbox = OutboxStore(db, mapper, on_accept=count)
-        ocpi_store = OcpiStore(db, outbox)
+        binding = PartyBinding({op.operator_id: op.ocpi_parties for op in config.operators})
+        outbox = OutboxStore(db, clock=wall_clock)
+        ocpi_store = OcpiStore(db, clock=lambda: datetime.fromtimestamp(wall_clock(), UTC))
+        intake = Intake(db, ocpi_store, outbox, Decider(mapper, binding), metrics=metrics, clock=wall_clock)
         client = build_client(config)
+        pollers: list[SenderPoller] = []
         dispatcher = Dispatcher(
             outbox,
             client,
@@ -91,10 +98,14 @@ class Bridge:
             config.push,
             config.resync,
             metrics=metrics,
+            wall_clock=wall_clock,
             initial_resync=initial_resync,
+            # after twice the client's timeout an attempt with an unknown outcome can no longer land
+            unsure_for=2.0 * (config.hubject.timeout + config.hubject.connect_timeout),
+            sources_ready=lambda: all(poller.full_poll_done for poller in pollers),
         )
-        db.add_commit_listener(dispatcher.wake)
-        pollers = [SenderPoller(source, ocpi_store, db) for source in config.ocpi.sources]
+        intake.lanes = dispatcher
+        pollers += [SenderPoller(source, intake, db) for source in config.ocpi.sources]
 
         async def refetch_all() -> int:
             """A full OCPI fetch from every configured sender (before a resync, on request)."""
@@ -104,7 +115,7 @@ class Bridge:
         admin = AdminApp(
             db, dispatcher, metrics, token=config.admin.token, refetch=refetch_all if pollers else None
         )
-        return cls(config, metrics, db, outbox, ocpi_store, client, dispatcher, pollers, admin)
+        return cls(config, metrics, db, outbox, ocpi_store, intake, client, dispatcher, pollers, admin)
 
     def fetch_missing(self) -> FetchMissing | None:
         """A PATCH for a Location the bridge does not know: fetch it from that party's sender, if polled."""
@@ -126,6 +137,11 @@ class Bridge:
         """Start everything; yields the event that stops it. On exit, stops in order and drains."""
         started = time.monotonic()
         await self.db.open()
+        redecided = await self.intake.reconcile()
+        if redecided:
+            self.log.info(
+                "configuration changed since the last start: every EvseID decided again", evse_ids=redecided
+            )
         stop_intake, stop_dispatch = asyncio.Event(), asyncio.Event()
         receiver = self.config.ocpi.receiver
         own_party = Party.of(receiver.country_code, receiver.party_id)
@@ -139,7 +155,7 @@ class Bridge:
             if receiver.public_url is None:  # CPOs discover our endpoints at the address really bound
                 receiver = receiver.model_copy(update={"public_url": self.receiver_url})
             receiver_app = build_receiver_app(
-                self.ocpi_store, receiver, fetch_missing=self.fetch_missing(), own_party=own_party
+                self.intake, receiver, fetch_missing=self.fetch_missing(), own_party=own_party
             )
             receiver_runner = await _serve(receiver_app, receiver_socket, receiver_tls(receiver))
             admin_socket = _bind(self.config.admin.listen)

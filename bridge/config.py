@@ -33,6 +33,7 @@ from pydantic_settings import (
 
 from bridge.errors import ConfigError
 from bridge.evse_data.settings import EvseDataSettings, normalise_hotline
+from bridge.ownership import PartyRef
 from oicp.client import QA_URL, ClientSettings
 from oicp.ids import OperatorID
 
@@ -104,9 +105,20 @@ class HubjectConfig(Section):
     timeout: Duration = 30.0
 
 
+def _party_list(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [PartyRef.parse(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 class OperatorConfig(Section):
     operator_id: OperatorID
     operator_name: str | None = Field(default=None, max_length=100)
+    # the OCPI parties ("CC/PID") allowed to publish this operator's EVSEs; None: the party the OperatorID
+    # names (DE*ABC -> DE/ABC). bridge.ownership
+    ocpi_parties: Annotated[list[PartyRef] | None, BeforeValidator(_party_list)] = None
     # EVSE data (docs/evse-data.md): off by default, as when the data is uploaded by other means
     push_evse_data: bool = False
     hotline_phone_number: str | None = None
@@ -190,6 +202,8 @@ class PushConfig(Section):
 
 class ResyncConfig(Section):
     interval: Duration = 86400.0  # 0 = off
+    # the first fullLoad waits until no new EVSE arrived for this long (and every sender was polled in full)
+    first_fullload_quiet: Duration = 30.0
     data_interval: Duration = 7 * 86400.0  # EVSE data fullLoad, weekly as Hubject advises; 0 = off
     max_shrink: float = Field(default=0.2, ge=0.0, le=1.0)
 

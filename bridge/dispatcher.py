@@ -1,61 +1,65 @@
 """The dispatcher: one sequential lane per operator that pushes the outbox to Hubject, and resyncs.
 
-Each lane waits until its oldest pending record has waited ``flush_interval`` (a max-wait, never a
-debounce) or ``max_batch`` records are pending, then claims them and sends one ``update`` (and one
-``delete`` for withdrawals). Resyncs (``fullLoad``) run in the same lane, so nothing overtakes anything
-for an operator; the OICP client adds the global rule that only one push is in flight at a time
-(OICP 2.3 CPO 01, "Data push operations").
+Each lane asks the pure scheduler (``bridge.lanes.next_step``) what to do and does it: push one batch, run
+a fullLoad, settle doubtful rows, or sleep. Resyncs (``fullLoad``) run in the same lane, so nothing overtakes
+anything for an operator; the OICP client adds the rule that only one push is in flight at a time (OICP 2.3
+CPO 01, "Data push operations"). Lanes learn of new work from the intake after its commit (``notify``); a
+change for one operator wakes only that operator's lane.
 
-Failure handling (docs/bridge.md):
-- retryable (transport, 5xx, 429, retryable codes): the client retries within its budget; past it the
-  records go back to pending and the lane backs off;
-- a permanent code caused by records (018, 022, 603, 604): the records Hubject names (AdditionalInfo) are
-  set aside — 603 ones parked until the next fullLoad, others dead with Hubject's code — and the rest are
-  pushed again; when Hubject names none, the batch is halved until the culprits are isolated;
-- any other permanent failure (017 unauthorised, 4xx): nothing is dropped; the records stay pending, the
-  lane backs off to ``max_retry_interval`` and the error is shown.
+Failure handling (docs/bridge.md, docs/architecture.md):
+- every failure backs off: the lane sends nothing to Hubject before its ``request_floor`` (exponential
+  backoff with jitter, and never before a ``Retry-After`` Hubject gave, even one beyond the client's budget);
+- a refusal that names EvseIDs of the batch (any non-retryable code, matched exactly) sets those aside —
+  603 ones parked until the next fullLoad, others dead with Hubject's code — and the rest are pushed again;
+- a record-level refusal that names nobody is bisected; a record is dead only when it is refused alone
+  while a sibling half was accepted; a refusal that persists in every half is a request failure;
+- a fullLoad refused by its guard is not retried before the next interval (or a forced resync), and shows
+  on ``/ready``; a failed fullLoad backs off like a push.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import re
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+from enum import Enum, StrEnum
 
 import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.errors import StoreError
-from bridge.metrics import Metrics
-from bridge.outbox import (
-    Record,
-    RecordState,
-    flush_due_in,
-    fullload_refusal,
-    halves,
-    named_in,
-    split_by_action,
+from bridge.lanes import (
+    Flush,
+    LaneView,
+    Resync,
+    ResyncReason,
+    Settle,
+    Sleep,
+    Timing,
+    next_step,
+    request_floor,
 )
+from bridge.metrics import Metrics
+from bridge.outbox import Record, RecordState, fullload_refusal, halves, named_in, named_keys, split_by_action
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
 from oicp.client import EvseStatusClient
 from oicp.codes import RECORD_LEVEL_CODES
-from oicp.errors import RejectedError, RequestError
-from oicp.ids import EVSE_ID_PATTERN, EvseID, OperatorID
+from oicp.errors import RejectedError, RequestError, TransportError
+from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 
 # OICP requires EvseStatus in every EvseStatusRecord, also in a delete, where Hubject ignores it.
 _DELETE_PLACEHOLDER = EvseStatus.UNKNOWN
 # Codes caused by records, not by the request as a whole; 022 "Data error" may be either, so a batch
-# answered 022 is split like the others until the refused record is isolated.
+# answered 022 naming nobody is bisected like the others until the refused record is isolated.
 RECORD_CODES = RECORD_LEVEL_CODES | {"022"}
 UNKNOWN_EVSE = "603"
-# The official EvseID pattern, unanchored, to find the EvseIDs Hubject names in AdditionalInfo.
-_EVSE_ID_IN_TEXT = re.compile(EVSE_ID_PATTERN.removeprefix("^").removesuffix("$"))
+FULLLOAD_ROUNDS = 8  # each round sets aside the EvseIDs Hubject named, then sends the set again
+BACKOFF_BASE = 1.0
 
 
 class ResyncResult(StrEnum):
@@ -79,22 +83,52 @@ class _ResyncRequest:
     done: asyncio.Future[ResyncOutcome]
 
 
+class _Pushed(Enum):
+    SETTLED = "settled"  # every record delivered or set aside
+    UNNAMED = "unnamed"  # every record refused by a record-level code naming nobody: no evidence yet
+    FAILED = "failed"  # the request failed; the records are pending again and the lane backs off
+
+
+@dataclass(frozen=True)
+class _Result:
+    kind: _Pushed
+    refusal: RejectedError | None = None  # for UNNAMED: what Hubject answered
+
+
+_SETTLED, _FAILED = _Result(_Pushed.SETTLED), _Result(_Pushed.FAILED)
+
+
 @dataclass
 class Lane:
-    """The state of one operator's lane (what the status page shows)."""
+    """One operator's lane: what the scheduler reads (``view``) and what the status page shows. Times
+    named ``*_at`` without ``wall`` are on the monotonic clock."""
 
     operator: OperatorConfig
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    resyncs: asyncio.Queue[_ResyncRequest] = field(default_factory=asyncio.Queue)
+    resyncs: collections.deque[_ResyncRequest] = field(default_factory=collections.deque)
+    pending: int = 0
+    first_unpushed_at: float | None = None
+    notified: int = 0  # how many times the intake told of new pending rows (see _flush_once)
     failures: int = 0
-    backoff_until: float = 0.0
+    request_floor: float = 0.0
     last_error: str | None = None
-    last_push_at: float | None = None
+    last_push_at: float | None = None  # wall clock
     busy: bool = False
+    first_fullload_due: bool = False
+    quiet_from: float = 0.0  # the first fullLoad's quiet period runs from here (the last new EVSE)
+    waiting_for_evses: bool = False  # the first fullLoad found an empty set: it waits for EVSEs
+    settle_at: float | None = None
+    settle_fullload_at: float | None = None
+    fullload_doubt_until: float | None = None  # a fullLoad sent before this may be overtaken by a late one
+    scheduled_resync_at: float | None = None
+    refusal: str | None = None  # why the last fullLoad was refused by its guard (shown on /ready)
 
     @property
     def operator_id(self) -> OperatorID:
         return self.operator.operator_id
+
+    def backoff_remaining(self, now: float) -> float:
+        return max(0.0, self.request_floor - now) if self.failures else 0.0
 
 
 class Dispatcher:
@@ -107,38 +141,67 @@ class Dispatcher:
         resync: ResyncConfig,
         *,
         metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         initial_resync: bool = True,
+        unsure_for: float = 60.0,
+        sources_ready: Callable[[], bool] = lambda: True,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.client = client
         self.push = push
         self.resync_config = resync
         self.metrics = metrics
-        self.clock = clock
+        self.wall_clock = wall_clock
+        self.monotonic = monotonic
         self.initial_resync = initial_resync
+        self.unsure_for = unsure_for  # ~2x the client's timeout: after it, a lost attempt cannot land
+        self.sources_ready = sources_ready
+        self.rng = rng or random.Random()
+        self.timing = Timing(push.flush_interval, push.max_batch)
         self.lanes = {op.operator_id.canonical_key: Lane(op) for op in operators}
         self.log = structlog.get_logger("bridge.dispatcher")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._draining = False
+        self._started = False
 
     # --- control -------------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """New records may be pending (called after each store commit; safe from any thread)."""
-        if self._loop is None:
+    def notify(self, operator_id: OperatorID, *, pending: int, new_evses: int) -> None:
+        """The intake committed rows for ``operator_id`` (on the event loop, after the commit)."""
+        lane = self.lanes.get(operator_id.canonical_key)
+        if lane is None:
             return
-        self._loop.call_soon_threadsafe(self._wake_all)
-
-    def _wake_all(self) -> None:
-        for lane in self.lanes.values():
-            lane.wake.set()
+        now = self.monotonic()
+        if pending:
+            lane.pending += pending
+            lane.notified += 1
+            if lane.first_unpushed_at is None:
+                lane.first_unpushed_at = now
+        if new_evses:
+            lane.quiet_from = now
+            lane.waiting_for_evses = False
+        lane.wake.set()
 
     def lane(self, operator_id: OperatorID | str) -> Lane:
         key = OperatorID(operator_id).canonical_key
         if key not in self.lanes:
             raise KeyError(f"{operator_id} is not a configured operator")
         return self.lanes[key]
+
+    def view(self, lane: Lane, now: float) -> LaneView:
+        first_at = None
+        if lane.first_fullload_due and not lane.waiting_for_evses and self.sources_ready():
+            first_at = lane.quiet_from + self.resync_config.first_fullload_quiet
+        return LaneView(
+            pending=lane.pending,
+            first_unpushed_at=lane.first_unpushed_at,
+            request_floor=lane.request_floor,
+            resync_requested=bool(lane.resyncs),
+            first_fullload_at=first_at,
+            settle_at=lane.settle_at,
+            settle_fullload_at=lane.settle_fullload_at,
+            scheduled_resync_at=lane.scheduled_resync_at,
+        )
 
     async def request_resync(
         self, operator_id: OperatorID | None = None, *, force: bool = False
@@ -149,7 +212,7 @@ class Dispatcher:
         requests = []
         for lane in lanes:
             request = _ResyncRequest(force, loop.create_future())
-            await lane.resyncs.put(request)
+            lane.resyncs.append(request)
             lane.wake.set()
             requests.append(request)
         return [await request.done for request in requests]
@@ -159,24 +222,66 @@ class Dispatcher:
     ) -> list[ResyncOutcome]:
         """Run a fullLoad directly, for when the lanes are not running (tests, the demo)."""
         lanes = [self.lane(operator_id)] if operator_id is not None else list(self.lanes.values())
-        self._loop = asyncio.get_running_loop()
-        return [await self._resync(lane, force=force, reason="requested") for lane in lanes]
+        return [await self._resync(lane, force=force, reason=ResyncReason.REQUESTED) for lane in lanes]
 
     # --- running ------------------------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Recover what a stopped process left in flight and set each lane's clocks from the store."""
+        if self._started:
+            return
+        self._started = True
+        recovered = await self.store.recover(self.unsure_for)
+        if recovered.records:
+            self.log.info("recovered in-flight records as pending", records=recovered.records)
+        now, wall = self.monotonic(), self.wall_clock()
+        interval = self.resync_config.interval
+        for lane in self.lanes.values():
+            status = await self.store.lane_status(lane.operator_id)
+            lane.pending = status.pending
+            lane.first_unpushed_at = now if status.pending else None
+            lane.quiet_from = now
+            last_at, _ = await self.store.last_fullload(lane.operator_id)
+            if interval > 0 and last_at is not None:
+                lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
+            lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
+            if str(lane.operator_id) in recovered.interrupted_fullloads:
+                lane.settle_fullload_at = now + self.unsure_for
+            if recovered.unsure_until is not None:
+                lane.settle_at = now + max(0.0, recovered.unsure_until - wall)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Run every lane until ``stop`` is set, then flush what is pending (bounded by shutdown_timeout)."""
-        self._loop = asyncio.get_running_loop()
-        recovered = await self.store.recover()
-        if recovered:
-            self.log.info("recovered in-flight records as pending", records=recovered)
-        async with asyncio.TaskGroup() as group:
-            for lane in self.lanes.values():
-                group.create_task(self._run_lane(lane, stop), name=f"lane {lane.operator_id}")
+        """Run every lane until ``stop`` is set, then flush what is pending; whatever is still running
+        ``shutdown_timeout`` after ``stop`` is cancelled (its records are recovered at the next start)."""
+        await self.start()
+        tasks = [
+            asyncio.create_task(self._run_lane(lane, stop), name=f"lane {lane.operator_id}")
+            for lane in self.lanes.values()
+        ]
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]  # a lane's bug ends the dispatcher, loudly
+            pending = sum(lane.pending for lane in self.lanes.values())
+            self.log.info(
+                "draining: pushing what is pending", timeout=self.push.shutdown_timeout, pending=pending
+            )
+            _, late = await asyncio.wait(tasks, timeout=self.push.shutdown_timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                self.log.warning("shutdown timeout: in-progress pushes cancelled", lanes=len(late))
+        finally:
+            stopping.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(stopping, *tasks, return_exceptions=True)
 
     async def run_until_idle(self, within: float = 30.0) -> None:
         """Push everything pending now, ignoring flush_interval (tests, the demo, shutdown)."""
-        self._loop = asyncio.get_running_loop()
         async with asyncio.timeout(within):
             for lane in self.lanes.values():
                 while await self._flush_once(lane):
@@ -184,170 +289,157 @@ class Dispatcher:
 
     async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
         log = self.log.bind(operator_id=str(lane.operator_id))
-        first_fullload_due = False
-        if self.initial_resync and self.resync_config.interval > 0:
-            last_at, _ = await self.store.last_fullload(lane.operator_id)
-            first_fullload_due = last_at is None
         while not stop.is_set():
-            request: _ResyncRequest | None = None
-            # Cleared before looking at the store, not after: a commit or a resync request that arrives
-            # while this step awaits its reads must still wake the wait below (it was lost before, and a
-            # lone change or a requested resync then waited for the next timeout).
+            # Cleared before deciding, not after: a notify or a resync request that arrives while a step
+            # awaits must still end the wait below.
             lane.wake.clear()
+            now = self.monotonic()
+            step = next_step(self.view(lane, now), now, self.timing)
             try:
-                if first_fullload_due and await self._ready_for_first_fullload(lane):
-                    outcome = await self._resync(lane, force=False, reason="first start")
-                    first_fullload_due = outcome.result is ResyncResult.FAILED
-                    continue
-                if not lane.resyncs.empty():
-                    request = lane.resyncs.get_nowait()
-                    outcome = await self._resync(lane, force=request.force, reason="requested")
-                    if not request.done.done():
-                        request.done.set_result(outcome)
-                    continue
-                timeout = await self._next_wakeup(lane)
-                if timeout == 0.0:
+                if isinstance(step, Resync):
+                    await self._resync_step(lane, step.reason)
+                elif isinstance(step, Flush):
                     await self._flush_once(lane)
-                    continue
-                wake = asyncio.ensure_future(lane.wake.wait())
-                stopping = asyncio.ensure_future(stop.wait())
-                try:
-                    await asyncio.wait({wake, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in (wake, stopping):
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
-                if timeout is not None and not lane.wake.is_set() and not stop.is_set():
-                    await self._maybe_scheduled_resync(lane)
+                elif isinstance(step, Settle):
+                    await self._settle(lane)
+                else:
+                    await self._wait(lane, stop, step.seconds if isinstance(step, Sleep) else None)
             except StoreError as exc:
                 # The store failed (disk full, locked...): never let that end the lane. Records this step
-                # had claimed are pending again, and the lane tries again after a pause.
+                # had claimed are pending again at the next recovery; the lane tries again after a pause.
                 log.error("store error in the dispatcher; retrying", error=str(exc))
-                if request is not None and not request.done.done():
-                    request.done.set_result(
-                        ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message=f"store error: {exc}")
-                    )
                 with contextlib.suppress(StoreError):
-                    await self.store.recover()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=max(0.05, self.push.max_retry_interval))
+                    await self.store.recover(self.unsure_for)
+                lane.request_floor = self.monotonic() + max(0.05, self.push.max_retry_interval)
+                await self._wait(lane, stop, max(0.05, self.push.max_retry_interval))
+        for request in lane.resyncs:
+            if not request.done.done():
+                request.done.set_result(
+                    ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="stopping")
+                )
+        lane.resyncs.clear()
         await self._drain(lane, log)
 
-    async def _ready_for_first_fullload(self, lane: Lane) -> bool:
-        """The first fullLoad waits until the bridge holds statuses and has pushed them all as updates:
-        an empty store at first start has nothing to replace Hubject's set with (docs/bridge.md)."""
-        if lane.failures or self.clock() < lane.backoff_until:
-            return False
-        status = await self.store.lane_status(lane.operator_id)
-        return status.pending == 0 and await self.store.fullload_count(lane.operator_id) > 0
-
-    async def _next_wakeup(self, lane: Lane) -> float | None:
-        """0: push now; a number: sleep at most that long; None: wait for a wake-up."""
-        now = self.clock()
-        status = await self.store.lane_status(lane.operator_id)
-        if self.metrics is not None:
-            self.metrics.pending.labels(str(lane.operator_id)).set(status.unacknowledged)
-            oldest = status.oldest_unacknowledged_since
-            age = 0.0 if oldest is None else max(0.0, now - oldest)
-            self.metrics.oldest_pending_age.labels(str(lane.operator_id)).set(age)
-        due = flush_due_in(
-            status.oldest_pending_since, status.pending, now, self.push.flush_interval, self.push.max_batch
-        )
-        if due is not None and lane.backoff_until > now:
-            due = max(due, lane.backoff_until - now)
-        resync_due = await self._resync_due_in(lane, now)
-        candidates = [d for d in (due, resync_due) if d is not None]
-        return min(candidates) if candidates else None
-
-    async def _resync_due_in(self, lane: Lane, now: float) -> float | None:
-        interval = self.resync_config.interval
-        if interval <= 0:
-            return None
-        last_at, _ = await self.store.last_fullload(lane.operator_id)
-        if last_at is None:
-            return None
-        return max(0.001, last_at + interval - now)
-
-    async def _maybe_scheduled_resync(self, lane: Lane) -> None:
-        interval = self.resync_config.interval
-        if interval <= 0:
-            return
-        last_at, _ = await self.store.last_fullload(lane.operator_id)
-        if last_at is not None and last_at + interval <= self.clock():
-            await self._resync(lane, force=False, reason="schedule")
-
-    async def _drain(self, lane: Lane, log: Any) -> None:
-        """Stopping: push what is pending now, without waiting for flush_interval or a backoff."""
+    @staticmethod
+    async def _wait(lane: Lane, stop: asyncio.Event, seconds: float | None) -> None:
+        wake = asyncio.ensure_future(lane.wake.wait())
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            async with asyncio.timeout(self.push.shutdown_timeout):
-                while await self._flush_once(lane):
-                    pass
-        except TimeoutError:
+            await asyncio.wait({wake, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (wake, stopping):
+                task.cancel()
+            await asyncio.gather(wake, stopping, return_exceptions=True)
+
+    async def _drain(self, lane: Lane, log: structlog.stdlib.BoundLogger) -> None:
+        """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it."""
+        with contextlib.suppress(StoreError):
+            while await self._flush_once(lane):
+                pass
+        if lane.pending:
             status = await self.store.lane_status(lane.operator_id)
-            log.warning("shutdown timeout: records stay pending for the next start", pending=status.pending)
+            if status.pending:
+                log.warning("records stay pending for the next start", pending=status.pending)
 
     # --- pushing --------------------------------------------------------------------------------------------
 
     async def _flush_once(self, lane: Lane) -> bool:
-        """Claim and push one batch; False when nothing was pending."""
+        """Claim and push one batch; False when nothing was pending or the push failed."""
+        notified = lane.notified
         records = await self.store.claim(lane.operator_id, self.push.max_batch)
+        if len(records) < self.push.max_batch and lane.notified == notified:
+            lane.pending, lane.first_unpushed_at = 0, None  # everything pending is in this batch
+        else:
+            lane.pending = max(1, lane.pending - len(records))
         if not records:
             return False
         lane.busy = True
         try:
             updates, deletes = split_by_action(records)
-            ok = True
             for group, action in ((updates, ActionType.UPDATE), (deletes, ActionType.DELETE)):
-                if group and not await self._push(lane, action, group):
-                    ok = False
+                if group:
+                    result = await self._push(lane, action, group)
+                    if result.refusal is not None:  # refused in every half: the request, not a record
+                        await self._failed(lane, group, result.refusal)
+                    if result.kind is not _Pushed.SETTLED:
+                        if action is ActionType.UPDATE and deletes:
+                            await self.store.release(
+                                lane.operator_id, deletes, "not sent: the update before it failed", 0.0
+                            )
+                        self._repend(lane, len(records))
+                        return False
         finally:
             lane.busy = False
-        return ok
+        return True
 
-    async def _push(self, lane: Lane, action: ActionType, records: Sequence[Record]) -> bool:
-        """Push one group; True if every record was settled (delivered or set aside)."""
+    def _repend(self, lane: Lane, count: int) -> None:
+        lane.pending += count
+        if lane.first_unpushed_at is None:
+            lane.first_unpushed_at = self.monotonic()
+
+    async def _push(self, lane: Lane, action: ActionType, records: Sequence[Record]) -> _Result:
+        """Push one group; settle what Hubject answered for it (see the module's docstring)."""
         operator_id = lane.operator_id
         wire = [
             EvseStatusRecord(evse_id=r.evse_id, evse_status=r.status or _DELETE_PLACEHOLDER) for r in records
         ]
-        started = time.monotonic()
+        sent_at, started = self.wall_clock(), self.monotonic()
         try:
             await self.client.push_evse_status(
                 operator_id, action, wire, operator_name=lane.operator.operator_name
             )
         except RejectedError as error:
             self._observe_latency(action, started)
-            if not error.retryable and error.code in RECORD_CODES:
-                return await self._set_aside(lane, action, records, error)
-            await self._failed(lane, records, error)
-            return False
+            return await self._refused(lane, action, records, error)
         except RequestError as error:
             self._observe_latency(action, started)
             await self._failed(lane, records, error)
-            return False
-        self._observe_latency(action, started)
-        await self.store.delivered(operator_id, records)
-        lane.failures, lane.backoff_until, lane.last_error = 0, 0.0, None
-        lane.last_push_at = self.clock()
+            return _FAILED
+        elapsed = self._observe_latency(action, started)
+        # an acknowledgement that took longer than the client's timeout came after a retried attempt whose
+        # outcome is unknown: that attempt may still land after a later push (docs/architecture.md)
+        doubt = self.unsure_for if elapsed >= self.unsure_for / 2 else None
+        await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
+        if doubt is not None:
+            self._doubt(lane, doubt)
+        lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
+        lane.last_push_at = self.wall_clock()
         self._count(operator_id, "delivered", len(records))
-        return True
+        await self._gauges(lane)
+        return _SETTLED
 
-    async def _set_aside(
+    async def _refused(
         self, lane: Lane, action: ActionType, records: Sequence[Record], error: RejectedError
-    ) -> bool:
+    ) -> _Result:
+        if error.retryable:
+            await self._failed(lane, records, error)
+            return _FAILED
         named = named_in(error.additional_info, records)
-        if named and len(named) < len(records):
+        if named:
             await self._refuse(lane, named, error)
             rest = [r for r in records if r not in named]
-            return await self._push(lane, action, rest)
-        if len(records) == 1 or named:
-            await self._refuse(lane, records, error)
-            return True
+            return await self._push(lane, action, rest) if rest else _SETTLED
+        if error.code not in RECORD_CODES:
+            await self._failed(lane, records, error)
+            return _FAILED
+        if len(records) == 1:
+            return _Result(_Pushed.UNNAMED, error)
         left, right = halves(records)
-        left_ok = await self._push(lane, action, left)
-        right_ok = await self._push(lane, action, right)
-        return left_ok and right_ok
+        first = await self._push(lane, action, left)
+        if first.kind is _Pushed.FAILED:
+            await self.store.release(lane.operator_id, right, str(error), 0.0)
+            return _FAILED
+        second = await self._push(lane, action, right)
+        if second.kind is _Pushed.FAILED:
+            if first.kind is _Pushed.UNNAMED:
+                await self.store.release(lane.operator_id, left, str(error), 0.0)
+            return _FAILED
+        if first.kind is _Pushed.UNNAMED and second.kind is _Pushed.UNNAMED:
+            return _Result(_Pushed.UNNAMED, error)  # no evidence that any record is at fault
+        for half, result in ((left, first), (right, second)):
+            if result.kind is _Pushed.UNNAMED:  # its sibling was accepted: these records are the culprits
+                await self._refuse(lane, half, error)
+        return _SETTLED
 
     async def _refuse(self, lane: Lane, records: Sequence[Record], error: RejectedError) -> None:
         state = RecordState.PARKED if error.code == UNKNOWN_EVSE else RecordState.DEAD
@@ -365,14 +457,22 @@ class Dispatcher:
             reason=reason,
         )
 
+    async def _gauges(self, lane: Lane) -> None:
+        """Backlog gauges after a push or a failure (not on every wake-up: that cost intake throughput)."""
+        if self.metrics is None:
+            return
+        status = await self.store.lane_status(lane.operator_id)
+        oldest = status.oldest_unacknowledged_since
+        age = 0.0 if oldest is None else max(0.0, self.wall_clock() - oldest)
+        self.metrics.pending.labels(str(lane.operator_id)).set(status.unacknowledged)
+        self.metrics.oldest_pending_age.labels(str(lane.operator_id)).set(age)
+
     async def _failed(self, lane: Lane, records: Sequence[Record], error: RequestError) -> None:
         message = str(error)
-        await self.store.release(lane.operator_id, records, message)
-        lane.failures += 1
-        lane.last_error = message
-        cap = self.push.max_retry_interval
-        wait = cap if not error.retryable else min(cap, 2.0 ** min(lane.failures, 16))
-        lane.backoff_until = self.clock() + wait
+        await self.store.release(lane.operator_id, records, message, self.unsure_for)
+        await self._gauges(lane)
+        self._backoff(lane, error)
+        self._doubt(lane, self.unsure_for)
         self._count(lane.operator_id, "retry", len(records))
         self.log.warning(
             "push failed; records stay pending",
@@ -380,84 +480,162 @@ class Dispatcher:
             records=len(records),
             error=message,
             retryable=error.retryable,
-            next_attempt_in=round(wait, 2),
+            next_attempt_in=round(lane.request_floor - self.monotonic(), 2),
         )
+
+    def _backoff(self, lane: Lane, error: RequestError | None) -> None:
+        lane.failures += 1
+        lane.last_error = str(error) if error is not None else lane.last_error
+        lane.request_floor = request_floor(
+            self.monotonic(),
+            lane.failures,
+            None if error is None else error.retry_after,
+            retryable=True if error is None else error.retryable,
+            base=BACKOFF_BASE,
+            cap=self.push.max_retry_interval,
+            rng=self.rng,
+        )
+
+    def _doubt(self, lane: Lane, seconds: float) -> None:
+        """Rows with an unknown outcome are pushed once more when ``seconds`` have passed."""
+        at = self.monotonic() + seconds
+        lane.settle_at = at if lane.settle_at is None else min(lane.settle_at, at)
+
+    async def _settle(self, lane: Lane) -> None:
+        count, next_until = await self.store.settle(lane.operator_id)
+        lane.settle_at = None
+        if next_until is not None:
+            lane.settle_at = self.monotonic() + max(0.0, next_until - self.wall_clock())
+        if count:
+            self.log.info(
+                "pushing doubtful records once more", operator_id=str(lane.operator_id), records=count
+            )
+            self._repend(lane, count)
 
     # --- fullLoad --------------------------------------------------------------------------------------
 
-    async def _resync(self, lane: Lane, *, force: bool, reason: str) -> ResyncOutcome:
+    async def _resync_step(self, lane: Lane, reason: ResyncReason) -> None:
+        if reason is not ResyncReason.REQUESTED:
+            await self._resync(lane, force=False, reason=reason)
+            return
+        request = lane.resyncs.popleft()
+        outcome = ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="the store failed")
+        try:
+            outcome = await self._resync(lane, force=request.force, reason=reason)
+        finally:
+            if not request.done.done():
+                request.done.set_result(outcome)
+
+    async def _resync(self, lane: Lane, *, force: bool, reason: ResyncReason) -> ResyncOutcome:
         operator_id = lane.operator_id
-        log = self.log.bind(operator_id=str(operator_id), reason=reason, force=force)
+        log = self.log.bind(operator_id=str(operator_id), reason=reason.value, force=force)
+        if reason is ResyncReason.SETTLE:
+            lane.settle_fullload_at = None
         excluded: set[EvseID] = set()
         _, last_count = await self.store.last_fullload(operator_id)
         lane.busy = True
         try:
             count = await self.store.fullload_count(operator_id)
+            if count == 0 and reason is ResyncReason.FIRST_START:
+                lane.waiting_for_evses = True  # nothing to send yet: wait for the CPO's EVSEs
+                return ResyncOutcome(operator_id, ResyncResult.REFUSED, message="no EVSE yet")
             refusal = None if force else fullload_refusal(count, last_count, self.resync_config.max_shrink)
             if refusal is not None:
-                message = f"{refusal}; use 'oicp-bridge resync --force' to send it anyway"
-                log.warning("fullLoad refused", why=message)
-                await self.store.operator_error(operator_id, f"fullLoad refused: {message}")
-                return self._resync_outcome(operator_id, ResyncResult.REFUSED, message=message)
+                return await self._resync_refused(lane, refusal, log)
             await self.store.fullload_starting(operator_id)
-            for _ in range(8):  # each round parks the EvseIDs Hubject reported unknown, then tries again
-                snapshot_box: list[FullLoadSnapshot] = []
-                pages = self._fullload_pages(operator_id, frozenset(excluded), snapshot_box)
+            sent_at, started = self.wall_clock(), self.monotonic()
+            for _ in range(FULLLOAD_ROUNDS):
+                opened: list[FullLoadSnapshot] = []
                 try:
                     await self.client.push_evse_status_stream(
-                        operator_id, ActionType.FULL_LOAD, pages, operator_name=lane.operator.operator_name
+                        operator_id,
+                        ActionType.FULL_LOAD,
+                        self._fullload_pages(operator_id, frozenset(excluded), opened),
+                        operator_name=lane.operator.operator_name,
                     )
                 except RejectedError as error:
-                    unknown = _evse_ids_in(error.additional_info) - excluded
-                    if error.code == UNKNOWN_EVSE and unknown:
-                        excluded |= unknown
-                        await self.store.park(operator_id, unknown, error.code, str(error))
-                        log.warning(
-                            "fullLoad named EvseIDs without EVSE data; parked, retrying", count=len(unknown)
-                        )
+                    named = self._named_evse_ids(error) - excluded
+                    if not error.retryable and named:
+                        excluded |= named
+                        state = RecordState.PARKED if error.code == UNKNOWN_EVSE else RecordState.DEAD
+                        await self.store.set_aside(operator_id, named, state, error.code, str(error))
+                        log.warning("fullLoad named EvseIDs; set aside, sending again", code=error.code,
+                                    count=len(named))  # fmt: skip
                         continue
                     return await self._resync_failed(lane, error, log)
                 except RequestError as error:
                     return await self._resync_failed(lane, error, log)
-                snapshot = snapshot_box[-1]
-                await self.store.fullload_delivered(operator_id, snapshot, frozenset(excluded))
-                lane.last_push_at = self.clock()
-                log.info("fullLoad done", records=snapshot.count, parked=len(excluded))
+                snapshot = opened[-1]
+                await self.store.fullload_finished(operator_id, snapshot, frozenset(excluded), sent_at)
+                self._fullload_done(lane, started)
+                log.info("fullLoad done", records=snapshot.count, set_aside=len(excluded))
                 return self._resync_outcome(
                     operator_id, ResyncResult.DONE, snapshot.count, len(excluded), "done"
                 )
             return await self._resync_failed(lane, None, log)
         finally:
             lane.busy = False
-            lane.wake.set()  # updates that arrived meanwhile follow now
+
+    def _named_evse_ids(self, error: RejectedError) -> set[EvseID]:
+        found: set[EvseID] = set()
+        for key in named_keys(error.additional_info):
+            if EvseID.is_valid(key):
+                found.add(EvseID(key))
+        return found
+
+    def _fullload_done(self, lane: Lane, started: float) -> None:
+        now = self.monotonic()
+        lane.failures, lane.request_floor, lane.last_error, lane.refusal = 0, 0.0, None, None
+        lane.first_fullload_due = False
+        lane.last_push_at = self.wall_clock()
+        if self.resync_config.interval > 0:
+            lane.scheduled_resync_at = now + self.resync_config.interval
+        if now - started >= self.unsure_for / 2:  # an attempt timed out and was retried: it may land late
+            lane.fullload_doubt_until = max(lane.fullload_doubt_until or 0.0, started + self.unsure_for)
+        if lane.fullload_doubt_until is not None and started < lane.fullload_doubt_until:
+            lane.settle_fullload_at = lane.fullload_doubt_until
+        lane.fullload_doubt_until = None if lane.settle_fullload_at is None else lane.fullload_doubt_until
+
+    async def _resync_refused(
+        self, lane: Lane, refusal: str, log: structlog.stdlib.BoundLogger
+    ) -> ResyncOutcome:
+        message = f"{refusal}; use 'oicp-bridge resync --force' to send it anyway"
+        log.warning("fullLoad refused", why=message)
+        await self.store.operator_error(lane.operator_id, f"fullLoad refused: {message}")
+        await self.store.fullload_finished(lane.operator_id, None, frozenset(), 0.0, refusal=message)
+        lane.refusal = message
+        lane.first_fullload_due = False
+        interval = self.resync_config.interval
+        lane.scheduled_resync_at = self.monotonic() + interval if interval > 0 else None
+        return self._resync_outcome(lane.operator_id, ResyncResult.REFUSED, message=message)
 
     def _fullload_pages(
-        self,
-        operator_id: OperatorID,
-        excluded: frozenset[EvseID],
-        snapshot_box: list[FullLoadSnapshot],
+        self, operator_id: OperatorID, excluded: frozenset[EvseID], opened: list[FullLoadSnapshot]
     ) -> Callable[[], AsyncIterator[Sequence[EvseStatusRecord]]]:
+        """The client calls this once per attempt; each attempt reads its own consistent snapshot, and the
+        one whose request was acknowledged is the last one opened."""
         store = self.store
 
         async def pages() -> AsyncIterator[Sequence[EvseStatusRecord]]:
-            loop = asyncio.get_running_loop()
-            snapshot, rows, close = await loop.run_in_executor(
-                None, store.fullload_rows, operator_id, excluded
-            )
-            try:
-                snapshot_box.append(snapshot)
-                while (page := await loop.run_in_executor(None, next, rows, None)) is not None:
-                    yield [EvseStatusRecord(evse_id=EvseID(e), evse_status=s) for e, s in page]
-            finally:
-                await loop.run_in_executor(None, close)
+            async for page in store.fullload_pages(operator_id, excluded, opened.append):
+                yield [EvseStatusRecord(evse_id=EvseID(e), evse_status=EvseStatus(s)) for e, s in page]
 
         return pages
 
-    async def _resync_failed(self, lane: Lane, error: RequestError | None, log: Any) -> ResyncOutcome:
-        message = str(error) if error is not None else "too many rounds of unknown EvseIDs"
+    async def _resync_failed(
+        self, lane: Lane, error: RequestError | None, log: structlog.stdlib.BoundLogger
+    ) -> ResyncOutcome:
+        message = str(error) if error is not None else "too many rounds of EvseIDs set aside"
         await self.store.operator_error(lane.operator_id, f"fullLoad failed: {message}")
+        await self.store.fullload_finished(lane.operator_id, None, frozenset(), 0.0)
+        self._backoff(lane, error)
         lane.last_error = message
-        log.error("fullLoad failed", error=message)
+        if error is None or isinstance(error, TransportError) or error.retryable:
+            # the outcome may be unknown (a timeout): a fullLoad sent before this passes may be overtaken
+            lane.fullload_doubt_until = self.monotonic() + self.unsure_for
+        log.error(
+            "fullLoad failed", error=message, next_attempt_in=round(lane.request_floor - self.monotonic(), 2)
+        )
         return self._resync_outcome(lane.operator_id, ResyncResult.FAILED, message=message)
 
     def _resync_outcome(
@@ -478,14 +656,8 @@ class Dispatcher:
         if self.metrics is not None:
             self.metrics.records_pushed.labels(str(operator_id), result).inc(count)
 
-    def _observe_latency(self, action: ActionType, started: float) -> None:
+    def _observe_latency(self, action: ActionType, started: float) -> float:
+        elapsed = self.monotonic() - started
         if self.metrics is not None:
-            self.metrics.push_latency.labels(action.value).observe(time.monotonic() - started)
-
-
-def _evse_ids_in(text: str | None) -> set[EvseID]:
-    found: set[EvseID] = set()
-    for match in _EVSE_ID_IN_TEXT.finditer(text or ""):
-        if EvseID.is_valid(match.group(0)):
-            found.add(EvseID(match.group(0)))
-    return found
+            self.metrics.push_latency.labels(action.value).observe(elapsed)
+        return elapsed

@@ -67,6 +67,7 @@ class SkipReason(StrEnum):
     NO_EVSE_ID = "no evse_id"
     INVALID_EVSE_ID = "evse_id does not match Hubject's EvseID pattern"
     NO_OPERATOR = "EvseID prefix belongs to no configured operator"
+    PARTY_NOT_ALLOWED = "this OCPI party may not publish for the EvseID's operator (ocpi_parties)"
     STATUS_SKIPPED = "status is mapped to skip"
 
 
@@ -166,8 +167,10 @@ class StatusMapper:
             self._ids[raw] = known
         return known
 
-    def target(self, status: OcpiEvseStatus) -> Target:
-        return self.table[status]
+    def fingerprint(self) -> str:
+        """What the decisions depend on besides the OCPI state (a change re-decides every EvseID)."""
+        table = ",".join(f"{k.value}={v.value}" for k, v in sorted(self.table.items()))
+        return f"{table};{','.join(sorted(self._operators))};unpublished={self.push_unpublished}"
 
     def decide(self, observation: EvseObservation) -> Decision:
         if observation.evse_id is None or not observation.evse_id.strip():

@@ -25,7 +25,7 @@ from bridge.ocpi.errors import (
     PartyMismatchError,
     UnsupportedVersionError,
 )
-from bridge.ocpi.store import validate
+from bridge.ocpi.locations import validate
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import OcpiVersion

@@ -216,6 +216,7 @@ class SenderPoller:
         self._owns_session = session is None
         self._rng = rng or random.Random()
         self._endpoint: _Endpoint | None = None
+        self.full_poll_done = False  # the bridge holds this sender's set (the first fullLoad waits for it)
         self._full_requested = False
         self._wake = asyncio.Event()
         self.consecutive_failures = 0
@@ -376,6 +377,7 @@ class SenderPoller:
         consistent = len(totals) <= 1
         if consistent:
             await self.cursors.save_success(self.key, started, full=cursor is None)
+            self.full_poll_done = True  # caught up: a full poll, or an incremental one on top of one
         else:
             log.warning(
                 "poll %s: the set changed while paging (X-Total-Count %s); polling again", self.key, totals

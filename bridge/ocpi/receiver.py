@@ -40,7 +40,8 @@ from bridge.ocpi.errors import (
     StoreUnavailableError,
     UnknownLocationError,
 )
-from bridge.ocpi.store import ObjectPath, OcpiStore, Outcome, WriteResult
+from bridge.ocpi.locations import ObjectPath, Outcome, WriteResult
+from bridge.ocpi.service import LocationsService
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
@@ -55,7 +56,7 @@ STORE_RETRY_AFTER = 5
 # Placeholder identity for the bridge in credentials objects until configuration carries one.
 DEFAULT_OWN_PARTY = Party("ZZ", "OIB")
 
-STORE_KEY = web.AppKey("ocpi_store", OcpiStore)
+STORE_KEY = web.AppKey("ocpi_store", LocationsService)
 TOKENS_KEY = web.AppKey("ocpi_tokens", TokenStore)
 SESSION_KEY = web.AppKey("ocpi_client_session", aiohttp.ClientSession)
 
@@ -66,7 +67,7 @@ URL_LIMITS = {
 
 
 def build_receiver_app(
-    store: OcpiStore,
+    store: LocationsService,
     config: ReceiverConfig,
     *,
     token_store: TokenStore | None = None,

@@ -1,10 +1,11 @@
 """One SQLite file in WAL mode, one write transaction at a time, with group commit.
 
-Every write is a function ``fn(conn) -> T``. Writes queue up; one runner task takes everything queued (up
-to ``max_group``), runs each in its own SAVEPOINT inside one transaction and commits once, so one fsync
-covers many OCPI requests under load ("group commit"), while a write that raises rolls back only its own
-savepoint and its caller gets the error. A caller's ``await write(...)`` returns only after the commit
-that holds its change: an OCPI request is acknowledged only once its change is durable.
+Every write is a function ``fn(conn) -> T`` (callers outside ``bridge.store`` type ``conn`` as the port's
+``Tx``, ``bridge.store.port``, which a ``sqlite3.Connection`` is). Writes queue up; one runner task takes
+everything queued (up to ``max_group``), runs each in its own SAVEPOINT inside one transaction and commits
+once, so one fsync covers many OCPI requests under load ("group commit"), while a write that raises rolls
+back only its own savepoint and its caller gets the error. A caller's ``await write(...)`` returns only
+after the commit that holds its change: an OCPI request is acknowledged only once its change is durable.
 
 Where each step runs:
 - ``BEGIN IMMEDIATE`` and ``COMMIT`` run on the store's own thread: they can wait for the file lock (up to
@@ -29,7 +30,7 @@ import collections
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,6 @@ class Database:
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._open = False
-        self._commit_listeners: list[Callable[[], None]] = []
-
-    def add_commit_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the event loop) after every commit, e.g. to wake the dispatcher."""
-        self._commit_listeners.append(listener)
 
     @property
     def is_open(self) -> bool:
@@ -162,6 +158,28 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        """A read transaction that spans awaits (a fullLoad's consistent set, read page by page), on a
+        connection and thread of its own, so the other reads keep seeing every new commit meanwhile."""
+        if not self._open:
+            raise StoreClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-snapshot")
+        try:
+            conn = await loop.run_in_executor(thread, connect, self.path)
+        except sqlite3.Error as exc:
+            thread.shutdown(wait=False)
+            raise StoreError(f"cannot open a snapshot: {exc}") from exc
+        snapshot = Snapshot(conn, thread)
+        try:
+            await snapshot.run(lambda tx: tx.execute("BEGIN"))
+            yield snapshot
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                await loop.run_in_executor(thread, conn.close)
+            thread.shutdown(wait=False)
+
     # --- writing ----------------------------------------------------------------------------------
 
     def _connect_and_migrate(self) -> sqlite3.Connection:
@@ -228,11 +246,25 @@ class Database:
         self.commits += 1
         self.writes += len(group)
         _settle(group, outcomes)
-        for listener in self._commit_listeners:
+
+
+class Snapshot:
+    """One read transaction of ``Database.snapshot``; ``run`` steps it on its own thread."""
+
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._thread = thread
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+
+        def step() -> T:
             try:
-                listener()
-            except Exception:  # a listener's bug must not stop every later write: logged, writes go on
-                log.exception("a commit listener failed")
+                return fn(conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"snapshot read failed: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, step)
 
 
 def _run_job(conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:

@@ -1,51 +1,96 @@
-"""The durable outbox: the latest mapped status per (operator, EvseID) and its delivery state, in SQLite.
+"""The durable outbox: one row per (operator, EvseID), read and written whole. A row mapper: every rule is a
+pure function of ``bridge.outbox``; this module reads the rows a step touches, applies the rule and writes
+the rows back. No state name appears in its SQL (states travel as parameters).
 
-``OutboxStore`` is the ``ObservationSink`` of OCPI intake: ``accept`` runs inside the intake's own write
-transaction, so an OCPI change and its outbox row commit together or not at all. The rules (ordering,
-coalescing, when to push) are the pure ones of ``bridge.outbox``; this module only applies them to rows.
+Set-based SQL stays where a rule runs over a whole operator (a 100 k-row fullLoad's settlement), written to
+do exactly what the pure rule does row by row (tests/bridge/test_outbox_rules.py compares the two).
 
-Coalescing is structural: one row per EVSE holds only the latest accepted status, so a thousand changes
-to one EVSE between two pushes are one record. ``version`` comes from one global sequence; the dispatcher
-pushes a version and marks delivered only if the row still holds that version when Hubject answers.
+Coalescing is structural: one row per EvseID holds only the latest content, so a thousand changes to one
+EVSE between two pushes are one record. ``version`` comes from one global sequence; a row is delivered only
+if it still holds the version that was sent when Hubject answers.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from bridge.mapping import Action, Push, Skip, StatusMapper
-from bridge.observation import EvseObservation
-from bridge.outbox import Incoming, Record, RecordState, Stored, Verdict, judge, needs_push, to_micros
-from bridge.store.database import Database, connect
+from bridge import outbox as rules
+from bridge.mapping import Action
+from bridge.outbox import Desired, Record, RecordState, Row
+from bridge.store.database import Database
+from bridge.store.port import Tx
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 
-PENDING, IN_FLIGHT, DELIVERED = (
-    RecordState.PENDING.value,
-    RecordState.IN_FLIGHT.value,
-    RecordState.DELIVERED.value,
+# The row's columns in ``Row``'s order (``oicp_status`` holds ``Row.status``).
+COLUMNS = (
+    "action", "oicp_status", "ocpi_status", "last_updated_us", "source", "version", "state",
+    "pending_since", "sent_version", "delivered_action", "delivered_status", "unsure", "unsure_until",
+    "attempts", "last_error", "dead_code", "dead_reason", "dead_at", "delivered_at",
+)  # fmt: skip
+_SELECT = f"SELECT evse_id, {', '.join(COLUMNS)} FROM outbox"
+_UPSERT = (
+    f"INSERT INTO outbox (operator_id, evse_id, {', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))}) ON CONFLICT (operator_id, evse_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
 )
-DEAD, PARKED = RecordState.DEAD.value, RecordState.PARKED.value
+_S = RecordState
 
 
-def source_key(observation: EvseObservation) -> str:
-    return "/".join(
-        (observation.country_code, observation.party_id, observation.location_id, observation.evse_uid)
-    )
+def _status(value: str | None) -> EvseStatus | None:
+    return EvseStatus(value) if value is not None else None
 
 
-@dataclass
-class AcceptCounts:
-    """What ``accept`` did with the observations it was given (for metrics and tests)."""
+def _action(value: str | None) -> Action | None:
+    return Action(value) if value is not None else None
 
-    queued: int = 0
-    unchanged: int = 0  # accepted, but Hubject already holds it
-    older: int = 0
-    duplicate: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
+
+def to_row(found: Any) -> Row:
+    return Row(
+        Action(found["action"]), _status(found["oicp_status"]), found["ocpi_status"],
+        found["last_updated_us"], found["source"], found["version"], RecordState(found["state"]),
+        found["pending_since"], found["sent_version"], _action(found["delivered_action"]),
+        _status(found["delivered_status"]), bool(found["unsure"]), found["unsure_until"], found["attempts"],
+        found["last_error"], found["dead_code"], found["dead_reason"], found["dead_at"],
+        found["delivered_at"],
+    )  # fmt: skip
+
+
+def to_params(operator_id: str, evse_id: str, row: Row) -> tuple[Any, ...]:
+    return (
+        operator_id, evse_id, row.action.value, row.status.value if row.status else None, row.ocpi_status,
+        row.last_updated_us, row.source, row.version, row.state.value, row.pending_since, row.sent_version,
+        row.delivered_action.value if row.delivered_action else None,
+        row.delivered_status.value if row.delivered_status else None, int(row.unsure), row.unsure_until,
+        row.attempts, row.last_error, row.dead_code, row.dead_reason, row.dead_at, row.delivered_at,
+    )  # fmt: skip
+
+
+RowStep = Callable[[Row, Record], Row]
+
+
+def _guarded(event: rules.Event, step: RowStep) -> RowStep:
+    """Apply ``step`` only to rows the table lets ``event`` move; a row that moved on meanwhile (a fullLoad
+    settled it, a restart recovered it) is left as it is."""
+
+    def apply(row: Row, sent: Record) -> Row:
+        if (row.state, event) not in rules.TRANSITIONS:
+            return row
+        return step(row, sent)
+
+    return apply
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What one ``observe`` did to a row (for the intake's counts and wake-ups)."""
+
+    pending: bool  # the row is pending now and was not before: the lane has work
+    created: bool  # a new EvseID for this operator
+    queued: bool  # the content changed and must be pushed
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,241 +109,176 @@ class FullLoadSnapshot:
     count: int
 
 
-def _status(value: str | None) -> EvseStatus | None:
-    return EvseStatus(value) if value is not None else None
-
-
-def _action(value: str | None) -> Action | None:
-    return Action(value) if value is not None else None
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    records: int  # in flight when the process stopped: pending again, unsure
+    interrupted_fullloads: tuple[str, ...]  # operators whose fullLoad was under way
+    unsure_until: float | None  # the latest doubt among the operator rows (wall clock)
 
 
 class OutboxStore:
-    """The outbox tables behind the sink interface and the dispatcher's queries."""
+    """The outbox tables: the intake's row step (inside its transaction) and the dispatcher's steps."""
 
-    def __init__(
-        self,
-        db: Database,
-        mapper: StatusMapper,
-        *,
-        clock: Callable[[], float] = time.time,
-        on_accept: Callable[[EvseObservation, AcceptCounts], None] | None = None,
-    ) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
-        self.mapper = mapper
         self.clock = clock
-        self.on_accept = on_accept
 
-    # --- intake: the ObservationSink ------------------------------------------------------------------
+    # --- intake: inside the caller's transaction -------------------------------------------------------
 
-    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None:
-        counts = AcceptCounts()
-        now = self.clock()
-        for observation in observations:
-            decision = self.mapper.decide(observation)
-            if isinstance(decision, Skip):
-                self._record_skip(conn, observation, decision, now)
-                counts.skipped[decision.reason.value] = counts.skipped.get(decision.reason.value, 0) + 1
-            else:
-                conn.execute("DELETE FROM not_pushed WHERE source = ?", (source_key(observation),))
-                self._apply(conn, observation, decision, now, counts)
-            if self.on_accept is not None:
-                self.on_accept(observation, counts)
-
-    async def accept_now(self, observations: Sequence[EvseObservation]) -> None:
-        """Accept observations in a transaction of their own (for callers without an OCPI change)."""
-        await self.db.write(lambda conn: self.accept(conn, observations))
-
-    def _record_skip(
-        self, conn: sqlite3.Connection, observation: EvseObservation, skip: Skip, now: float
-    ) -> None:
-        conn.execute(
-            "INSERT INTO not_pushed (source, evse_id, ocpi_status, reason, last_updated_us, seen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET evse_id = excluded.evse_id, "
-            "ocpi_status = excluded.ocpi_status, reason = excluded.reason, "
-            "last_updated_us = excluded.last_updated_us, seen_at = excluded.seen_at "
-            "WHERE excluded.last_updated_us >= not_pushed.last_updated_us",
-            (
-                source_key(observation),
-                str(skip.evse_id) if skip.evse_id else observation.evse_id,
-                observation.status.value,
-                skip.reason.value,
-                to_micros(observation.last_updated),
-                now,
-            ),
-        )
-
-    def _apply(
-        self,
-        conn: sqlite3.Connection,
-        observation: EvseObservation,
-        push: Push,
-        now: float,
-        counts: AcceptCounts,
-    ) -> None:
-        row = conn.execute(
-            "SELECT action, oicp_status, last_updated_us, state, pending_since, delivered_action, "
-            "delivered_status, sent_version, unsure FROM outbox WHERE operator_id = ? AND evse_id = ?",
-            (str(push.operator_id), str(push.evse_id)),
+    def load(self, tx: Tx, operator_id: str, evse_id: str) -> Row | None:
+        found = tx.execute(
+            f"{_SELECT} WHERE operator_id = ? AND evse_id = ?", (operator_id, evse_id)
         ).fetchone()
-        incoming = Incoming(push.action, push.status, to_micros(observation.last_updated))
-        stored = (
-            None
-            if row is None
-            else Stored(Action(row["action"]), _status(row["oicp_status"]), row["last_updated_us"])
-        )
-        verdict = judge(stored, incoming)
-        if verdict is Verdict.IGNORE_OLDER:
-            counts.older += 1
-            return
-        if verdict is Verdict.IGNORE_DUPLICATE:
-            counts.duplicate += 1
-            return
-        (version,) = conn.execute(
+        return None if found is None else to_row(found)
+
+    def observe(self, tx: Tx, operator_id: str, evse_id: str, desired: Desired, now: float) -> Observed:
+        """Decide the row of (operator, EvseID) for its owner's current state (``bridge.outbox.observe``)."""
+        row = self.load(tx, operator_id, evse_id)
+        if row is not None and (desired.action, desired.status) == row.content:
+            if (desired.ocpi_status, desired.last_updated_us, desired.source) != (
+                row.ocpi_status, row.last_updated_us, row.source,
+            ):  # fmt: skip
+                new = rules.observe(row, desired, row.version, now)
+                assert new is not None
+                tx.execute(_UPSERT, to_params(operator_id, evse_id, new))
+            return Observed(pending=False, created=False, queued=False)
+        new = rules.observe(row, desired, self._next_version(tx), now)
+        if new is None:
+            return Observed(pending=False, created=False, queued=False)
+        tx.execute(_UPSERT, to_params(operator_id, evse_id, new))
+        was_pending = row is not None and row.state is _S.PENDING
+        now_pending = new.state is _S.PENDING
+        return Observed(pending=now_pending and not was_pending, created=row is None, queued=now_pending)
+
+    @staticmethod
+    def _next_version(tx: Tx) -> int:
+        (version,) = tx.execute(
             "UPDATE sequence SET value = value + 1 WHERE name = 'outbox_version' RETURNING value"
         ).fetchone()
-        delivered_action = None if row is None else _action(row["delivered_action"])
-        delivered_status = None if row is None else _status(row["delivered_status"])
-        previous_state = None if row is None else row["state"]
-        if previous_state == PARKED and push.action is Action.UPDATE:
-            state = PARKED  # Hubject has no EVSE data for it: wait for the next fullLoad (docs/bridge.md)
-        elif (
-            previous_state == IN_FLIGHT
-            # a push of this row was sent and its outcome is unknown (timeout, crash, fullLoad cut short):
-            # Hubject may hold that status rather than the delivered one, so never assume it holds this one
-            or (row is not None and row["sent_version"] is not None)
-            # such a push may even land after a later one was acknowledged: until the next fullLoad,
-            # "delivered" is not proof of what Hubject holds
-            or (row is not None and row["unsure"])
-            or needs_push(incoming, delivered_action, delivered_status)
-        ):
-            state = PENDING
-        else:
-            state = DELIVERED
-        if state == PENDING:
-            counts.queued += 1
-        else:
-            counts.unchanged += 1
-        keep_clock = row is not None and previous_state == PENDING and row["pending_since"] is not None
-        pending_since = (row["pending_since"] if keep_clock else now) if state == PENDING else None
-        conn.execute(
-            "INSERT INTO outbox (operator_id, evse_id, action, oicp_status, ocpi_status, last_updated_us, "
-            "version, state, pending_since, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (operator_id, evse_id) DO UPDATE SET action = excluded.action, "
-            "oicp_status = excluded.oicp_status, ocpi_status = excluded.ocpi_status, "
-            "last_updated_us = excluded.last_updated_us, version = excluded.version, state = excluded.state, "
-            "pending_since = excluded.pending_since, source = excluded.source, "
-            "dead_code = CASE WHEN excluded.state = 'parked' THEN outbox.dead_code END, "
-            "dead_reason = CASE WHEN excluded.state = 'parked' THEN outbox.dead_reason END",
-            (
-                str(push.operator_id),
-                str(push.evse_id),
-                push.action.value,
-                push.status.value if push.status else None,
-                observation.status.value,
-                incoming.last_updated_us,
-                version,
-                state,
-                pending_since,
-                source_key(observation),
-            ),
-        )
+        return int(version)
+
+    def evse_ids(self, tx: Tx) -> list[tuple[str, str]]:
+        """Every (operator, EvseID) the outbox holds (the start-up reconciliation re-decides them)."""
+        return [(r[0], r[1]) for r in tx.execute("SELECT operator_id, evse_id FROM outbox")]
 
     # --- the dispatcher's side --------------------------------------------------------------------------
 
-    async def recover(self) -> int:
-        """At start: whatever was in flight when the process stopped is pending again. ``sent_version``
-        stays set and the rows are ``unsure``: whether (and when) Hubject applies that push is unknown
-        (see ``_apply``)."""
+    async def _rows(self, operator_id: OperatorID, records: Iterable[Record], step: RowStep) -> None:
+        wanted = {str(r.evse_id): r for r in records}
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(tx: Tx) -> None:
+            self._apply(tx, str(operator_id), wanted, step)
+
+        await self.db.write(run)
+
+    @staticmethod
+    def _apply(tx: Tx, operator_id: str, wanted: dict[str, Record], step: RowStep) -> None:
+        ids = list(wanted)
+        changed: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for found in tx.execute(
+                f"{_SELECT} WHERE operator_id = ? AND evse_id IN ({marks})", (operator_id, *chunk)
+            ):
+                row = to_row(found)
+                new = step(row, wanted[found["evse_id"]])
+                if new != row:
+                    changed.append(to_params(operator_id, found["evse_id"], new))
+        if changed:
+            tx.executemany(_UPSERT, changed)
+
+    async def recover(self, unsure_for: float) -> Recovered:
+        """At start: whatever was in flight when the process stopped is pending again and ``unsure``: whether
+        (and when) Hubject applies that push is unknown (``bridge.outbox.recovered``)."""
+
+        def run(tx: Tx) -> Recovered:
             now = self.clock()
-            cursor = conn.execute(
-                "UPDATE outbox SET state = 'pending', pending_since = COALESCE(pending_since, ?), unsure = 1 "
-                "WHERE state = 'in_flight'",
-                (now,),
+            until = now + unsure_for
+            rows = [
+                (found["operator_id"], found["evse_id"], to_row(found))
+                for found in tx.execute(
+                    f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE state = ?",
+                    (_S.IN_FLIGHT.value,),
+                )
+            ]
+            tx.executemany(
+                _UPSERT,
+                [to_params(op, evse_id, rules.recovered(row, now, until)) for op, evse_id, row in rows],
             )
-            return cursor.rowcount
+            interrupted = tuple(
+                r[0]
+                for r in tx.execute(
+                    "SELECT operator_id FROM operator_state WHERE fullload_started_at IS NOT NULL"
+                )
+            )
+            tx.execute("UPDATE operator_state SET fullload_started_at = NULL")
+            (latest,) = tx.execute("SELECT MAX(unsure_until) FROM outbox WHERE unsure = 1").fetchone()
+            return Recovered(len(rows), interrupted, latest)
 
         return await self.db.write(run)
 
     async def lane_status(self, operator_id: OperatorID) -> LaneStatus:
-        def run(conn: sqlite3.Connection) -> LaneStatus:
-            row = conn.execute(
-                "SELECT COUNT(*) FILTER (WHERE state = 'pending'), "
-                "MIN(pending_since) FILTER (WHERE state = 'pending'), COUNT(*), MIN(pending_since) "
-                "FROM outbox WHERE operator_id = ? AND state IN ('pending', 'in_flight')",
-                (str(operator_id),),
+        def run(tx: Tx) -> LaneStatus:
+            found = tx.execute(
+                "SELECT COUNT(*) FILTER (WHERE state = ?), MIN(pending_since) FILTER (WHERE state = ?), "
+                "COUNT(*), MIN(pending_since) FROM outbox WHERE operator_id = ? AND state IN (?, ?)",
+                (_S.PENDING.value, _S.PENDING.value, str(operator_id), _S.PENDING.value, _S.IN_FLIGHT.value),
             ).fetchone()
-            return LaneStatus(row[0], row[1], row[2], row[3])
+            return LaneStatus(found[0], found[1], found[2], found[3])
 
         return await self.db.read(run)
 
     async def claim(self, operator_id: OperatorID, limit: int) -> list[Record]:
         """Take up to ``limit`` pending records, oldest first, and mark them in flight."""
 
-        def run(conn: sqlite3.Connection) -> list[Record]:
-            rows = conn.execute(
-                "SELECT evse_id, action, oicp_status, version FROM outbox "
-                "WHERE operator_id = ? AND state = 'pending' ORDER BY pending_since, evse_id LIMIT ?",
-                (str(operator_id), limit),
+        def run(tx: Tx) -> list[Record]:
+            found = tx.execute(
+                f"{_SELECT} WHERE operator_id = ? AND state = ? ORDER BY pending_since, evse_id LIMIT ?",
+                (str(operator_id), _S.PENDING.value, limit),
             ).fetchall()
-            conn.executemany(
-                "UPDATE outbox SET state = 'in_flight', sent_version = version "
-                "WHERE operator_id = ? AND evse_id = ?",
-                [(str(operator_id), row["evse_id"]) for row in rows],
-            )
-            return [
-                Record(
-                    EvseID(row["evse_id"]), Action(row["action"]), _status(row["oicp_status"]), row["version"]
-                )
-                for row in rows
-            ]
+            rows = [(f["evse_id"], to_row(f)) for f in found]
+            tx.executemany(_UPSERT, [to_params(str(operator_id), e, rules.claimed(r)) for e, r in rows])
+            return [Record(EvseID(e), r.action, r.status, r.version) for e, r in rows]
 
         return await self.db.write(run)
 
-    async def delivered(self, operator_id: OperatorID, records: Sequence[Record]) -> None:
-        """Hubject acknowledged ``records``: remember what it now holds; rows changed since stay pending."""
+    async def delivered(
+        self,
+        operator_id: OperatorID,
+        records: Sequence[Record],
+        sent_at: float,
+        *,
+        doubt_for: float | None = None,
+    ) -> None:
+        """Hubject acknowledged ``records`` (pushed at ``sent_at``): remember what it now holds.
+        ``doubt_for``: an attempt before the acknowledged one had an unknown outcome (``rules.delivered``)."""
         now = self.clock()
+        wanted = {str(r.evse_id): r for r in records}
+        doubt_until = None if doubt_for is None else now + doubt_for
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE outbox SET delivered_action = ?, delivered_status = ?, delivered_version = ?, "
-                "delivered_at = ?, attempts = 0, last_error = NULL, sent_version = NULL, "
-                "state = CASE WHEN version = ? THEN 'delivered' ELSE state END, "
-                "pending_since = CASE WHEN version = ? THEN NULL ELSE pending_since END "
-                "WHERE operator_id = ? AND evse_id = ?",
-                [
-                    (
-                        r.action.value,
-                        r.status.value if r.status else None,
-                        r.version,
-                        now,
-                        r.version,
-                        r.version,
-                        str(operator_id),
-                        str(r.evse_id),
-                    )
-                    for r in records
-                ],
+        def run(tx: Tx) -> None:
+            step = _guarded(
+                rules.Event.DELIVERED, lambda row, sent: rules.delivered(row, sent, sent_at, now, doubt_until)
             )
-            self._operator_success(conn, operator_id, now)
+            self._apply(tx, str(operator_id), wanted, step)
+            self._operator_success(tx, str(operator_id), now)
 
         await self.db.write(run)
 
-    async def release(self, operator_id: OperatorID, records: Sequence[Record], error: str) -> None:
-        """A push failed in a way that may pass: the records are pending again, the error is kept.
-        ``sent_version`` stays set: after a timeout or a reset Hubject may have applied the push, or may
-        still apply it after a later push, so the rows are ``unsure`` until the next fullLoad."""
+    async def release(
+        self, operator_id: OperatorID, records: Sequence[Record], error: str, unsure_for: float
+    ) -> None:
+        """A push failed in a way that may pass, or its outcome is unknown: pending again, unsure."""
         now = self.clock()
+        wanted = {str(r.evse_id): r for r in records}
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE outbox SET state = CASE WHEN state = 'in_flight' THEN 'pending' ELSE state END, "
-                "pending_since = COALESCE(pending_since, ?), attempts = attempts + 1, unsure = 1, "
-                "last_error = ? WHERE operator_id = ? AND evse_id = ?",
-                [(now, error, str(operator_id), str(r.evse_id)) for r in records],
+        def run(tx: Tx) -> None:
+            step = _guarded(
+                rules.Event.RELEASED, lambda row, _: rules.released(row, error, now, now + unsure_for)
             )
-            self._operator_error(conn, operator_id, error, now)
+            self._apply(tx, str(operator_id), wanted, step)
+            self._operator_error(tx, str(operator_id), error, now)
 
         await self.db.write(run)
 
@@ -306,168 +286,202 @@ class OutboxStore:
         self, operator_id: OperatorID, records: Sequence[Record], state: RecordState, code: str, reason: str
     ) -> None:
         """Hubject refused these records for good (dead) or for lack of EVSE data (parked)."""
+        now = self.clock()
+        step = _guarded(
+            rules.Event.REFUSED, lambda row, sent: rules.refused(row, sent, state, code, reason, now)
+        )
+        await self._rows(operator_id, records, step)
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE outbox SET state = CASE WHEN version = ? THEN ? ELSE 'pending' END, "
-                "pending_since = CASE WHEN version = ? THEN NULL ELSE COALESCE(pending_since, ?) END, "
-                "sent_version = NULL, dead_code = ?, dead_reason = ?, last_error = ? "
-                "WHERE operator_id = ? AND evse_id = ?",
-                [
-                    (
-                        r.version,
-                        state.value,
-                        r.version,
-                        self.clock(),
-                        code,
-                        reason,
-                        reason,
-                        str(operator_id),
-                        str(r.evse_id),
-                    )
-                    for r in records
-                ],
-            )
+    async def settle(self, operator_id: OperatorID) -> tuple[int, float | None]:
+        """Push once more the delivered rows whose doubt's quiet period is over (``bridge.outbox.settle``).
+        Returns how many became pending and the next time a doubt ends (wall clock), if any."""
 
-        await self.db.write(run)
+        def run(tx: Tx) -> tuple[int, float | None]:
+            now = self.clock()
+            found = tx.execute(
+                f"{_SELECT} WHERE operator_id = ? AND unsure = 1", (str(operator_id),)
+            ).fetchall()
+            due = [(f["evse_id"], to_row(f)) for f in found]
+            settled = [(e, rules.settle(r, now)) for e, r in due if rules.settle_due(r, now)]
+            tx.executemany(_UPSERT, [to_params(str(operator_id), e, r) for e, r in settled])
+            later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
+            return len(settled), min(later) if later else None
 
-    async def park(self, operator_id: OperatorID, evse_ids: set[EvseID], code: str, reason: str) -> None:
-        """A fullLoad named these EvseIDs unknown to Hubject (603): keep them out until the next one."""
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE outbox SET state = 'parked', pending_since = NULL, sent_version = NULL, "
-                "dead_code = ?, "
-                "dead_reason = ? WHERE operator_id = ? AND evse_id = ? AND state != 'dead'",
-                [(code, reason, str(operator_id), str(e)) for e in evse_ids],
-            )
-
-        await self.db.write(run)
+        return await self.db.write(run)
 
     async def operator_error(self, operator_id: OperatorID, error: str) -> None:
-        await self.db.write(lambda conn: self._operator_error(conn, operator_id, error, self.clock()))
+        await self.db.write(lambda tx: self._operator_error(tx, str(operator_id), error, self.clock()))
 
-    def _operator_success(self, conn: sqlite3.Connection, operator_id: OperatorID, now: float) -> None:
-        conn.execute(
+    @staticmethod
+    def _operator_success(tx: Tx, operator_id: str, now: float) -> None:
+        tx.execute(
             "INSERT INTO operator_state (operator_id, last_success_at) VALUES (?, ?) "
             "ON CONFLICT (operator_id) "
             "DO UPDATE SET last_success_at = excluded.last_success_at, failing_since = NULL",
-            (str(operator_id), now),
+            (operator_id, now),
         )
 
-    def _operator_error(
-        self, conn: sqlite3.Connection, operator_id: OperatorID, error: str, now: float
-    ) -> None:
-        conn.execute(
+    @staticmethod
+    def _operator_error(tx: Tx, operator_id: str, error: str, now: float) -> None:
+        tx.execute(
             "INSERT INTO operator_state (operator_id, last_error_at, last_error, failing_since) "
             "VALUES (?, ?, ?, ?) "
             "ON CONFLICT (operator_id) DO UPDATE SET last_error_at = excluded.last_error_at, "
             "last_error = excluded.last_error, "
             "failing_since = COALESCE(operator_state.failing_since, excluded.failing_since)",
-            (str(operator_id), now, error, now),
+            (operator_id, now, error, now),
         )
 
     # --- fullLoad ---------------------------------------------------------------------------------------
 
-    def fullload_rows(
-        self, operator_id: OperatorID, exclude: frozenset[EvseID], page_size: int = 1000
-    ) -> tuple[FullLoadSnapshot, Iterator[list[tuple[str, str]]], Callable[[], None]]:
-        """A consistent snapshot of the operator's set for a fullLoad, read page by page on a connection of
-        its own (call from a worker thread). Returns the snapshot, an iterator of pages of (EvseID, status),
-        and a function that ends the read transaction.
-        """
-        conn = connect(self.db.path)  # a dedicated connection: the snapshot spans the push
-        conn.execute("BEGIN")
-        (watermark,) = conn.execute("SELECT value FROM sequence WHERE name = 'outbox_version'").fetchone()
-        excluded = sorted(str(e) for e in exclude)
-        marks = ",".join("?" * len(excluded))
-        where = "operator_id = ? AND action = 'update' AND state != 'dead'"
+    @staticmethod
+    def _fullload_where(excluded: Sequence[str]) -> str:
+        where = "operator_id = ? AND action = ?"
         if excluded:
-            where += f" AND evse_id NOT IN ({marks})"
-        (count,) = conn.execute(
-            f"SELECT COUNT(*) FROM outbox WHERE {where}", (str(operator_id), *excluded)
-        ).fetchone()
+            where += f" AND evse_id NOT IN ({','.join('?' * len(excluded))})"
+        return where
 
-        def pages() -> Iterator[list[tuple[str, str]]]:
-            cursor = conn.execute(
-                f"SELECT evse_id, oicp_status FROM outbox WHERE {where} ORDER BY evse_id",
-                (str(operator_id), *excluded),
-            )
-            while batch := cursor.fetchmany(page_size):
-                yield [(row["evse_id"], row["oicp_status"]) for row in batch]
+    async def fullload_pages(
+        self,
+        operator_id: OperatorID,
+        excluded: frozenset[EvseID],
+        opened: Callable[[FullLoadSnapshot], None],
+        page_size: int = 1000,
+    ) -> AsyncIterator[list[tuple[str, str]]]:
+        """The operator's set for a fullLoad, (EvseID, status) page by page from one consistent snapshot
+        (``Database.snapshot``): every update row, dead and parked ones included (a fullLoad is their second
+        chance), less ``excluded``. ``opened`` hears where the snapshot stands before the first page."""
+        names = sorted(str(e) for e in excluded)
+        where = self._fullload_where(names)
+        args = (str(operator_id), Action.UPDATE.value, *names)
+        async with self.db.snapshot() as snap:
 
-        def close() -> None:
-            conn.execute("COMMIT")
-            conn.close()
+            def head(tx: Tx) -> FullLoadSnapshot:
+                (watermark,) = tx.execute(
+                    "SELECT value FROM sequence WHERE name = 'outbox_version'"
+                ).fetchone()
+                (count,) = tx.execute(f"SELECT COUNT(*) FROM outbox WHERE {where}", args).fetchone()
+                return FullLoadSnapshot(int(watermark), int(count))
 
-        return FullLoadSnapshot(watermark, count), pages(), close
+            opened(await snap.run(head))
+
+            def page_after(after: str) -> Callable[[Tx], list[tuple[str, str]]]:
+                def read(tx: Tx) -> list[tuple[str, str]]:
+                    return [
+                        (r[0], r[1])
+                        for r in tx.execute(
+                            f"SELECT evse_id, oicp_status FROM outbox WHERE {where} AND evse_id > ? "
+                            "ORDER BY evse_id LIMIT ?",
+                            (*args, after, page_size),
+                        )
+                    ]
+
+                return read
+
+            last = ""
+            while True:
+                page = await snap.run(page_after(last))
+                if not page:
+                    return
+                last = page[-1][0]
+                yield page
 
     async def fullload_starting(self, operator_id: OperatorID) -> None:
-        """Before a fullLoad: pending rows are about to reach Hubject with a status other than the delivered
+        """Before a fullLoad: pending rows are about to reach Hubject with other content than the delivered
         one, and the outcome may never be known (crash, timeout); mark them sent so a later change back to
-        the delivered status is still pushed (see ``_apply``)."""
+        the delivered content is still pushed, and mark the fullLoad under way (a crash then is seen at the
+        next start)."""
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE outbox SET sent_version = version WHERE operator_id = ? AND state = 'pending'",
-                (str(operator_id),),
+        def run(tx: Tx) -> None:
+            tx.execute(
+                "UPDATE outbox SET sent_version = version WHERE operator_id = ? AND state = ?",
+                (str(operator_id), _S.PENDING.value),
+            )
+            tx.execute(
+                "INSERT INTO operator_state (operator_id, fullload_started_at) VALUES (?, ?) "
+                "ON CONFLICT (operator_id) DO UPDATE SET fullload_started_at = excluded.fullload_started_at",
+                (str(operator_id), self.clock()),
             )
 
         await self.db.write(run)
 
     async def fullload_count(self, operator_id: OperatorID) -> int:
-        def run(conn: sqlite3.Connection) -> int:
-            (count,) = conn.execute(
-                "SELECT COUNT(*) FROM outbox WHERE operator_id = ? AND action = 'update' AND state != 'dead'",
-                (str(operator_id),),
+        def run(tx: Tx) -> int:
+            (count,) = tx.execute(
+                "SELECT COUNT(*) FROM outbox WHERE operator_id = ? AND action = ?",
+                (str(operator_id), Action.UPDATE.value),
             ).fetchone()
             return int(count)
 
         return await self.db.read(run)
 
-    async def fullload_delivered(
-        self, operator_id: OperatorID, snapshot: FullLoadSnapshot, excluded: frozenset[EvseID]
+    async def set_aside(
+        self, operator_id: OperatorID, evse_ids: set[EvseID], state: RecordState, code: str, reason: str
     ) -> None:
-        """After a successful fullLoad: Hubject holds exactly the snapshot. Rows not changed since (version ≤
-        watermark) are delivered; rows changed since stay pending and follow as updates."""
+        """A fullLoad named these EvseIDs (603: parked; other codes: dead): kept out until the next one."""
         now = self.clock()
-        excluded_list = sorted(str(e) for e in excluded)
+        wanted = {str(e): Record(e, Action.UPDATE, None, 0) for e in evse_ids}
+        step = _guarded(rules.Event.SET_ASIDE, lambda row, _: rules.set_aside(row, state, code, reason, now))
+        await self._rows(operator_id, wanted.values(), step)
 
-        def run(conn: sqlite3.Connection) -> None:
-            marks = ",".join("?" * len(excluded_list))
-            not_excluded = f" AND evse_id NOT IN ({marks})" if excluded_list else ""
-            conn.execute(
-                "UPDATE outbox SET state = 'delivered', delivered_action = action, "
-                "delivered_status = oicp_status, "
-                "delivered_version = version, delivered_at = ?, pending_since = NULL, sent_version = NULL, "
-                "unsure = 0, attempts = 0, last_error = NULL, dead_code = NULL, dead_reason = NULL "
-                f"WHERE operator_id = ? AND version <= ? AND state != 'dead'{not_excluded}",
-                (now, str(operator_id), snapshot.watermark, *excluded_list),
-            )
-            # Dead records are not in the fullLoad, so Hubject no longer holds them.
-            conn.execute(
-                "UPDATE outbox SET delivered_action = 'delete', delivered_status = NULL "
-                "WHERE operator_id = ? AND state = 'dead'",
-                (str(operator_id),),
-            )
-            conn.execute(
-                "INSERT INTO operator_state "
-                "(operator_id, last_success_at, last_fullload_at, last_fullload_count) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (operator_id) DO UPDATE SET "
-                "last_success_at = excluded.last_success_at, last_fullload_at = excluded.last_fullload_at, "
-                "last_fullload_count = excluded.last_fullload_count, failing_since = NULL",
-                (str(operator_id), now, now, snapshot.count),
-            )
+    async def fullload_finished(
+        self,
+        operator_id: OperatorID,
+        snapshot: FullLoadSnapshot | None,
+        excluded: frozenset[EvseID],
+        sent_at: float,
+        *,
+        refusal: str | None = None,
+    ) -> None:
+        """After a fullLoad. Acknowledged (``snapshot`` given): Hubject holds exactly the snapshot; rows not
+        changed since (version ≤ watermark) are delivered (``bridge.outbox.fullload_delivered``, here as one
+        statement for 100 k rows); rows changed since stay pending and follow as updates. Otherwise (failed
+        or refused) only the bookkeeping changes."""
+        now = self.clock()
+        names = sorted(str(e) for e in excluded)
+
+        def run(tx: Tx) -> None:
+            op = str(operator_id)
+            if snapshot is not None:
+                not_excluded = f" AND evse_id NOT IN ({','.join('?' * len(names))})" if names else ""
+                tx.execute(
+                    "UPDATE outbox SET state = ?, delivered_action = action, delivered_status = oicp_status, "
+                    "delivered_at = ?, pending_since = NULL, sent_version = NULL, "
+                    "unsure = CASE WHEN unsure_until IS NULL OR ? >= unsure_until THEN 0 ELSE unsure END, "
+                    "unsure_until = CASE WHEN unsure_until IS NULL OR ? >= unsure_until THEN NULL "
+                    "ELSE unsure_until END, "
+                    "attempts = 0, last_error = NULL, dead_code = NULL, dead_reason = NULL, dead_at = NULL "
+                    f"WHERE operator_id = ? AND version <= ?{not_excluded}",
+                    (_S.DELIVERED.value, now, sent_at, sent_at, op, snapshot.watermark, *names),
+                )
+                tx.execute(
+                    "INSERT INTO operator_state (operator_id, last_success_at, last_fullload_at, "
+                    "last_fullload_count) VALUES (?, ?, ?, ?) ON CONFLICT (operator_id) DO UPDATE SET "
+                    "last_success_at = excluded.last_success_at, "
+                    "last_fullload_at = excluded.last_fullload_at, "
+                    "last_fullload_count = excluded.last_fullload_count, failing_since = NULL, "
+                    "fullload_refused_at = NULL, fullload_refusal = NULL",
+                    (op, now, now, snapshot.count),
+                )
+            tx.execute("UPDATE operator_state SET fullload_started_at = NULL WHERE operator_id = ?", (op,))
+            if refusal is not None:
+                tx.execute(
+                    "INSERT INTO operator_state (operator_id, fullload_refused_at, fullload_refusal) "
+                    "VALUES (?, ?, ?) ON CONFLICT (operator_id) DO UPDATE SET "
+                    "fullload_refused_at = excluded.fullload_refused_at, "
+                    "fullload_refusal = excluded.fullload_refusal",
+                    (op, now, refusal),
+                )
 
         await self.db.write(run)
 
     async def last_fullload(self, operator_id: OperatorID) -> tuple[float | None, int | None]:
-        def run(conn: sqlite3.Connection) -> tuple[float | None, int | None]:
-            row = conn.execute(
+        def run(tx: Tx) -> tuple[float | None, int | None]:
+            found = tx.execute(
                 "SELECT last_fullload_at, last_fullload_count FROM operator_state WHERE operator_id = ?",
                 (str(operator_id),),
             ).fetchone()
-            return (None, None) if row is None else (row[0], row[1])
+            return (None, None) if found is None else (found[0], found[1])
 
         return await self.db.read(run)
 
@@ -476,23 +490,20 @@ class OutboxStore:
     async def current_set(self, operator_id: OperatorID | None = None) -> dict[EvseID, EvseStatus]:
         """What Hubject should hold once everything is delivered: every non-dead, non-parked update row."""
 
-        def run(conn: sqlite3.Connection) -> dict[EvseID, EvseStatus]:
-            sql = (
-                "SELECT evse_id, oicp_status FROM outbox "
-                "WHERE action = 'update' AND state NOT IN ('dead', 'parked')"
-            )
-            args: tuple[str, ...] = ()
+        def run(tx: Tx) -> dict[EvseID, EvseStatus]:
+            sql = "SELECT evse_id, oicp_status FROM outbox WHERE action = ? AND state NOT IN (?, ?)"
+            args: tuple[str, ...] = (Action.UPDATE.value, _S.DEAD.value, _S.PARKED.value)
             if operator_id is not None:
                 sql += " AND operator_id = ?"
-                args = (str(operator_id),)
-            return {EvseID(row[0]): EvseStatus(row[1]) for row in conn.execute(sql, args)}
+                args = (*args, str(operator_id))
+            return {EvseID(r[0]): EvseStatus(r[1]) for r in tx.execute(sql, args)}
 
         return await self.db.read(run)
 
     async def counts_by_state(self) -> dict[str, dict[str, int]]:
-        def run(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+        def run(tx: Tx) -> dict[str, dict[str, int]]:
             result: dict[str, dict[str, int]] = {}
-            for operator_id, state, count in conn.execute(
+            for operator_id, state, count in tx.execute(
                 "SELECT operator_id, state, COUNT(*) FROM outbox GROUP BY operator_id, state"
             ):
                 result.setdefault(operator_id, {})[state] = count

@@ -7,6 +7,9 @@ Append only: a released migration is never edited. Each area owns its tables:
 - 3: the sender poller (bridge.ocpi.poller): per polled source, its cursor and last success/error.
 - 4: OCPI state: the columns the EVSE status fast path writes instead of rewriting the Location document.
 - 5: the outbox: whether a push of the row had an unknown outcome since the last fullLoad.
+- 6: decisions from state: each EVSE's EvseID as Hubject writes it (indexed, to find the EVSEs that hold an
+  EvseID), the outbox's doubt period and time of death, an interrupted fullLoad, and the configuration the
+  decisions were last made with.
 """
 
 from __future__ import annotations
@@ -125,4 +128,22 @@ OUTBOX_UNSURE = """
 ALTER TABLE outbox ADD COLUMN unsure INTEGER NOT NULL DEFAULT 0;
 """
 
-MIGRATIONS: list[str] = [OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS, OUTBOX_UNSURE]
+# bridge.intake decides each outbox row from the current OCPI state of the EVSE that owns its EvseID: the
+# EVSEs holding an EvseID are found by ``oicp_evse_id`` (the normalised EvseID; '' when the evse_id is not a
+# valid one, NULL when not yet computed: the start-up reconciliation fills it in). A push with an unknown
+# outcome leaves its row ``unsure`` until a push sent after ``unsure_until`` is acknowledged. A fullLoad under
+# way is marked in ``operator_state`` so that a crash during it is known at the next start.
+DECIDED_FROM_STATE = """
+ALTER TABLE ocpi_evse ADD COLUMN oicp_evse_id TEXT;
+CREATE INDEX ocpi_evse_by_evse_id ON ocpi_evse (oicp_evse_id);
+ALTER TABLE outbox ADD COLUMN unsure_until REAL;
+ALTER TABLE outbox ADD COLUMN dead_at REAL;
+ALTER TABLE operator_state ADD COLUMN fullload_started_at REAL;
+ALTER TABLE operator_state ADD COLUMN fullload_refused_at REAL;
+ALTER TABLE operator_state ADD COLUMN fullload_refusal TEXT;
+CREATE TABLE bridge_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[str] = [
+    OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS, OUTBOX_UNSURE, DECIDED_FROM_STATE,
+]  # fmt: skip

@@ -7,14 +7,18 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.dispatcher import Dispatcher
+from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper
 from bridge.metrics import Metrics
 from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.ocpi.store import OcpiStore
+from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
@@ -70,7 +74,19 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def outbox(database: Database) -> OutboxStore:
-    return OutboxStore(database, StatusMapper([op.operator_id for op in OPERATORS]))
+    return OutboxStore(database)
+
+
+def make_intake(database: Database, outbox: OutboxStore | None = None, **mapper: Any) -> Intake:
+    """The real intake on ``database``: OCPI state, decisions, outbox rows in one transaction."""
+    operators = [op.operator_id for op in OPERATORS]
+    decider = Decider(StatusMapper(operators, **mapper), PartyBinding({op: None for op in operators}))
+    return Intake(database, OcpiStore(database), outbox or OutboxStore(database), decider)
+
+
+@pytest.fixture
+def intake(database: Database, outbox: OutboxStore) -> Intake:
+    return make_intake(database, outbox)
 
 
 @pytest.fixture
@@ -88,15 +104,17 @@ async def client(hubject: ServedSimulator) -> AsyncIterator[RestClient]:
 
 
 def make_dispatcher(
-    outbox: OutboxStore,
+    intake: Intake,
     client: RestClient,
     *,
     flush_interval: float = 0.05,
     max_batch: int = 1000,
     **resync: float,
 ) -> Dispatcher:
-    return Dispatcher(
-        outbox,
+    """A dispatcher on the intake's outbox, told of the intake's commits as in the bridge."""
+    resync.setdefault("first_fullload_quiet", 0.0)
+    dispatcher = Dispatcher(
+        intake.outbox,
         client,
         OPERATORS,
         PushConfig(
@@ -105,4 +123,7 @@ def make_dispatcher(
         ResyncConfig(**resync),
         metrics=Metrics(),
         initial_resync=False,
+        unsure_for=1.0,
     )
+    intake.lanes = dispatcher
+    return dispatcher

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.dispatcher import ResyncResult
-from bridge.mapping import StatusMapper
+from bridge.intake import Intake
 from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.outbox import Record
 from bridge.store.database import Database
-from bridge.store.outbox import LaneStatus, OutboxStore
+from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp.client import ClientSettings
 from oicp.errors import RequestTimeoutError
@@ -24,13 +25,13 @@ from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 from oicp.rest import RestClient
 from oicp.retry import RetryPolicy
 from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
-from tests.bridge.conftest import OPERATORS, make_dispatcher, observation, wait_for
+from tests.bridge.conftest import make_dispatcher, make_intake, observation, wait_for
 
 ABC = OperatorID("DE*ABC")
 
 
-async def accept(outbox: OutboxStore, observations: list[EvseObservation]) -> None:
-    await outbox.accept_now(observations)
+async def accept(intake: Intake, observations: list[EvseObservation]) -> None:
+    await intake.apply_observations(observations)
 
 
 def pushes(hubject: ServedSimulator, action: str | None = None) -> list[object]:
@@ -42,34 +43,33 @@ def pushes(hubject: ServedSimulator, action: str | None = None) -> list[object]:
 
 
 async def test_pending_records_reach_hubject_as_one_update(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator
 ) -> None:
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(50)])
-    await make_dispatcher(outbox, client).run_until_idle()
+    await accept(intake, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(50)])
+    await make_dispatcher(intake, client).run_until_idle()
     assert hubject.simulator.statuses(ABC) == {EvseID(f"DE*ABC*E{n}"): EvseStatus.OCCUPIED for n in range(50)}
     assert len(pushes(hubject, "update")) == 1
     assert (await outbox.lane_status(ABC)).pending == 0
 
 
 async def test_max_batch_cuts_requests(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator
 ) -> None:
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(25)])
-    await make_dispatcher(outbox, client, max_batch=10).run_until_idle()
+    await accept(intake, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(25)])
+    await make_dispatcher(intake, client, max_batch=10).run_until_idle()
     sizes = [len(e.body["OperatorEvseStatus"]["EvseStatusRecord"]) for e in pushes(hubject)]  # type: ignore[attr-defined]
     assert sizes == [10, 10, 5]
 
 
 async def test_a_burst_is_coalesced_to_at_most_one_push_per_flush_interval(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator, database: Database
 ) -> None:
-    dispatcher = make_dispatcher(outbox, client, flush_interval=0.5)
-    database.add_commit_listener(dispatcher.wake)
+    dispatcher = make_dispatcher(intake, client, flush_interval=0.5)
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run(stop))
     for n in range(200):  # 200 changes to 5 EVSEs, as fast as intake takes them
         status = OcpiEvseStatus.CHARGING if n % 2 else OcpiEvseStatus.AVAILABLE
-        await accept(outbox, [observation(str(n % 5), status, seconds=n)])
+        await accept(intake, [observation(str(n % 5), status, seconds=n)])
     expected = {
         EvseID(f"DE*ABC*E{n}"): (EvseStatus.OCCUPIED if (195 + n) % 2 else EvseStatus.AVAILABLE)
         for n in range(5)
@@ -88,12 +88,12 @@ async def test_a_burst_is_coalesced_to_at_most_one_push_per_flush_interval(
 
 
 async def test_failed_pushes_keep_records_pending_until_hubject_recovers(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator
 ) -> None:
     hubject.simulator.faults.error_5xx_rate = 1.0
     hubject.simulator.faults.retry_after = None
-    await accept(outbox, [observation("1", OcpiEvseStatus.CHARGING)])
-    dispatcher = make_dispatcher(outbox, client)
+    await accept(intake, [observation("1", OcpiEvseStatus.CHARGING)])
+    dispatcher = make_dispatcher(intake, client)
     await dispatcher.run_until_idle()
     assert (await outbox.lane_status(ABC)).pending == 1
     assert "500" in (dispatcher.lane(ABC).last_error or "")
@@ -103,13 +103,13 @@ async def test_failed_pushes_keep_records_pending_until_hubject_recovers(
 
 
 async def test_a_refused_record_is_dead_lettered_and_the_rest_delivered(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator, database: Database
 ) -> None:
     # Hubject refuses (018, naming no record) the batch of 4, then its first half, then that half's first one.
     hubject.simulator.faults.reject_code = "018"
     hubject.simulator.faults.queue.extend([FaultKind.REJECT] * 3)
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(4)])
-    await make_dispatcher(outbox, client).run_until_idle()
+    await accept(intake, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(4)])
+    await make_dispatcher(intake, client).run_until_idle()
     assert hubject.simulator.statuses(ABC) == {
         EvseID(f"DE*ABC*E{n}"): EvseStatus.AVAILABLE for n in (1, 2, 3)
     }
@@ -123,30 +123,30 @@ async def test_a_refused_record_is_dead_lettered_and_the_rest_delivered(
 
 
 async def test_unknown_evses_are_parked_and_the_rest_delivered(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator, database: Database
 ) -> None:
     hubject.simulator.state.known_evse_ids = frozenset({EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2")})
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in (1, 2, 3)])
-    await make_dispatcher(outbox, client).run_until_idle()
+    await accept(intake, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in (1, 2, 3)])
+    await make_dispatcher(intake, client).run_until_idle()
     assert set(hubject.simulator.statuses(ABC)) == {EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2")}
     parked = await database.read(
         lambda conn: conn.execute("SELECT evse_id, dead_code FROM outbox WHERE state = 'parked'").fetchall()
     )
     assert [tuple(row) for row in parked] == [("DE*ABC*E3", "603")]
     # a later status for it waits for the next fullLoad instead of being retried forever
-    await accept(outbox, [observation("3", OcpiEvseStatus.CHARGING, seconds=5)])
+    await accept(intake, [observation("3", OcpiEvseStatus.CHARGING, seconds=5)])
     assert (await outbox.lane_status(ABC)).pending == 0
 
 
 async def test_fullload_replaces_hubjects_set(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator
 ) -> None:
     stale = EvseStatusRecord(evse_id=EvseID("DE*ABC*E999"), evse_status=EvseStatus.AVAILABLE)
     await client.push_evse_status(
         ABC, ActionType.UPDATE, [stale]
     )  # something Hubject holds, the bridge does not know
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(3)])
-    (outcome,) = await make_dispatcher(outbox, client).resync_now(ABC)
+    await accept(intake, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(3)])
+    (outcome,) = await make_dispatcher(intake, client).resync_now(ABC)
     assert outcome.result is ResyncResult.DONE
     assert outcome.records == 3
     assert hubject.simulator.statuses(ABC) == {EvseID(f"DE*ABC*E{n}"): EvseStatus.OCCUPIED for n in range(3)}
@@ -154,16 +154,16 @@ async def test_fullload_replaces_hubjects_set(
 
 
 async def test_fullload_guard_refuses_empty_and_shrunken_sets_unless_forced(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator
 ) -> None:
-    dispatcher = make_dispatcher(outbox, client)
+    dispatcher = make_dispatcher(intake, client)
     (empty,) = await dispatcher.resync_now(ABC)
     assert empty.result is ResyncResult.REFUSED
     assert "empty" in empty.message
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(10)])
+    await accept(intake, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(10)])
     (first,) = await dispatcher.resync_now(ABC)
     assert first.result is ResyncResult.DONE
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.REMOVED, seconds=1) for n in range(5)])
+    await accept(intake, [observation(str(n), OcpiEvseStatus.REMOVED, seconds=1) for n in range(5)])
     (shrunk,) = await dispatcher.resync_now(ABC)
     assert shrunk.result is ResyncResult.REFUSED
     assert "50%" in shrunk.message
@@ -174,18 +174,17 @@ async def test_fullload_guard_refuses_empty_and_shrunken_sets_unless_forced(
 
 
 async def test_updates_arriving_during_a_fullload_survive_it(
-    outbox: OutboxStore, client: RestClient, hubject: ServedSimulator, database: Database
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator, database: Database
 ) -> None:
-    await accept(outbox, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(20)])
-    dispatcher = make_dispatcher(outbox, client, flush_interval=0.01)
-    database.add_commit_listener(dispatcher.wake)
+    await accept(intake, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in range(20)])
+    dispatcher = make_dispatcher(intake, client, flush_interval=0.01)
     stop = asyncio.Event()
     running = asyncio.create_task(dispatcher.run(stop))
     await wait_for(lambda: _settled(outbox))
     hubject.simulator.faults.latency = 0.3  # the fullLoad takes a while ...
     resync = asyncio.create_task(dispatcher.request_resync(ABC))
     await wait_for(lambda: _fullload_started(hubject))
-    await accept(outbox, [observation("7", OcpiEvseStatus.CHARGING, seconds=10)])  # ... and an update arrives
+    await accept(intake, [observation("7", OcpiEvseStatus.CHARGING, seconds=10)])  # ... and an update arrives
     (outcome,) = await resync
     assert outcome.result is ResyncResult.DONE
     hubject.simulator.faults.latency = 0.0
@@ -243,14 +242,14 @@ async def test_hubject_ends_with_the_mapping_of_the_newest_observation_per_evse(
     db = Database(tmp_path_factory.mktemp("pushed") / "p.db", MIGRATIONS)
     await db.open()
     try:
-        store = OutboxStore(db, StatusMapper([op.operator_id for op in OPERATORS]))
+        intake = make_intake(db)
         async with serve_simulator(HubjectSimulator()) as hubject:
             policy = RetryPolicy(max_attempts=2, initial_wait=0.01, max_wait=0.01)
             async with RestClient(ClientSettings(url=hubject.url), retry_policy=policy) as rest:
-                dispatcher = make_dispatcher(store, rest)
+                dispatcher = make_dispatcher(intake, rest)
                 newest: dict[EvseID, tuple[int, OcpiEvseStatus]] = {}
                 for evse, status, second, push_now in sequence:
-                    await store.accept_now([observation(str(evse), status, seconds=second)])
+                    await intake.apply_observations([observation(str(evse), status, seconds=second)])
                     key = EvseID(f"DE*ABC*E{evse}")
                     if key not in newest or second >= newest[key][0]:
                         newest[key] = (second, status)
@@ -264,44 +263,45 @@ async def test_hubject_ends_with_the_mapping_of_the_newest_observation_per_evse(
 
 
 class HeldOutboxStore(OutboxStore):
-    """The outbox as shipped, whose next ``lane_status`` read can be held open by the test: the moment a
-    lane has read the store's state and not yet started waiting."""
+    """The outbox as shipped, whose next ``claim`` can be held open by the test once it has committed:
+    the moment a lane has taken what was pending and not yet looked at what it got."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
 
-    async def lane_status(self, operator_id: OperatorID) -> LaneStatus:
-        status = await super().lane_status(operator_id)
+    async def claim(self, operator_id: OperatorID, limit: int) -> list[Record]:
+        records = await super().claim(operator_id, limit)
         hold, self.hold = self.hold, None
         if hold is not None:
             self.held.set()
             await hold.wait()
-        return status
+        return records
 
 
 @pytest.mark.parametrize("arrives", ["a change", "a resync request"])
-async def test_a_wake_up_while_the_lane_reads_the_store_is_not_lost(
+async def test_a_wake_up_while_the_lane_claims_is_not_lost(
     database: Database, client: RestClient, hubject: ServedSimulator, arrives: str
 ) -> None:
-    """A commit (or a resync request) that lands while the lane awaits its reads must still wake it:
-    before the fix the lane cleared the wake-up after its reads, and with nothing pending at the time of
-    the read it then slept until the next timeout (here: never), leaving the change unpushed."""
-    outbox = HeldOutboxStore(database, StatusMapper([op.operator_id for op in OPERATORS]))
-    await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE)])
-    dispatcher = make_dispatcher(outbox, client)  # no scheduled resync: no timeout to fall back on
+    """A change (or a resync request) that lands while the lane awaits its claim must still reach
+    Hubject: the lane must not take "I claimed everything pending" for true when the intake told of new
+    pending rows meanwhile (nor clear a wake-up that arrived during the step)."""
+    outbox = HeldOutboxStore(database)
+    intake = make_intake(database, outbox)
+    await accept(intake, [observation("1", OcpiEvseStatus.AVAILABLE)])
+    dispatcher = make_dispatcher(intake, client)  # no scheduled resync: no timeout to fall back on
     await dispatcher.run_until_idle()
-    database.add_commit_listener(dispatcher.wake)
+    await accept(intake, [observation("2", OcpiEvseStatus.AVAILABLE)])
     stop = asyncio.Event()
     release = asyncio.Event()
     outbox.hold = release
     running = asyncio.create_task(dispatcher.run(stop))
     try:
         async with asyncio.timeout(10):
-            await outbox.held.wait()  # the lane has read "nothing pending" and waits for its answer
+            await outbox.held.wait()  # the lane has claimed E2 and waits for its answer
         if arrives == "a change":
-            await accept(outbox, [observation("1", OcpiEvseStatus.CHARGING, seconds=1)])
+            await accept(intake, [observation("1", OcpiEvseStatus.CHARGING, seconds=1)])
             release.set()
 
             async def pushed() -> bool:
@@ -310,7 +310,7 @@ async def test_a_wake_up_while_the_lane_reads_the_store_is_not_lost(
             await wait_for(pushed, within=5)
         else:
             requested = asyncio.ensure_future(dispatcher.request_resync(ABC, force=True))
-            await asyncio.sleep(0)  # the request is queued and the lane woken while it still reads
+            await asyncio.sleep(0)  # the request is queued and the lane woken while it still claims
             release.set()
             async with asyncio.timeout(5):
                 (outcome,) = await requested
@@ -320,13 +320,17 @@ async def test_a_wake_up_while_the_lane_reads_the_store_is_not_lost(
         await running
 
 
-async def test_a_timed_out_push_that_lands_late_is_overwritten_by_the_next_change(
-    outbox: OutboxStore, hubject: ServedSimulator
+async def test_a_timed_out_push_that_lands_late_is_overwritten_once_its_quiet_period_is_over(
+    database: Database, hubject: ServedSimulator
 ) -> None:
     """What the crash test once showed under load, played step by step with the real client and
     simulator (the dispatcher's claim → push → release/delivered): a push that timed out lands after a
-    later push of the same EVSE was acknowledged; the next change, although it equals the acknowledged
-    status, is pushed and puts Hubject right."""
+    later push of the same EVSE was acknowledged. The row stays ``unsure`` (that acknowledgement came
+    within the quiet period), and once the period is over the row is pushed once more (``settle``), which
+    puts Hubject right without waiting for a change or the next fullLoad."""
+    now = [1_000.0]
+    outbox = OutboxStore(database, clock=lambda: now[0])
+    intake = make_intake(database, outbox)
     settings = ClientSettings(url=hubject.url, timeout=0.2)
     policy = RetryPolicy(max_attempts=1, initial_wait=0.01, max_wait=0.01, budget=1.0)
     evse = EvseID("DE*ABC*E1")
@@ -336,32 +340,35 @@ async def test_a_timed_out_push_that_lands_late_is_overwritten_by_the_next_chang
         await client.push_evse_status(ABC, ActionType.UPDATE, wire)
 
     async with RestClient(settings, retry_policy=policy) as client:
-        await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=1)])
+        await accept(intake, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=1)])
         sent = await outbox.claim(ABC, 10)
         await push(sent)
-        await outbox.delivered(ABC, sent)
+        await outbox.delivered(ABC, sent, now[0])
 
         hubject.simulator.faults.latency = 0.6  # Hubject is slow: the next push times out at the client
-        await accept(outbox, [observation("1", OcpiEvseStatus.CHARGING, seconds=2)])
+        await accept(intake, [observation("1", OcpiEvseStatus.CHARGING, seconds=2)])
         late = await outbox.claim(ABC, 10)
         with pytest.raises(RequestTimeoutError):
             await push(late)
-        await outbox.release(ABC, late, "timeout")
+        await outbox.release(ABC, late, "timeout", unsure_for=60.0)
         hubject.simulator.faults.latency = 0.0
 
-        await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=3)])
+        await accept(intake, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=3)])
         sent = await outbox.claim(ABC, 10)
         await push(sent)
-        await outbox.delivered(ABC, sent)
+        await outbox.delivered(ABC, sent, now[0])
 
         async def landed_late() -> bool:
             return hubject.simulator.statuses(ABC).get(evse) is EvseStatus.OCCUPIED
 
         await wait_for(landed_late, within=5)  # the timed-out push, applied after the later one
 
-        await accept(outbox, [observation("1", OcpiEvseStatus.AVAILABLE, seconds=4)])
+        assert await outbox.settle(ABC) == (0, 1_060.0)  # still within the quiet period: nothing yet
+        now[0] = 1_061.0
+        assert (await outbox.settle(ABC))[0] == 1
         sent = await outbox.claim(ABC, 10)
-        assert [r.status for r in sent] == [EvseStatus.AVAILABLE]  # not skipped as "already held"
+        assert [r.status for r in sent] == [EvseStatus.AVAILABLE]  # pushed once more
         await push(sent)
-        await outbox.delivered(ABC, sent)
+        await outbox.delivered(ABC, sent, now[0])
+        assert await outbox.settle(ABC) == (0, None)  # the doubt is settled
     assert hubject.simulator.statuses(ABC).get(evse) is EvseStatus.AVAILABLE

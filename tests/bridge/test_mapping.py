@@ -97,7 +97,7 @@ def test_an_override_replaces_exactly_its_row(
 ) -> None:
     mapper = StatusMapper([OperatorID("DE*ABC")], parse_overrides({status.value.lower(): target.value}))
     for other in OcpiEvseStatus:
-        assert mapper.target(other) == (target if other is status else DEFAULT_TABLE[other])
+        assert mapper.table[other] == (target if other is status else DEFAULT_TABLE[other])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -10,18 +12,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.mapping import Action, StatusMapper
-from bridge.observation import OcpiEvseStatus
-from bridge.outbox import EPOCH, Incoming, Stored, Verdict, flush_due_in, fullload_refusal, judge, to_micros
+from bridge.intake import Intake
+from bridge.mapping import Action, SkipReason
+from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.outbox import EPOCH, Desired, fullload_refusal, to_micros
 from bridge.store.database import Database
-from bridge.store.outbox import OutboxStore
+from bridge.store.outbox import FullLoadSnapshot, OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
-from tests.bridge.conftest import OPERATORS, observation
+from tests.bridge.conftest import make_intake, observation
 
 ABC = OperatorID("DE*ABC")
 E1 = EvseID("DE*ABC*E1")
+DESIRED_OCCUPIED = Desired(Action.UPDATE, EvseStatus.OCCUPIED, "CHARGING", 0, "DE/ABC/LOC1/DE*ABC*E1")
 STATUS_OF = {
     OcpiEvseStatus.AVAILABLE: EvseStatus.AVAILABLE,
     OcpiEvseStatus.CHARGING: EvseStatus.OCCUPIED,
@@ -30,32 +34,6 @@ STATUS_OF = {
 }
 
 # --- the pure rules -------------------------------------------------------------------------------------
-
-
-def test_older_last_updated_never_overwrites_newer() -> None:
-    stored = Stored(Action.UPDATE, EvseStatus.OCCUPIED, 2_000)
-    assert judge(stored, Incoming(Action.UPDATE, EvseStatus.AVAILABLE, 1_999)) is Verdict.IGNORE_OLDER
-    assert judge(stored, Incoming(Action.UPDATE, EvseStatus.OCCUPIED, 2_000)) is Verdict.IGNORE_DUPLICATE
-    assert judge(stored, Incoming(Action.UPDATE, EvseStatus.AVAILABLE, 2_000)) is Verdict.ACCEPT
-    assert judge(stored, Incoming(Action.DELETE, None, 2_001)) is Verdict.ACCEPT
-
-
-@given(
-    st.floats(0, 1e6),
-    st.integers(1, 10_000),
-    st.floats(0, 1e6),
-    st.floats(0.001, 100),
-    st.integers(1, 10_000),
-)
-def test_flush_is_a_max_wait_from_the_oldest_record(
-    oldest: float, pending: int, now: float, interval: float, max_batch: int
-) -> None:
-    due = flush_due_in(oldest, pending, now, interval, max_batch)
-    assert due is not None
-    assert now + due <= max(now, oldest + interval) + 1e-6  # never later than the oldest's deadline
-    if pending >= max_batch:
-        assert due == 0.0
-    assert flush_due_in(None, 0, now, interval, max_batch) is None
 
 
 def test_fullload_guard() -> None:
@@ -69,106 +47,120 @@ def test_fullload_guard() -> None:
 # --- the store ------------------------------------------------------------------------------------------
 
 
-async def accept(outbox: OutboxStore, *observations: object) -> None:
-    await outbox.accept_now(list(observations))  # type: ignore[arg-type]
+async def accept(intake: Intake, *observations: EvseObservation) -> None:
+    await intake.apply_observations(list(observations))
 
 
-async def test_a_burst_of_changes_to_one_evse_is_one_pending_record(outbox: OutboxStore) -> None:
+async def test_a_burst_of_changes_to_one_evse_is_one_pending_record(
+    outbox: OutboxStore, intake: Intake
+) -> None:
     for n in range(1000):
         status = OcpiEvseStatus.CHARGING if n % 2 else OcpiEvseStatus.AVAILABLE
-        await accept(outbox, observation("1", status, seconds=n))
+        await accept(intake, observation("1", status, seconds=n))
     assert (await outbox.lane_status(ABC)).pending == 1
     (record,) = await outbox.claim(ABC, 100)
     assert (record.evse_id, record.status) == (E1, EvseStatus.OCCUPIED)
 
 
-async def test_out_of_order_observation_is_ignored(outbox: OutboxStore) -> None:
-    await accept(outbox, observation("1", OcpiEvseStatus.CHARGING, seconds=10))
-    await accept(outbox, observation("1", OcpiEvseStatus.AVAILABLE, seconds=5))
+async def test_out_of_order_observation_is_ignored(outbox: OutboxStore, intake: Intake) -> None:
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=10))
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=5))
     assert await outbox.current_set() == {E1: EvseStatus.OCCUPIED}
 
 
-async def test_change_during_flight_stays_pending_after_delivery(outbox: OutboxStore) -> None:
-    await accept(outbox, observation("1", OcpiEvseStatus.CHARGING, seconds=1))
+async def test_change_during_flight_stays_pending_after_delivery(outbox: OutboxStore, intake: Intake) -> None:
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=1))
     sent = await outbox.claim(ABC, 10)
-    await accept(outbox, observation("1", OcpiEvseStatus.AVAILABLE, seconds=2))
-    await outbox.delivered(ABC, sent)
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=2))
+    await outbox.delivered(ABC, sent, 0.0)
     status = await outbox.lane_status(ABC)
     assert status.pending == 1
     (again,) = await outbox.claim(ABC, 10)
     assert again.status is EvseStatus.AVAILABLE
 
 
-async def test_a_status_hubject_already_holds_is_not_pushed_again(outbox: OutboxStore) -> None:
-    await accept(outbox, observation("1", OcpiEvseStatus.CHARGING, seconds=1))
-    await outbox.delivered(ABC, await outbox.claim(ABC, 10))
-    await accept(outbox, observation("1", OcpiEvseStatus.CHARGING, seconds=2))  # newer, same mapped status
+async def test_a_status_hubject_already_holds_is_not_pushed_again(
+    outbox: OutboxStore, intake: Intake
+) -> None:
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=1))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), 0.0)
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=2))  # newer, same mapped status
     assert (await outbox.lane_status(ABC)).pending == 0
 
 
-async def test_after_an_unknown_outcome_a_change_back_is_pushed_until_the_next_fullload(
-    outbox: OutboxStore,
+async def test_after_an_unknown_outcome_a_change_back_is_pushed_until_the_doubt_is_settled(
+    outbox: OutboxStore, intake: Intake
 ) -> None:
     """A push that timed out may still be applied by Hubject after a later push of the same EVSE was
     acknowledged (seen in the crash test under load: Hubject kept Occupied while the bridge, having
-    delivered Available, skipped the next Available as already held). Such a row never skips a change
-    until a fullLoad has set Hubject's whole set again."""
-    await accept(outbox, observation("1", OcpiEvseStatus.AVAILABLE, seconds=1))
-    await outbox.delivered(ABC, await outbox.claim(ABC, 10))
-    await accept(outbox, observation("1", OcpiEvseStatus.CHARGING, seconds=2))
-    await outbox.release(ABC, await outbox.claim(ABC, 10), "timeout")  # outcome unknown: may land later
-    await accept(outbox, observation("1", OcpiEvseStatus.AVAILABLE, seconds=3))
-    await outbox.delivered(ABC, await outbox.claim(ABC, 10))  # acknowledged; the Occupied push may follow
-    await accept(outbox, observation("1", OcpiEvseStatus.AVAILABLE, seconds=4))
+    delivered Available, skipped the next Available as already held). Such a row never skips a change as
+    "already held" until a push sent after its quiet period (here a fullLoad) was acknowledged."""
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=1))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), 0.0)
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=2))
+    await outbox.release(ABC, await outbox.claim(ABC, 10), "timeout", 60.0)  # may still land later
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=3))
     (again,) = await outbox.claim(ABC, 10)  # pushed, although the delivered status is the same
     assert again.status is EvseStatus.AVAILABLE
-    await outbox.delivered(ABC, [again])
+    await outbox.delivered(ABC, [again], 0.0)  # sent within the quiet period: still unsure
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=4))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), 0.0)
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=5))
+    assert len(await outbox.claim(ABC, 10)) == 1  # still pushed
 
-    snapshot, pages, close = outbox.fullload_rows(ABC, frozenset())
-    assert list(pages) == [[("DE*ABC*E1", "Available")]]
-    close()
-    await outbox.fullload_delivered(ABC, snapshot, frozenset())
-    await accept(outbox, observation("1", OcpiEvseStatus.AVAILABLE, seconds=5))
-    assert (await outbox.lane_status(ABC)).pending == 0  # after the fullLoad: known again, skipped
+    opened: list[FullLoadSnapshot] = []
+    pages = [page async for page in outbox.fullload_pages(ABC, frozenset(), opened.append)]
+    assert pages == [[("DE*ABC*E1", "Available")]]
+    await outbox.fullload_finished(ABC, opened[0], frozenset(), sent_at=time.time() + 120)
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=6))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), time.time() + 120)
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=7))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), time.time() + 120)
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=8))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), time.time() + 120)
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=9))
+    assert (await outbox.lane_status(ABC)).pending == 0  # settled: a repeat of what Hubject holds is skipped
 
 
-async def test_delete_of_an_evse_hubject_never_had_needs_no_push(outbox: OutboxStore) -> None:
-    await accept(outbox, observation("1", OcpiEvseStatus.REMOVED, seconds=1))
+async def test_delete_of_an_evse_hubject_never_had_needs_no_push(outbox: OutboxStore, intake: Intake) -> None:
+    await accept(intake, observation("1", OcpiEvseStatus.REMOVED, seconds=1))
     assert (await outbox.lane_status(ABC)).pending == 0
-    await accept(outbox, observation("2", OcpiEvseStatus.AVAILABLE, seconds=1))
-    await outbox.delivered(ABC, await outbox.claim(ABC, 10))
-    await accept(outbox, observation("2", OcpiEvseStatus.REMOVED, seconds=2))
+    await accept(intake, observation("2", OcpiEvseStatus.AVAILABLE, seconds=1))
+    await outbox.delivered(ABC, await outbox.claim(ABC, 10), 0.0)
+    await accept(intake, observation("2", OcpiEvseStatus.REMOVED, seconds=2))
     (withdrawal,) = await outbox.claim(ABC, 10)
     assert withdrawal.action is Action.DELETE
 
 
 async def test_in_flight_records_are_pending_again_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "restart.db"
-    mapper = StatusMapper([op.operator_id for op in OPERATORS])
     first = Database(path, MIGRATIONS)
     await first.open()
-    store = OutboxStore(first, mapper)
-    await accept(store, observation("1", OcpiEvseStatus.CHARGING))
-    assert len(await store.claim(ABC, 10)) == 1
+    intake = make_intake(first)
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING))
+    assert len(await intake.outbox.claim(ABC, 10)) == 1
     await first.close()  # the process "dies" with the record in flight
 
     second = Database(path, MIGRATIONS)
     await second.open()
-    store = OutboxStore(second, mapper)
-    assert await store.recover() == 1
+    intake = make_intake(second)
+    store = intake.outbox
+    assert (await store.recover(60.0)).records == 1
     assert (await store.lane_status(ABC)).pending == 1
-    await store.delivered(ABC, await store.claim(ABC, 10))
+    await store.delivered(ABC, await store.claim(ABC, 10), time.time())
     # the push the dead process sent may still land: a change back is pushed, not skipped
-    await accept(store, observation("1", OcpiEvseStatus.CHARGING, seconds=1))
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=1))
+    await store.delivered(ABC, await store.claim(ABC, 10), time.time())
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=2))
     assert (await store.lane_status(ABC)).pending == 1
     await second.close()
 
 
 async def test_skipped_observations_are_recorded_with_their_reason(
-    outbox: OutboxStore, database: Database
+    intake: Intake, database: Database
 ) -> None:
     await accept(
-        outbox, observation("NL*XYZ*E1", OcpiEvseStatus.AVAILABLE), observation("9", OcpiEvseStatus.PLANNED)
+        intake, observation("NL*XYZ*E1", OcpiEvseStatus.AVAILABLE), observation("9", OcpiEvseStatus.PLANNED)
     )
 
     def reasons(conn: sqlite3.Connection) -> dict[str, str]:
@@ -180,14 +172,35 @@ async def test_skipped_observations_are_recorded_with_their_reason(
     }
 
 
-async def test_a_failing_write_rolls_back_only_itself(database: Database, outbox: OutboxStore) -> None:
+async def test_an_evse_of_a_party_not_bound_to_the_operator_is_not_pushed(
+    intake: Intake, outbox: OutboxStore, database: Database
+) -> None:
+    foreign = replace(observation("1", OcpiEvseStatus.AVAILABLE), country_code="NL", party_id="XYZ")
+    await accept(intake, foreign)
+    assert await outbox.current_set() == {}
+    reasons = await database.read(lambda conn: conn.execute("SELECT reason FROM not_pushed").fetchall())
+    assert [r[0] for r in reasons] == [SkipReason.PARTY_NOT_ALLOWED.value]
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING))  # the operator's own party may
+    assert await outbox.current_set() == {E1: EvseStatus.OCCUPIED}
+    # and the foreign party cannot withdraw it
+    await accept(
+        intake,
+        replace(foreign, status=OcpiEvseStatus.REMOVED, last_updated=foreign.last_updated + timedelta(1)),
+    )
+    assert await outbox.current_set() == {E1: EvseStatus.OCCUPIED}
+
+
+async def test_a_failing_write_rolls_back_only_itself(
+    database: Database, outbox: OutboxStore, intake: Intake
+) -> None:
     def broken(conn: sqlite3.Connection) -> None:
-        outbox.accept(conn, [observation("1", OcpiEvseStatus.CHARGING)])
+        intake.ocpi.upsert_evse_state(conn, observation("1", OcpiEvseStatus.CHARGING))
+        outbox.observe(conn, str(ABC), str(E1), DESIRED_OCCUPIED, 0.0)
         raise RuntimeError("the OCPI change failed after the outbox row was written")
 
     with pytest.raises(RuntimeError):
         await database.write(broken)
-    await accept(outbox, observation("2", OcpiEvseStatus.AVAILABLE))
+    await accept(intake, observation("2", OcpiEvseStatus.AVAILABLE))
     assert await outbox.current_set() == {EvseID("DE*ABC*E2"): EvseStatus.AVAILABLE}
 
 
@@ -208,13 +221,14 @@ async def test_final_state_is_the_mapping_of_the_newest_observation(
     db = Database(tmp_path_factory.mktemp("prop") / "p.db", MIGRATIONS)
     await db.open()
     try:
-        store = OutboxStore(db, StatusMapper([ABC]))
+        intake = make_intake(db)
+        store = intake.outbox
         expected: dict[EvseID, tuple[int, EvseStatus]] = {}
         for index, (evse, status, second) in enumerate(sequence):
             # deliver some batches along the way, as a dispatcher would
             if index % 7 == 3:
-                await store.delivered(ABC, await store.claim(ABC, 1000))
-            await store.accept_now([observation(str(evse), status, seconds=second)])
+                await store.delivered(ABC, await store.claim(ABC, 1000), 0.0)
+            await intake.apply_observations([observation(str(evse), status, seconds=second)])
             key = EvseID(f"DE*ABC*E{evse}")
             if key not in expected or second >= expected[key][0]:
                 expected[key] = (second, STATUS_OF[status])

@@ -1,4 +1,5 @@
-"""Fixtures for the OCPI tests: a real store on a temp file, a real sink, the receiver on a loopback port."""
+"""Fixtures for the OCPI tests: a real store on a temp file, the touched EVSEs recorded, the receiver on a
+loopback port."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import base64
 import json
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,13 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bridge.config import ReceiverConfig, TokenConfig
-from bridge.observation import EvseObservation
+from bridge.ocpi.locations import Document, ObjectPath, Outcome, WriteResult
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
+from bridge.ocpi.service import LocationsService
 from bridge.ocpi.store import OcpiStore
+from bridge.ocpi.versions import OcpiVersion
 from bridge.store.database import Database
+from bridge.store.port import Tx
 from bridge.store.schema import MIGRATIONS
 
 DATA = Path(__file__).parent.parent / "data" / "ocpi"
@@ -33,22 +38,68 @@ def load_example(version: str, name: str) -> Any:
     return json.loads((DATA / version / name).read_text(encoding="utf-8"))
 
 
-class TableSink:
-    """A real ObservationSink: writes each observation into a table on the caller's transaction."""
+class RecordingLocations:
+    """The Locations service the receiver and the poller use, on the real ``OcpiStore``, that records
+    each EVSE a change touched in a table, in the same transaction (as ``bridge.intake`` decides the
+    outbox there): the OCPI side's tests see exactly what the intake would decide from."""
 
-    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS test_observation (n INTEGER PRIMARY KEY, country_code, party_id,"
-            " location_id, evse_uid, evse_id, status, last_updated, publish)"
+    def __init__(
+        self, db: Database, *, clock: Callable[[], datetime] | None = None, ocpi: OcpiStore | None = None
+    ) -> None:
+        self.db = db
+        self.ocpi = ocpi or (OcpiStore(db) if clock is None else OcpiStore(db, clock=clock))
+
+    async def get_object(self, path: ObjectPath) -> Document | None:
+        return await self.ocpi.get_object(path)
+
+    async def get_location(self, country_code: str, party_id: str, location_id: str) -> Document | None:
+        return await self.ocpi.get_location(country_code, party_id, location_id)
+
+    async def remembered_evse_id(
+        self, country_code: str, party_id: str, location_id: str, uid: str
+    ) -> str | None:
+        return await self.ocpi.remembered_evse_id(country_code, party_id, location_id, uid)
+
+    async def location_count(self, country_code: str, party_id: str) -> int:
+        return await self.ocpi.location_count(country_code, party_id)
+
+    async def put(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
+        updated = self.ocpi.check_put(version, path, body)
+        return await self.db.write(lambda tx: record(tx, self.ocpi.put_in(tx, version, path, body, updated)))
+
+    async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
+        merged, updated = self.ocpi.check_patch(version, path, body)
+        return await self.db.write(
+            lambda tx: record(tx, self.ocpi.patch_in(tx, version, path, merged, updated))
         )
-        conn.executemany(
-            "INSERT INTO test_observation VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (o.country_code, o.party_id, o.location_id, o.evse_uid, o.evse_id, o.status.value,
-                 o.last_updated.isoformat(), int(o.publish))
-                for o in observations
-            ],
-        )  # fmt: skip
+
+    async def apply_sender_locations(
+        self, country_code: str, party_id: str, version: OcpiVersion, locations: Sequence[dict[str, Any]]
+    ) -> int:
+        accepted = self.ocpi.check_sender_locations(country_code, party_id, version, locations)
+
+        def write(tx: Tx) -> int:
+            results = [record(tx, self.ocpi.put_in(tx, version, p, d, u)) for p, d, u in accepted]
+            return sum(r.outcome in (Outcome.CREATED, Outcome.UPDATED) for r in results)
+
+        return await self.db.write(write)
+
+
+def record(tx: Tx, result: WriteResult) -> WriteResult:
+    """Each EVSE the change touched, as a row of ``test_observation``."""
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS test_observation (n INTEGER PRIMARY KEY, country_code, party_id,"
+        " location_id, evse_uid, evse_id, status, last_updated, publish)"
+    )
+    tx.executemany(
+        "INSERT INTO test_observation VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (o.country_code, o.party_id, o.location_id, o.evse_uid, o.evse_id, o.status.value,
+             o.last_updated.isoformat(), int(o.publish))
+            for o in (t.state for t in result.touched)
+        ],
+    )  # fmt: skip
+    return result
 
 
 async def observations(db: Database) -> list[dict[str, Any]]:
@@ -82,8 +133,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def store(db: Database) -> OcpiStore:
-    return OcpiStore(db, TableSink())
+def store(db: Database) -> RecordingLocations:
+    return RecordingLocations(db)
 
 
 @dataclass
@@ -153,11 +204,11 @@ def free_socket() -> socket.socket:
 class Receiver:
     base_url: str
     client: Client
-    store: OcpiStore
+    store: RecordingLocations
 
 
 async def start_receiver(
-    store: OcpiStore, *, fetch_missing: FetchMissing | None = None, max_body_bytes: int = 1_000_000
+    store: LocationsService, *, fetch_missing: FetchMissing | None = None, max_body_bytes: int = 1_000_000
 ) -> tuple[web.AppRunner, str]:
     sock = free_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -173,7 +224,7 @@ async def start_receiver(
 
 
 @pytest.fixture
-async def receiver(store: OcpiStore) -> AsyncIterator[Receiver]:
+async def receiver(store: RecordingLocations) -> AsyncIterator[Receiver]:
     runner, base_url = await start_receiver(store)
     async with aiohttp.ClientSession() as session:
         yield Receiver(base_url, Client(session, base_url, TOKENS[("BE", "BEC")]), store)

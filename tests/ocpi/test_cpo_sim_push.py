@@ -17,10 +17,9 @@ from bridge.ocpi.auth import Party, TokenStore
 from bridge.ocpi.cpo_sim import PushError, SimulatedCpo
 from bridge.ocpi.credentials_client import register_with_cpo
 from bridge.ocpi.poller import PollError, SenderPoller
-from bridge.ocpi.store import OcpiStore
 from bridge.ocpi.versions import OcpiVersion
 from bridge.store.database import Database
-from tests.ocpi.conftest import TOKENS, observations, start_receiver
+from tests.ocpi.conftest import TOKENS, RecordingLocations, observations, start_receiver
 
 COUNTRY, PARTY = "DE", "ALL"  # a party the receiver fixture has a pre-shared token for
 TOKEN = TOKENS[(COUNTRY, PARTY)]
@@ -44,7 +43,7 @@ async def observed_statuses(db: Database) -> dict[str, OcpiEvseStatus]:
 
 
 @pytest.fixture
-async def receiver_url(store: OcpiStore) -> AsyncIterator[str]:
+async def receiver_url(store: RecordingLocations) -> AsyncIterator[str]:
     runner, base_url = await start_receiver(store)
     yield f"{base_url}/ocpi/versions"
     await runner.cleanup()
@@ -106,7 +105,7 @@ async def test_the_simulated_cpo_registers_with_the_receiver_then_pushes_with_th
 
 
 async def test_the_bridge_registers_with_the_simulated_cpo_and_polls_with_token_c(
-    db: Database, store: OcpiStore
+    db: Database, store: RecordingLocations
 ) -> None:
     sim = SimulatedCpo(
         seed=9, locations=12, country_code=COUNTRY, party_id=PARTY, registration_tokens=["token-a"]
@@ -144,7 +143,7 @@ async def test_the_bridge_registers_with_the_simulated_cpo_and_polls_with_token_
 
 
 async def test_receiver_fetches_a_missing_location_from_the_cpo_sender(
-    db: Database, store: OcpiStore
+    db: Database, store: RecordingLocations
 ) -> None:
     """A PATCH for a Location the bridge never saw: the receiver's fetch_missing (the poller) GETs it."""
     sim = SimulatedCpo(seed=2, locations=3, country_code=COUNTRY, party_id=PARTY, tokens=["poll-token"])

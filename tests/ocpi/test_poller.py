@@ -1,5 +1,6 @@
 """Polling a CPO's Locations sender: tested against the simulated CPO's sender over real loopback HTTP,
-with the real OcpiStore on a real SQLite file; what reaches the hand-off is counted by a tiny real sink."""
+with the real OcpiStore on a real SQLite file; the EVSEs each change touched are recorded in its
+transaction."""
 
 from __future__ import annotations
 
@@ -19,23 +20,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.config import SourceConfig
-from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.observation import OcpiEvseStatus
 from bridge.ocpi.cpo_sim import SimulatedCpo
 from bridge.ocpi.poller import PollError, SenderPoller, backoff_delay, next_link
-from bridge.ocpi.store import OcpiStore
 from bridge.ocpi.versions import OcpiVersion
 from bridge.store.database import Database
 from bridge.store.schema import MIGRATIONS
+from tests.ocpi.conftest import RecordingLocations
 
 TOKEN = "poll-token-123"
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-OBSERVED = """
-CREATE TABLE test_observation (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    location_id TEXT NOT NULL, evse_uid TEXT NOT NULL, evse_id TEXT, status TEXT NOT NULL
-);
-"""
 
 
 class FakeClock:
@@ -51,22 +45,12 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-class RecordingSink:
-    """A real ObservationSink: records each observation in ``test_observation`` (store's transaction)."""
-
-    def accept(self, conn: sqlite3.Connection, observations: Sequence[EvseObservation]) -> None:
-        conn.executemany(
-            "INSERT INTO test_observation (location_id, evse_uid, evse_id, status) VALUES (?, ?, ?, ?)",
-            [(o.location_id, o.evse_uid, o.evse_id, o.status.value) for o in observations],
-        )
-
-
 @dataclass
 class Rig:
     sim: SimulatedCpo
     server: TestServer
     db: Database
-    store: OcpiStore
+    store: RecordingLocations
     clock: FakeClock
     session: aiohttp.ClientSession
     pollers: list[SenderPoller] = field(default_factory=list)
@@ -80,7 +64,7 @@ class Rig:
         *,
         token: str = TOKEN,
         db: Database | None = None,
-        store: OcpiStore | None = None,
+        store: RecordingLocations | None = None,
         **options: Any,
     ) -> SenderPoller:
         party = {} if self.sim.version is OcpiVersion.V2_2_1 else {"country_code": "DE", "party_id": "OBD"}
@@ -95,7 +79,9 @@ class Rig:
 
     async def observations(self) -> list[tuple[str, str]]:
         def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            rows = conn.execute("SELECT evse_uid, status FROM test_observation ORDER BY seq").fetchall()
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'test_observation'").fetchone():
+                return []
+            rows = conn.execute("SELECT evse_uid, status FROM test_observation ORDER BY n").fetchall()
             return [(row[0], row[1]) for row in rows]
 
         return await self.db.read(read)
@@ -132,9 +118,9 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
         clock.advance(1)  # the fleet was built at START; polls start later (date_to is exclusive)
         server = TestServer(sim.build_sender_app())
         await server.start_server()
-        db = Database(tmp_path / f"bridge-{len(rigs)}.db", [*MIGRATIONS, OBSERVED])
+        db = Database(tmp_path / f"bridge-{len(rigs)}.db", MIGRATIONS)
         await db.open()
-        store = OcpiStore(db, RecordingSink(), clock=clock)
+        store = RecordingLocations(db, clock=clock)
         rig = Rig(sim, server, db, store, clock, aiohttp.ClientSession())
         rigs.append(rig)
         return rig
@@ -236,11 +222,11 @@ async def test_cursor_survives_a_restart_and_the_next_poll_is_incremental(make_r
     await rig.poller().poll_once(full=True)
     await rig.db.close()
 
-    reopened = Database(rig.db.path, [*MIGRATIONS, OBSERVED])
+    reopened = Database(rig.db.path, MIGRATIONS)
     await reopened.open()
     try:
         rig.clock.advance(300)
-        store = OcpiStore(reopened, RecordingSink(), clock=rig.clock)
+        store = RecordingLocations(reopened, clock=rig.clock)
         result = await rig.poller(db=reopened, store=store).poll_once()
     finally:
         await reopened.close()

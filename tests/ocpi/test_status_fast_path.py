@@ -20,7 +20,7 @@ from bridge.ocpi.store import Document, ObjectPath, OcpiStore, WriteResult
 from bridge.ocpi.versions import OcpiVersion
 from bridge.store.database import Database
 from bridge.store.schema import MIGRATIONS
-from tests.ocpi.conftest import TableSink
+from tests.ocpi.conftest import RecordingLocations
 
 T0 = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 STATUSES = ["AVAILABLE", "CHARGING", "OUTOFORDER", "REMOVED", "UNKNOWN"]
@@ -44,7 +44,7 @@ class GeneralPathStore(OcpiStore):
         return None
 
 
-async def state(db: Database, store: OcpiStore) -> tuple[list[Any], list[Any], list[Any]]:
+async def state(db: Database, store: RecordingLocations) -> tuple[list[Any], list[Any], list[Any]]:
     """What the store holds as its readers see it (the fast path's own columns are how, not what)."""
     ids = await db.read(lambda conn: [r[0] for r in conn.execute("SELECT location_id FROM ocpi_location")])
     documents = [(location_id, await store.get_location("DE", "OBD", location_id)) for location_id in ids]
@@ -114,7 +114,10 @@ async def test_fast_path_equals_the_general_path(
         await db.open()
         try:
             ticks = iter(T0 + timedelta(seconds=30 + n, microseconds=123_456) for n in range(100))
-            store = store_type(db, TableSink(), clock=lambda ticks=ticks: next(ticks))  # type: ignore[misc]
+            store = RecordingLocations(
+                db,
+                ocpi=store_type(db, clock=lambda ticks=ticks: next(ticks)),  # type: ignore[misc]
+            )
             await store.put(version, ObjectPath("DE", "OBD", location.id), document)
             answers = []
             for kind, index, status, second, send_time, send_uid, fraction in sequence:
@@ -134,7 +137,10 @@ async def test_fast_path_equals_the_general_path(
                         body["floor_level"] = str(second % 10)
                     result = await store.patch(version, ObjectPath("DE", "OBD", location.id, uid), body)
                 answers.append(
-                    (result.outcome, [(o.evse_uid, o.status, o.last_updated) for o in result.observations])
+                    (
+                        result.outcome,
+                        [(t.state.evse_uid, t.state.status, t.state.last_updated) for t in result.touched],
+                    )
                 )
             results.append(answers)
             states.append(await state(db, store))

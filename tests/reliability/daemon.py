@@ -4,6 +4,7 @@ ports, output to a log file (never a pipe that could fill up and stall the daemo
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -28,6 +29,8 @@ class DaemonConfig:
     folder: Path
     hubject_url: str
     extra: str = ""
+    # OICP_BRIDGE_<SECTION>__<KEY> overrides of the file's keys (the environment wins, docs/contract.md)
+    env: dict[str, str] = field(default_factory=dict)
     receiver_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
 
@@ -104,6 +107,7 @@ class Daemon:
             "json",
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **self.config.env},
         )
         async with asyncio.timeout(within):
             while True:

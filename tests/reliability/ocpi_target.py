@@ -17,8 +17,10 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper
 from bridge.ocpi.store import OcpiStore
+from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
@@ -78,7 +80,7 @@ class Target:
     base_url: str
     session: aiohttp.ClientSession
     db: Database
-    store: OcpiStore
+    store: Intake
     exchanges: list[Exchange] = field(default_factory=list)
 
     async def call(
@@ -138,7 +140,9 @@ async def serve_target(folder: Path, *, max_body_bytes: int = 64_000) -> AsyncIt
     await db.open()
     runner: web.AppRunner | None = None
     try:
-        store = OcpiStore(db, OutboxStore(db, StatusMapper([OperatorID("BE*BEC")])))
+        mapper = StatusMapper([OperatorID("BE*BEC")])
+        decider = Decider(mapper, PartyBinding({OperatorID("BE*BEC"): None}))
+        store = Intake(db, OcpiStore(db), OutboxStore(db), decider)
         runner, base_url = await start_receiver(store, max_body_bytes=max_body_bytes)
         async with aiohttp.ClientSession() as session:
             target = Target(base_url, session, db, store)

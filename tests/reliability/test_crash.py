@@ -22,18 +22,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.mapping import StatusMapper
+from bridge.intake import Intake
 from bridge.observation import OcpiEvseStatus
 from bridge.ocpi.cpo_sim.model import CpoFleet, EvseChange, format_datetime, parse_datetime
 from bridge.ocpi.cpo_sim.pusher import CpoPusher, PushError
 from bridge.ocpi.versions import OcpiVersion
 from bridge.outbox import to_micros
 from bridge.store.database import Database
-from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp.ids import OperatorID
 from oicp.simulator import HubjectSimulator, LoggedRequest, ServedSimulator, serve_simulator
-from tests.bridge.conftest import OPERATORS, observation, wait_for
+from tests.bridge.conftest import make_intake, observation, wait_for
 from tests.reliability.daemon import ADMIN_TOKEN, CPO_TOKEN, Daemon, DaemonConfig
 from tests.test_end_to_end import converge
 
@@ -227,33 +226,36 @@ async def test_kill_9_at_random_points_many_seeds(
 ABC = OperatorID("DE*ABC")
 
 
-async def _outbox(path: Path) -> tuple[Database, OutboxStore]:
+async def _outbox(path: Path) -> tuple[Database, Intake]:
     db = Database(path, MIGRATIONS)
     await db.open()
-    return db, OutboxStore(db, StatusMapper([op.operator_id for op in OPERATORS]))
+    return db, make_intake(db)
 
 
-async def _accept(store: OutboxStore, status: OcpiEvseStatus, seconds: float) -> None:
-    await store.accept_now([observation("1", status, seconds)])
+async def _accept(intake: Intake, status: OcpiEvseStatus, seconds: float) -> None:
+    await intake.apply_observations([observation("1", status, seconds)])
 
 
 @pytest.mark.parametrize("cut_short", ["crash while in flight", "timeout", "fullLoad cut short"])
 async def test_a_push_of_unknown_outcome_is_never_assumed_undone(tmp_path: Path, cut_short: str) -> None:
-    db, store = await _outbox(tmp_path / "outbox.db")
-    await _accept(store, OcpiEvseStatus.CHARGING, 1)
-    await store.delivered(ABC, await store.claim(ABC, 10))  # Hubject holds Occupied
-    await _accept(store, OcpiEvseStatus.AVAILABLE, 2)
+    db, intake = await _outbox(tmp_path / "outbox.db")
+    store = intake.outbox
+    await _accept(intake, OcpiEvseStatus.CHARGING, 1)
+    await store.delivered(ABC, await store.claim(ABC, 10), 0.0)  # Hubject holds Occupied
+    await _accept(intake, OcpiEvseStatus.AVAILABLE, 2)
     if cut_short == "fullLoad cut short":
         await store.fullload_starting(ABC)  # the fullLoad carries Available; its answer never comes
     else:
         sent = await store.claim(ABC, 10)  # Available is on its way to Hubject
         if cut_short == "timeout":
-            await store.release(ABC, sent, "timeout")
+            await store.release(ABC, sent, "timeout", 60.0)
     if cut_short != "timeout":
         await db.close()  # kill -9: nothing more is written
-        db, store = await _outbox(tmp_path / "outbox.db")
-        await store.recover()
-    await _accept(store, OcpiEvseStatus.CHARGING, 3)  # back to what Hubject held before: push it anyway
+        db, intake = await _outbox(tmp_path / "outbox.db")
+        store = intake.outbox
+        recovered = await store.recover(60.0)
+        assert recovered.interrupted_fullloads == (("DE*ABC",) if cut_short == "fullLoad cut short" else ())
+    await _accept(intake, OcpiEvseStatus.CHARGING, 3)  # back to what Hubject held before: push it anyway
     (record,) = await store.claim(ABC, 10)
     assert record.status is not None
     assert record.status.value == "Occupied"

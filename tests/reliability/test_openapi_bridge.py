@@ -66,7 +66,7 @@ def test_every_receiver_and_admin_route_is_documented(tmp_path: Path) -> None:
     )
     bridge = Bridge.build(config, initial_resync=False)
     receiver = build_receiver_app(
-        bridge.ocpi_store,
+        bridge.intake,
         ReceiverConfig(tokens=[TokenConfig(token=SecretStr("t" * 8), country_code="DE", party_id="OBD")]),
     )
     routes = {
@@ -98,9 +98,9 @@ async def test_receiver_answers_conform_for_every_documented_receiver_operation(
         ("GET", f"{ROOT_221}/LOC1/3256", None),
         ("GET", f"{ROOT_221}/LOC1/3256/1", None),
         ("GET", f"{ROOT_221}/NOPE", None),
-        ("PATCH", f"{ROOT_221}/LOC1/3256", {"status": "CHARGING", "last_updated": "2030-01-01T00:00:00Z"}),
-        ("PATCH", f"{ROOT_221}/LOC1/3256/1", {"max_voltage": 400, "last_updated": "2030-01-01T00:00:00Z"}),
-        ("PATCH", f"{ROOT_221}/LOC1", {"name": "n", "last_updated": "2030-01-01T00:00:00Z"}),
+        ("PATCH", f"{ROOT_221}/LOC1/3256", {"status": "CHARGING", "last_updated": "2026-01-01T00:00:00Z"}),
+        ("PATCH", f"{ROOT_221}/LOC1/3256/1", {"max_voltage": 400, "last_updated": "2026-01-01T00:00:00Z"}),
+        ("PATCH", f"{ROOT_221}/LOC1", {"name": "n", "last_updated": "2026-01-01T00:00:00Z"}),
         ("PUT", f"{ROOT_211}/LOC2", {**LOCATION_211, "id": "LOC2"}),
         ("PUT", f"{ROOT_211}/LOC2/3257", LOCATION_211["evses"][1]),
         ("PUT", f"{ROOT_211}/LOC2/3257/1", LOCATION_211["evses"][1]["connectors"][0]),

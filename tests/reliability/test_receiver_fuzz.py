@@ -140,7 +140,7 @@ def endpoint(draw: st.DrawFn) -> tuple[str, str, Any]:
 def one_field_mutated(draw: st.DrawFn) -> tuple[str, str, bytes]:
     method, path, valid = draw(endpoint())
     document = copy.deepcopy(valid)
-    document["last_updated"] = "2031-01-01T00:00:00Z"  # newer than stored: the change is not ignored
+    document["last_updated"] = "2026-01-01T00:00:00Z"  # newer than stored: the change is not ignored
     where = draw(st.sampled_from(leaf_paths(document)))
     parent: Any = document
     for key in where[:-1]:

@@ -1,0 +1,276 @@
+"""The intake service: one OCPI change, its outbox decisions and its bookkeeping in one transaction.
+
+``put``/``patch``/``apply_sender_locations`` validate the change, then in ONE ``db.write``: apply it to the
+OCPI state (``bridge.ocpi.store``), and for every EvseID the touched EVSEs hold now or held before, decide
+the outbox row from the current OCPI state of the EVSE that owns that EvseID (``bridge.ownership``: of the
+parties allowed for its operator; ``bridge.mapping``: what its status means on Hubject). Decided from
+state, never from the change's delta: a repeated, reordered or missed change cannot leave a row wrong.
+
+Only after the commit does it count metrics (a rolled-back write counts nothing) and tell the dispatcher
+which operators gained pending rows (``LaneNotifier``), so a change for one operator wakes one lane.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge.mapping import Action, Push, Skip, SkipReason, StatusMapper
+from bridge.metrics import Metrics
+from bridge.observation import EvseObservation, OcpiEvseStatus
+from bridge.ocpi.locations import Document, ObjectPath, Touched, WriteResult
+from bridge.ocpi.store import OcpiStore, oicp_key
+from bridge.ocpi.versions import OcpiVersion
+from bridge.outbox import Desired, to_micros
+from bridge.ownership import PartyBinding, owner, source_key
+from bridge.store.database import Database
+from bridge.store.outbox import OutboxStore
+from bridge.store.port import Tx
+from oicp.ids import EvseID, OperatorID
+
+# Bump when a rule of the decision changes, so the next start re-decides every EvseID.
+RULES_VERSION = "1"
+
+
+class LaneNotifier(Protocol):
+    def notify(self, operator_id: OperatorID, *, pending: int, new_evses: int) -> None: ...
+
+
+@dataclass
+class Recorded:
+    """What one transaction did, for after its commit."""
+
+    pending: dict[str, int] = field(default_factory=dict)  # operator -> rows that became pending
+    new_evses: dict[str, int] = field(default_factory=dict)  # operator -> EvseIDs seen for the first time
+    observed: list[OcpiEvseStatus] = field(default_factory=list)  # touched EVSEs' OCPI statuses
+    not_pushed: list[SkipReason] = field(default_factory=list)
+
+    def add(self, other: Recorded) -> None:
+        for mine, theirs in ((self.pending, other.pending), (self.new_evses, other.new_evses)):
+            for key, count in theirs.items():
+                mine[key] = mine.get(key, 0) + count
+        self.observed += other.observed
+        self.not_pushed += other.not_pushed
+
+
+class Decider:
+    """Which operator row an EvseID decides, and to what: mapping + party binding. Pure."""
+
+    def __init__(self, mapper: StatusMapper, binding: PartyBinding) -> None:
+        self.mapper = mapper
+        self.binding = binding
+
+    def fingerprint(self) -> str:
+        text = f"{RULES_VERSION}|{self.mapper.fingerprint()}|{self.binding.fingerprint()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def operator_for(self, evse_id: str) -> OperatorID | None:
+        if not EvseID.is_valid(evse_id):
+            return None
+        return self.mapper.operator_for(EvseID(evse_id))
+
+    def allowed(self, operator_id: OperatorID, state: EvseObservation) -> bool:
+        return self.binding.allows(operator_id, state.country_code, state.party_id)
+
+
+class Intake:
+    """OCPI changes in, outbox rows out, in one transaction each."""
+
+    def __init__(
+        self,
+        db: Database,
+        ocpi: OcpiStore,
+        outbox: OutboxStore,
+        decider: Decider,
+        *,
+        metrics: Metrics | None = None,
+        lanes: LaneNotifier | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.ocpi = ocpi
+        self.outbox = outbox
+        self.decider = decider
+        self.metrics = metrics
+        self.lanes = lanes
+        self.clock = clock
+
+    # --- what the receiver and the poller call -------------------------------------------------------
+
+    async def get_object(self, path: ObjectPath) -> Document | None:
+        return await self.ocpi.get_object(path)
+
+    async def put(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
+        """PUT replaces the Location, EVSE or Connector at ``path`` (mod_locations PUT)."""
+        updated = self.ocpi.check_put(version, path, body)
+        return await self._write(lambda tx: self.ocpi.put_in(tx, version, path, body, updated))
+
+    async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
+        """PATCH merges the fields given into the stored object (mod_locations PATCH)."""
+        merged, updated = self.ocpi.check_patch(version, path, body)
+        return await self._write(lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated))
+
+    async def apply_sender_locations(
+        self, country_code: str, party_id: str, version: OcpiVersion, locations: Sequence[dict[str, Any]]
+    ) -> int:
+        """Upsert Locations fetched from a CPO's Locations sender, in one transaction; how many changed.
+        An invalid one, one of another party or one dated in the future is skipped (logged)."""
+        accepted = self.ocpi.check_sender_locations(country_code, party_id, version, locations)
+
+        def write(tx: Tx) -> tuple[int, Recorded]:
+            changed, recorded = 0, Recorded()
+            for path, document, updated in accepted:
+                result = self.ocpi.put_in(tx, version, path, document, updated)
+                changed += result.outcome.value in ("created", "updated")
+                recorded.add(self._decide(tx, result.touched))
+            return changed, recorded
+
+        changed, recorded = await self.db.write(write)
+        self._after_commit(recorded)
+        return changed
+
+    async def apply_observations(self, states: Sequence[EvseObservation]) -> None:
+        """EVSE states observed one by one, outside a Location document (tests, and status sources that
+        report EVSEs alone); an observation older than the stored state of its EVSE changes nothing."""
+
+        def write(tx: Tx) -> Recorded:
+            recorded = Recorded()
+            for state in states:
+                touched = self.ocpi.upsert_evse_state(tx, state)
+                if touched is not None:
+                    recorded.add(self._decide(tx, [touched]))
+            return recorded
+
+        self._after_commit(await self.db.write(write))
+
+    async def reconcile(self) -> int:
+        """At start: if the configuration the decisions depend on (operators, parties, mapping, rules)
+        changed since they were made, or EVSEs were stored before their EvseIDs were indexed, re-decide
+        every EvseID. Returns how many were re-decided."""
+        fingerprint = self.decider.fingerprint()
+
+        def write(tx: Tx) -> tuple[int, Recorded]:
+            filled = self.ocpi.fill_oicp_keys(tx)
+            found = tx.execute("SELECT value FROM bridge_meta WHERE name = 'decisions'").fetchone()
+            if filled == 0 and found is not None and found[0] == fingerprint:
+                return 0, Recorded()
+            evse_ids = set(self.ocpi.evse_ids(tx)) | {e for _, e in self.outbox.evse_ids(tx)}
+            recorded = Recorded()
+            for evse_id in sorted(evse_ids):
+                recorded.add(self._decide_evse_id(tx, evse_id, touched=frozenset()))
+            tx.execute(
+                "INSERT INTO bridge_meta (name, value) VALUES ('decisions', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (fingerprint,),
+            )
+            return len(evse_ids), recorded
+
+        count, recorded = await self.db.write(write)
+        recorded.observed.clear()  # nothing was observed: the same states, decided again
+        self._after_commit(recorded)
+        return count
+
+    # --- inside the transaction ------------------------------------------------------------------------
+
+    async def _write(self, change: Callable[[Tx], WriteResult]) -> WriteResult:
+        def write(tx: Tx) -> tuple[WriteResult, Recorded]:
+            result = change(tx)
+            return result, self._decide(tx, result.touched)
+
+        result, recorded = await self.db.write(write, inline=True)
+        self._after_commit(recorded)
+        return result
+
+    def _decide(self, tx: Tx, touched: Iterable[Touched]) -> Recorded:
+        """Re-decide every EvseID the touched EVSEs hold now or held before (a rename withdraws the old)."""
+        recorded = Recorded()
+        evse_ids: dict[str, None] = {}
+        sources: set[str] = set()
+        for item in touched:
+            recorded.observed.append(item.state.status)
+            sources.add(source_key(item.state))
+            keys = [oicp_key(item.state.evse_id), oicp_key(item.previous_evse_id)]
+            for key in keys:
+                if key:
+                    evse_ids[key] = None
+            if not keys[0]:
+                blank = item.state.evse_id is None or not item.state.evse_id.strip()
+                reason = SkipReason.NO_EVSE_ID if blank else SkipReason.INVALID_EVSE_ID
+                self._not_pushed(tx, item.state, reason, recorded)
+        for evse_id in evse_ids:
+            recorded.add(self._decide_evse_id(tx, evse_id, touched=frozenset(sources)))
+        return recorded
+
+    def _decide_evse_id(self, tx: Tx, evse_id: str, *, touched: frozenset[str]) -> Recorded:
+        recorded = Recorded()
+        candidates = self.ocpi.evses_holding(tx, evse_id)
+        operator_id = self.decider.operator_for(evse_id)
+        if operator_id is None:
+            for state in candidates:
+                if source_key(state) in touched:
+                    self._not_pushed(tx, state, SkipReason.NO_OPERATOR, recorded)
+            return recorded
+        allowed = []
+        for state in candidates:
+            if self.decider.allowed(operator_id, state):
+                allowed.append(state)
+            elif source_key(state) in touched:
+                self._not_pushed(tx, state, SkipReason.PARTY_NOT_ALLOWED, recorded)
+        chosen = owner(allowed)
+        if chosen is None:
+            # no EVSE of an allowed party holds it any more (renamed, or never allowed): withdraw it
+            desired = Desired(Action.DELETE, None, OcpiEvseStatus.REMOVED.value, 0, "")
+        else:
+            decision = self.decider.mapper.decide(chosen)
+            if isinstance(decision, Skip):
+                self._not_pushed(tx, chosen, decision.reason, recorded)
+                return recorded  # e.g. PLANNED: Hubject keeps what it holds
+            assert isinstance(decision, Push)
+            self._pushed(tx, chosen)
+            desired = Desired(
+                decision.action, decision.status, chosen.status.value, to_micros(chosen.last_updated),
+                source_key(chosen),
+            )  # fmt: skip
+        observed = self.outbox.observe(tx, str(operator_id), evse_id, desired, self.clock())
+        op = str(operator_id)
+        if observed.pending:
+            recorded.pending[op] = recorded.pending.get(op, 0) + 1
+        if observed.created:
+            recorded.new_evses[op] = recorded.new_evses.get(op, 0) + 1
+        return recorded
+
+    def _not_pushed(self, tx: Tx, state: EvseObservation, reason: SkipReason, recorded: Recorded) -> None:
+        recorded.not_pushed.append(reason)
+        tx.execute(
+            "INSERT INTO not_pushed (source, evse_id, ocpi_status, reason, last_updated_us, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET evse_id = excluded.evse_id, "
+            "ocpi_status = excluded.ocpi_status, reason = excluded.reason, "
+            "last_updated_us = excluded.last_updated_us, seen_at = excluded.seen_at",
+            (
+                source_key(state), state.evse_id, state.status.value, reason.value,
+                to_micros(state.last_updated), self.clock(),
+            ),
+        )  # fmt: skip
+
+    @staticmethod
+    def _pushed(tx: Tx, state: EvseObservation) -> None:
+        tx.execute("DELETE FROM not_pushed WHERE source = ?", (source_key(state),))
+
+    # --- after the commit ------------------------------------------------------------------------------
+
+    def _after_commit(self, recorded: Recorded) -> None:
+        if self.metrics is not None:
+            for status in recorded.observed:
+                self.metrics.observations.labels(status.value).inc()
+            for reason in recorded.not_pushed:
+                self.metrics.not_pushed.labels(reason.value).inc()
+        if self.lanes is not None:
+            for operator in recorded.pending.keys() | recorded.new_evses.keys():
+                self.lanes.notify(
+                    OperatorID(operator),
+                    pending=recorded.pending.get(operator, 0),
+                    new_evses=recorded.new_evses.get(operator, 0),
+                )
