@@ -42,6 +42,7 @@ from pydantic_settings import (
 )
 
 from bridge.errors import ConfigError
+from bridge.evse_data.settings import EvseDataSettings, normalise_hotline
 from bridge.mapping import Withdrawal, parse_overrides
 from bridge.observation import OcpiEvseStatus
 from bridge.ownership import PartyRef
@@ -178,6 +179,25 @@ class OperatorConfig(Section):
     # the OCPI parties ("CC/PID") allowed to publish this operator's EVSEs; None: the party the OperatorID
     # names (DE*ABC -> DE/ABC). bridge.ownership
     ocpi_parties: Annotated[list[PartyRef] | None, BeforeValidator(_party_list)] = None
+    # EVSE data (docs/evse-data.md): off by default, as when the data is uploaded by other means
+    push_evse_data: bool = False
+    hotline_phone_number: str | None = None
+    evse_data: EvseDataSettings | None = None  # [operators.evse_data]: overrides of [evse_data]
+
+    @field_validator("hotline_phone_number")
+    @classmethod
+    def _hotline(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_hotline(value)
+
+    @model_validator(mode="after")
+    def _data_needs(self) -> OperatorConfig:
+        # OICP 2.3 EvseDataRecord: HotlinePhoneNumber is mandatory and OCPI has no such field;
+        # eRoamingPushEvseData: OperatorName is mandatory (optional only for status)
+        if self.push_evse_data and self.hotline_phone_number is None:
+            raise ValueError('push_evse_data = true needs hotline_phone_number (e.g. "+49 30 1234567")')
+        if self.push_evse_data and not self.operator_name:
+            raise ValueError("push_evse_data = true needs operator_name (mandatory in eRoamingPushEvseData)")
+        return self
 
 
 class TokenConfig(Section):
@@ -257,6 +277,7 @@ class ResyncConfig(Section):
     interval: Duration = 86400.0  # 0 = off
     # the first fullLoad waits until no new EVSE arrived for this long (and every sender was polled in full)
     first_fullload_quiet: Duration = 30.0
+    data_interval: Duration = 7 * 86400.0  # EVSE data fullLoad, weekly as Hubject advises; 0 = off
     max_shrink: float = Field(default=0.2, ge=0.0, le=1.0)
 
 
@@ -319,6 +340,18 @@ class BridgeConfig(BaseSettings):
         if twice:  # two lanes for one operator would push it in parallel, which OICP forbids
             raise ValueError(f"{', '.join(twice)} configured more than once")
         return operators
+
+    evse_data: EvseDataSettings = Field(default_factory=EvseDataSettings)
+
+    @model_validator(mode="after")
+    def _data_needs_rest(self) -> BridgeConfig:
+        pushing = [str(o.operator_id) for o in self.operators if o.push_evse_data]
+        if pushing and self.hubject.protocol is Protocol.SOAP:
+            raise ValueError(
+                f'push_evse_data = true ({", ".join(pushing)}) needs protocol = "rest": this release '
+                "pushes EVSE data over OICP 2.3 REST only; with SOAP (OICP 2.2) it is status only"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

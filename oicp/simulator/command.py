@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="EvseIDs with EVSE data, one per line; pushes for others are answered 603 Unknown EVSE ID",
     )
+    data.add_argument(
+        "--require-evse-data",
+        action="store_true",
+        help="answer a status push for EvseIDs without pushed EVSE data 603, as Hubject does",
+    )
     faults = parser.add_argument_group("fault injection (also PUT /_simulator/faults)")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault dice (runs repeat)")
     faults.add_argument("--error-rate", type=_rate, default=0.0, help="share of requests answered 5xx")
@@ -117,7 +122,9 @@ def _known_evse_ids(path: Path | None) -> list[str] | None:
 
 async def serve_until_stopped(args: argparse.Namespace) -> None:
     simulator = HubjectSimulator(
-        faults=faults_from_args(args), known_evse_ids=_known_evse_ids(args.known_evse_ids)
+        faults=faults_from_args(args),
+        known_evse_ids=_known_evse_ids(args.known_evse_ids),
+        require_evse_data=args.require_evse_data,
     )
     host, port = args.listen
     stop = asyncio.Event()
