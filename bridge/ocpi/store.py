@@ -393,6 +393,11 @@ class OcpiStore:
         tx.execute(UPSERT_EVSE, (*key, *row, oicp_key(state.evse_id)))
         return Touched(state, None if found is None else found["evse_id"])
 
+    @staticmethod
+    def is_status_patch(path: ObjectPath, body: Document) -> bool:
+        """Whether a PATCH is the commonest request, an EVSE's ``status`` (the fast path's kind)."""
+        return path.kind is ObjectKind.EVSE and set(body) <= _STATUS_PATCH and body.get("status") in _STATUSES
+
     def _patch_evse_status(
         self, tx: Tx, version: OcpiVersion, path: ObjectPath, body: Document, updated: datetime
     ) -> WriteResult | None:
