@@ -191,24 +191,27 @@ class AdminApp:
 
     # --- authorisation ------------------------------------------------------------------------------------
 
-    def _authorised(self, request: web.Request) -> bool:
-        """``Authorization: Bearer <[admin] token>``."""
-        header = request.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and self._token_matches(header.removeprefix("Bearer "))
-
     def _token_matches(self, presented: str) -> bool:
+        """The admin token typed into a console form, compared as bytes like ``bearer_matches``."""
         if self.token is None:
             return False
         expected = self.token.get_secret_value().encode("utf-8")
-        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), expected)
+        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape").strip(), expected)
+
+    def _auth_failed(self, request: web.Request) -> None:
+        self.metrics.auth_failures.labels("admin").inc()
+        log.warning("admin_authentication_failed", source=request.remote or "unknown", path=request.path)
 
     def _refuse_api(self, request: web.Request) -> web.Response | None:
         if self.token is None:
             return web.json_response(
                 {"error": "this action over HTTP needs [admin] token to be set"}, status=403
             )
-        if not self._authorised(request):
-            return web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        if not bearer_matches(request.headers.get("Authorization"), self.token):
+            self._auth_failed(request)
+            return web.json_response(
+                {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return None
 
     async def _refuse_form(self, request: web.Request) -> tuple[web.Response | None, dict[str, str]]:
@@ -227,6 +230,7 @@ class AdminApp:
         if self.token is None:
             return _page_error("this action needs [admin] token in the configuration", 403), form
         if not self._token_matches(form.get("token", "")):
+            self._auth_failed(request)
             return _page_error("wrong admin token: nothing was changed", 401), form
         return None, form
 
@@ -309,6 +313,18 @@ class AdminApp:
         outcomes = await self.dispatcher.request_resync(operator, force=False)
         ok = all(o.result is ResyncResult.DONE for o in outcomes)
         raise web.HTTPSeeOther("/status?done=" + quote("resync-done" if ok else "resync-failed"))
+
+
+def bearer_matches(header: str | None, token: SecretStr) -> bool:
+    """``Authorization: Bearer <token>``, the scheme in any case (RFC 7235 2.1), compared as bytes in
+    constant time: a header with non-ASCII bytes is a wrong token (401), never an exception, and the
+    header never reaches a message. aiohttp decodes header bytes as UTF-8 with surrogateescape."""
+    if not header:
+        return False
+    raw = header.encode("utf-8", "surrogateescape").strip()
+    scheme, _, value = raw.partition(b" ")
+    expected = token.get_secret_value().encode("utf-8")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), expected)
 
 
 def _outcomes_json(outcomes: list[ResyncOutcome]) -> list[dict[str, Any]]:

@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from bridge.admin import AdminApp
-from bridge.config import BridgeConfig, Protocol, ReceiverConfig
+from bridge.config import BridgeConfig, Protocol, ReceiverConfig, parse_listen
 from bridge.dispatcher import Dispatcher
-from bridge.errors import ConfigError
+from bridge.errors import ConfigError, ListenError
 from bridge.feeds import FeedHealth
 from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper, parse_overrides
@@ -37,10 +39,14 @@ from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
 from oicp import EvseStatusClient, RestClient, SoapClient
 
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host.strip("[]") or "127.0.0.1", int(port)
+# File descriptors kept free below the process's limit for everything but the OCPI receiver's
+# connections: the store (a few), the Hubject connection pool, the admin listener, pollers, logs.
+RESERVED_FDS = 160
+ADMIN_MAX_CONNECTIONS = 64
+ADMIN_IDLE_TIMEOUT = 15.0
+# One line per this many seconds for repeated accept() failures (EMFILE...), with the count suppressed.
+ACCEPT_ERROR_LOG_INTERVAL = 10.0
+LINGERING_TIME = 1.0
 
 
 def build_client(config: BridgeConfig) -> EvseStatusClient:
@@ -177,11 +183,29 @@ class Bridge:
                 fetch_missing=self.fetch_missing(),
                 own_party=own_party,
                 feeds=self.feeds,
+                max_body_bytes=int(receiver.max_body_size),
+                on_auth_failure=lambda: self.metrics.auth_failures.labels("ocpi").inc(),
             )
-            receiver_runner = await _serve(receiver_app, receiver_socket, receiver_tls(receiver))
+            loop = asyncio.get_running_loop()
+            previous_handler = loop.get_exception_handler()
+            loop.set_exception_handler(AcceptErrorLog(self.log).handle)
+            stack.callback(loop.set_exception_handler, previous_handler)
+            receiver_cap = connection_cap(receiver.max_connections)
+            receiver_runner = await _serve(
+                receiver_app,
+                receiver_socket,
+                receiver_tls(receiver),
+                idle_timeout=receiver.idle_timeout,
+                max_connections=receiver_cap,
+            )
             admin_socket = _bind(self.config.admin.listen)
             stack.callback(admin_socket.close)
-            admin_runner = await _serve(self.admin.build(), admin_socket)
+            admin_runner = await _serve(
+                self.admin.build(),
+                admin_socket,
+                idle_timeout=ADMIN_IDLE_TIMEOUT,
+                max_connections=ADMIN_MAX_CONNECTIONS,
+            )
             stack.push_async_callback(admin_runner.cleanup)
             admin_host, admin_port = admin_socket.getsockname()[:2]
             self.admin_url = f"http://{admin_host}:{admin_port}"
@@ -195,6 +219,7 @@ class Bridge:
                 protocol=self.config.hubject.protocol.value,
                 operators=[str(o.operator_id) for o in self.config.operators],
                 sources=len(self.pollers),
+                max_connections=receiver_cap,
             )
             stop = asyncio.Event()
             try:
@@ -243,6 +268,44 @@ def receiver_tls(receiver: ReceiverConfig) -> ssl.SSLContext | None:
     return context
 
 
+def connection_cap(configured: int) -> int:
+    """``max_connections``, lowered to stay below the file-descriptor limit (systemd's default soft
+    limit is 1024: 1 100 idle connections used to exhaust it and stop intake and pushes alike)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return configured
+    return min(configured, max(16, soft - RESERVED_FDS))
+
+
+class AcceptErrorLog:
+    """The event loop's exception handler: a failing ``accept()`` (EMFILE, ENFILE, ENOBUFS) is logged at
+    most once per ``ACCEPT_ERROR_LOG_INTERVAL`` with the number of repeats; anything else goes to the
+    loop's default handler as before."""
+
+    def __init__(self, log: structlog.stdlib.BoundLogger, clock: Any = time.monotonic) -> None:
+        self.log = log
+        self.clock = clock
+        self.last_logged: float | None = None
+        self.suppressed = 0
+
+    def handle(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if not message.startswith("socket.accept()"):
+            loop.default_exception_handler(context)
+            return
+        now = self.clock()
+        if self.last_logged is not None and now - self.last_logged < ACCEPT_ERROR_LOG_INTERVAL:
+            self.suppressed += 1
+            return
+        self.log.error(
+            "accepting connections fails",
+            error=str(context.get("exception", message)),
+            repeated=self.suppressed,
+            hint="raise LimitNOFILE or lower [ocpi.receiver] max_connections",
+        )
+        self.last_logged, self.suppressed = now, 0
+
+
 def _bind(listen: str) -> socket.socket:
     host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -250,18 +313,70 @@ def _bind(listen: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     sock.listen(128)
     sock.setblocking(False)
     return sock
 
 
+# What a connection beyond the cap gets before it is closed (no request is read from it).
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 25\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\n\r\ntoo many open connections"
+)
+
+
+class _Refused(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY_RESPONSE)
+        transport.close()
+
+
+@dataclass
+class Listener:
+    """One HTTP listener: aiohttp's request handling on an asyncio server that caps its connections."""
+
+    runner: web.AppRunner
+    server: asyncio.Server
+
+    async def cleanup(self) -> None:
+        self.server.close()  # stop accepting, then let aiohttp finish and close the open connections
+        await self.runner.cleanup()
+
+
 async def _serve(
-    app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
-) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    app: web.Application,
+    sock: socket.socket,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    idle_timeout: float,
+    max_connections: int,
+) -> Listener:
+    # aiohttp starts its keep-alive timer when a connection opens and re-arms it after each answer; it
+    # closes the connection when it fires without a complete request head: that is both the header
+    # timeout (a half-sent request) and the idle timeout.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=5.0,
+        keepalive_timeout=idle_timeout,
+        # after an early answer (413 for a body over the limit) aiohttp reads and drops the rest of the
+        # body for up to this long before closing: 10 s by default, which also held up every shutdown
+        lingering_time=LINGERING_TIME,
+    )
     await runner.setup()
-    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
-    return runner
+    handler_factory = runner.server
+    assert handler_factory is not None
+
+    def protocol() -> asyncio.BaseProtocol:
+        if len(handler_factory.connections) >= max_connections:
+            return _Refused()
+        return handler_factory()
+
+    server = await asyncio.get_running_loop().create_server(
+        protocol, sock=sock, ssl=ssl_context, ssl_handshake_timeout=idle_timeout if ssl_context else None
+    )
+    return Listener(runner, server)

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--locations", type=int, default=20, help="locations of the simulated CPO")
     parser.add_argument("--evses", type=int, default=4, help="EVSEs per location")
     parser.add_argument("--rounds", type=int, default=6, help="rounds of status changes")
-    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--seed", type=int, default=2026, help="RNG seed: the same seed gives the same run")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
 
 

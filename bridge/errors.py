@@ -1,4 +1,17 @@
-"""The bridge's error hierarchy (the OCPI side has its own under ``bridge.ocpi.errors``)."""
+"""The bridge's error hierarchy: ``BridgeError`` is the one root of every error the bridge raises on
+purpose, so ``oicp-bridge run`` catches exactly it (and ``oicp.errors.OICPError`` from the library)::
+
+    BridgeError
+    ├── ConfigError             the configuration cannot work (one line per problem)
+    ├── ListenError             a listener cannot bind its address
+    ├── StoreError              the store could not do what was asked
+    │   ├── StoreClosedError
+    │   └── StoreLockedError    another daemon holds the store
+    ├── ResyncRefusedError
+    └── bridge.ocpi.errors.OcpiError    the OCPI side (its own tree there)
+        ├── OcpiStatusError…    a request the receiver refuses, with its OCPI status code
+        └── OcpiClientError…    the bridge as an OCPI client could not complete a call
+"""
 
 from __future__ import annotations
 
@@ -15,12 +28,21 @@ class ConfigError(BridgeError):
         super().__init__("; ".join(problems))
 
 
+class ListenError(BridgeError):
+    """A listener (OCPI receiver, admin) cannot bind its address: in use, or not an address of this host."""
+
+
 class StoreError(BridgeError):
     """The store could not do what was asked (disk full, file locked, corrupt database...)."""
 
 
 class StoreClosedError(StoreError):
     """The store is not open (not yet, or already shut down)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's lock: one daemon per SQLite file (two would push one operator in
+    parallel, which OICP forbids)."""
 
 
 class ResyncRefusedError(BridgeError):

@@ -106,12 +106,17 @@ class Intake:
     async def put(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PUT replaces the Location, EVSE or Connector at ``path`` (mod_locations PUT)."""
         updated = self.ocpi.check_put(version, path, body)
-        return await self._write(lambda tx: self.ocpi.put_in(tx, version, path, body, updated))
+        return await self._write(lambda tx: self.ocpi.put_in(tx, version, path, body, updated), inline=False)
 
     async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PATCH merges the fields given into the stored object (mod_locations PATCH)."""
         merged, updated = self.ocpi.check_patch(version, path, body)
-        return await self._write(lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated))
+        # only the status fast path is short for sure; anything that loads a whole Location document runs on
+        # the store's thread, so a 10 000-EVSE Location never holds the event loop (docs/benchmarks.md)
+        inline = self.ocpi.is_status_patch(path, merged)
+        return await self._write(
+            lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated), inline=inline
+        )
 
     async def apply_sender_locations(
         self, country_code: str, party_id: str, version: OcpiVersion, locations: Sequence[dict[str, Any]]
@@ -175,12 +180,12 @@ class Intake:
 
     # --- inside the transaction ------------------------------------------------------------------------
 
-    async def _write(self, change: Callable[[Tx], WriteResult]) -> WriteResult:
+    async def _write(self, change: Callable[[Tx], WriteResult], *, inline: bool) -> WriteResult:
         def write(tx: Tx) -> tuple[WriteResult, Recorded]:
             result = change(tx)
             return result, self._decide(tx, result.touched)
 
-        result, recorded = await self.db.write(write, inline=True)
+        result, recorded = await self.db.write(write, inline=inline)
         self._after_commit(recorded)
         return result
 

@@ -273,6 +273,14 @@ class Metrics:
             ["operator_id", "code"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "oicp_bridge_auth_failures",
+            "requests refused for a missing, malformed or unknown token, by listener (ocpi, admin)",
+            ["listener"],
+            registry=r,
+        )
+        for listener in ("ocpi", "admin"):
+            self.auth_failures.labels(listener)
         self.resyncs = Counter(
             "oicp_bridge_resyncs", "fullLoad resyncs, by result", ["operator_id", "result"], registry=r
         )

@@ -415,7 +415,7 @@ def read_status(
     problems, warnings = assess(store, None, {}, feeds)
     snap = Snapshot(now, now, "", store, None, {}, feeds, stale_after, problems, warnings)
     body = snapshot_json(snap)
-    for key in ("version", "started_at", "uptime_s", "ready", "problems"):
+    for key in ("version", "started_at", "uptime_s", "ready", "problems", "state", "reason"):
         del body[key]  # facts of a running process, not of a file
     return body
 

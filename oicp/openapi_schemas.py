@@ -36,6 +36,25 @@ class Schema(StrEnum):
     PULL_EVSE_STATUS_BY_OPERATOR_ID = "emp-2.3/src/schemas/eRoamingPullEVSEStatusByOperatorID.yaml"
     EVSE_STATUS_RESPONSE = "emp-2.3/src/schemas/eRoamingEVSEStatus.yaml"
     EVSE_STATUS_BY_ID_RESPONSE = "emp-2.3/src/schemas/eRoamingEVSEStatusByID.yaml"
+    PUSH_EVSE_DATA = "cpo-2.3/src/schemas/eRoamingPushEvseData.yaml"
+    EVSE_DATA_RECORD = "cpo-2.3/src/schemas/EvseDataRecord.yaml"
+    PULL_EVSE_DATA = "emp-2.3/src/schemas/eRoamingPullEVSEData.yaml"
+    EVSE_DATA_RESPONSE = "emp-2.3/src/schemas/eRoamingEVSEData.yaml"
+
+
+class _OpenApiLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans only. PyYAML follows YAML 1.1, where ``on``/``off``/``yes``/``no`` are booleans,
+    so ``OpeningTimes.yaml``'s ``required: [Period, on]`` would require a key ``True`` that no JSON object
+    can have; OpenAPI 3.0 documents are YAML 1.2, where only true/false are."""
+
+
+_OpenApiLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_OpenApiLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @functools.cache
@@ -45,7 +64,8 @@ def _load_yaml(uri: str) -> Resource[Any]:
     push re-read and re-parsed ``EvseID.yaml`` (about 3 ms a record; a 100 000-record fullLoad took 2 min)."""
     path = Path(uri.removeprefix("file://"))
     with path.open(encoding="utf-8") as handle:
-        return Resource.from_contents(yaml.safe_load(handle), default_specification=DRAFT4)
+        contents = yaml.load(handle, Loader=_OpenApiLoader)  # a SafeLoader subclass: no arbitrary objects
+        return Resource.from_contents(contents, default_specification=DRAFT4)
 
 
 class _CycleError(Exception):
@@ -85,8 +105,16 @@ def _validator(schema: Schema) -> Draft4Validator:
 
 
 Check = Callable[[Any], bool]
-_ANNOTATIONS = frozenset({"description", "example", "title"})
-_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "object": dict, "array": list, "boolean": bool}
+# ``format`` too: the validator has no format checker, so jsonschema treats it as an annotation
+_ANNOTATIONS = frozenset({"description", "example", "title", "format"})
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "object": dict,
+    "array": list,
+    "boolean": bool,
+    "integer": int,  # a float such as 1.0 fails here and goes to the full validator, which decides
+    "number": (int, float),
+}
 
 
 def _fast_check(schema: Any) -> Check | None:
@@ -138,8 +166,12 @@ def _keyword_check(key: str, value: Any) -> Check | None:
     if key == "enum" and isinstance(value, list) and all(isinstance(v, str) for v in value):
         allowed = frozenset(value)
         return lambda i: isinstance(i, str) and i in allowed
-    if key == "maximum":  # applies to numbers only; on strings (a quirk of the files) it is ignored
-        return lambda i: isinstance(i, bool) or not isinstance(i, int | float)
+    if key in ("maximum", "minimum") and isinstance(value, int | float) and not isinstance(value, bool):
+        # numbers only (booleans are not numbers in JSON Schema); on strings, a quirk of the files, ignored
+        bound = value
+        if key == "maximum":
+            return lambda i: isinstance(i, bool) or not isinstance(i, int | float) or i <= bound
+        return lambda i: isinstance(i, bool) or not isinstance(i, int | float) or i >= bound
     return None
 
 

@@ -11,12 +11,14 @@ its own). It collects, for the whole session:
   ``tests/reliability`` write their stdout/stderr there).
 
 At session end it searches all of it for the known test secrets (the literal tokens the tests use, plus
-whatever a test adds through the ``secrets_registry`` fixture) and the PEM marker ``PRIVATE KEY``; any hit
-is reported and makes the run fail (exit status 1).
+whatever a test adds through the ``secrets_registry`` fixture), each also in the base64 form OCPI 2.2.1
+sends it in (a header that reaches an exception repr shows up that way), and the PEM marker
+``PRIVATE KEY``; any hit is reported and makes the run fail (exit status 1).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -88,6 +90,14 @@ def mask(secret: str) -> str:
     return secret if secret == PEM_MARKER else f"{secret[:4]}…({len(secret)} chars)"
 
 
+def encoded_forms(secret: str) -> list[tuple[str, str]]:
+    """(needle, how to name it): the secret as is and base64-encoded as in ``Authorization: Token``. The
+    encoding's tail depends on what follows the secret (a stray byte), so the stable prefix is searched."""
+    encoded = base64.b64encode(secret.encode()).decode()
+    stable = encoded[: len(secret) // 3 * 4]
+    return [(secret, mask(secret)), (stable, f"base64 of {mask(secret)}")]
+
+
 @dataclass
 class SecretScan:
     registry: SecretRegistry
@@ -106,12 +116,13 @@ class SecretScan:
                 self.add(str(path), path.read_text(encoding="utf-8", errors="replace"))
 
     def findings(self) -> list[Finding]:
-        needles = [*self.registry, PEM_MARKER]
+        needles = [form for secret in self.registry for form in encoded_forms(secret)]
+        needles.append((PEM_MARKER, PEM_MARKER))
         found: dict[tuple[str, str], Finding] = {}
         for where, text in self.chunks:
-            for needle in needles:
+            for needle, name in needles:
                 if needle in text:
-                    found.setdefault((where, needle), Finding(where, mask(needle)))
+                    found.setdefault((where, needle), Finding(where, name))
         return list(found.values())
 
     def attach(self) -> None:

@@ -9,9 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.commands import add_config_argument
-from bridge.config import config_path, load_config
-from bridge.errors import ConfigError
+from bridge.commands import add_config_argument, admin_url, load_config_or_exit
 
 HELP = "send a full status resync (OICP fullLoad) through the running bridge; waits for the outcome"
 
@@ -25,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="first fetch every location again from the configured OCPI senders",
     )
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the outcome")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, metavar="SECONDS", help="seconds to wait for the outcome"
+    )
 
 
 async def request(url: str, token: str, params: dict[str, str], wait: float) -> tuple[int, Any]:
@@ -38,13 +38,7 @@ async def request(url: str, token: str, params: dict[str, str], wait: float) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    path = config_path(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return 1
+    config = load_config_or_exit(args).config
     if config.admin.token is None:
         print("admin.token is not set: the bridge refuses resync requests without it", file=sys.stderr)
         return 1
@@ -53,14 +47,18 @@ def run(args: argparse.Namespace) -> int:
         params["refetch"] = "true"
     if args.operator:
         params["operator"] = args.operator
-    url = f"http://{config.admin.listen}/resync"
+    url = f"{admin_url(config)}/resync"
     try:
         status, body = asyncio.run(request(url, config.admin.token.get_secret_value(), params, args.timeout))
     except (aiohttp.ClientError, TimeoutError) as exc:
         print(f"cannot reach the bridge's admin API at {url}: {exc or type(exc).__name__}", file=sys.stderr)
         return 1
-    if "outcomes" not in body:
-        print(f"the bridge refused: HTTP {status}: {body.get('error', body)}", file=sys.stderr)
+    except ValueError:  # something answers there, but not the bridge (its answers are JSON)
+        print(f"the answer from {url} is not JSON: is the bridge's admin listener there?", file=sys.stderr)
+        return 1
+    if not isinstance(body, dict) or "outcomes" not in body:
+        error = body.get("error", body) if isinstance(body, dict) else body
+        print(f"the bridge refused: HTTP {status}: {error}", file=sys.stderr)
         return 1
     for outcome in body["outcomes"]:
         detail = f"{outcome['records']} records" + (

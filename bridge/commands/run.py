@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 
 import structlog
 
 from bridge.app import Bridge
-from bridge.commands import add_config_argument
-from bridge.config import config_path, load_config
-from bridge.errors import BridgeError, ConfigError
+from bridge.commands import add_config_argument, load_config_or_exit
+from bridge.config import LogFormat, LogLevel
+from bridge.errors import BridgeError
 from bridge.logs import configure_logging
 from oicp.errors import OICPError
 
@@ -21,8 +20,19 @@ HELP = "run the bridge: OCPI in, Hubject out, admin endpoints; SIGTERM/SIGINT dr
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        default=None,
+        help="json lines, or console for a terminal (default: [log] format, else auto: json unless a tty)",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=[level.value for level in LogLevel],
+        default=None,
+        help="the lowest level logged (default: [log] level, else INFO)",
+    )
 
 
 async def serve(bridge: Bridge) -> None:
@@ -34,24 +44,22 @@ async def serve(bridge: Bridge) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
-    configure_logging(json=json_logs, level=args.log_level.upper())
+    # the configuration first: its problems are printed as plain lines, before any log output
+    loaded = load_config_or_exit(args, daemon=True)
+    config = loaded.config
+    log_format = LogFormat(args.log_format) if args.log_format else config.log.format
+    json_logs = {LogFormat.AUTO: None, LogFormat.JSON: True, LogFormat.CONSOLE: False}[log_format]
+    configure_logging(json=json_logs, level=(args.log_level or config.log.level.value))
     log = structlog.get_logger("bridge")
-    path = config_path(args.config)
+    for warning in loaded.warnings:
+        log.warning("configuration warning", problem=warning, config=str(loaded.path))
     try:
-        config = load_config(path, require_file=args.config is not None)
-        if not config.operators:
-            found = "" if path.exists() else " (file not found: use --config or $OICP_BRIDGE_CONFIG)"
-            raise ConfigError([f"no [[operators]] configured, so nothing could be pushed{found}"])
         bridge = Bridge.build(config)
-        if config.hubject.url.startswith("http://"):
-            log.warning("plain http to Hubject: only for local tests", url=config.hubject.url)
         asyncio.run(serve(bridge))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return 1
-    except (BridgeError, OICPError, OSError) as exc:
+    except BridgeError as exc:
         log.error("bridge failed", error=str(exc), error_type=type(exc).__name__)
+        return 1
+    except OICPError as exc:
+        log.error("bridge failed in the Hubject client", error=str(exc), error_type=type(exc).__name__)
         return 1
     return 0

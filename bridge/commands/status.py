@@ -1,32 +1,46 @@
 """``oicp-bridge status``: pending records, last push and errors per operator, dead letters, counts.
 
-Reads the store file directly (read-only), so it works whether or not the daemon is running.
+It asks the running daemon (``GET /status.json`` on the admin listener), so ``ready`` and ``problems``
+are the daemon's own; when no daemon answers it reads the store file directly (read-only) and reports
+the bridge as not ready. The exit status makes it a Nagios-style check: 0 ready and no dead letters,
+1 dead letters or parked records (or a configuration problem), 2 not ready or not running.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sqlite3
 import sys
 import time
 from typing import Any
 
-from bridge.commands import add_config_argument
-from bridge.config import config_path, load_config
-from bridge.errors import ConfigError
+import aiohttp
+
+from bridge.commands import CommandExit, add_config_argument, admin_url, load_config_or_exit
+from bridge.config import BridgeConfig
 from bridge.status import read_status
 
-HELP = "show pending records, last push and errors per operator, dead letters and counts per status"
+HELP = (
+    "show pending records, last push and errors per operator, dead letters and counts per status; "
+    "exit 0 ready, 1 dead letters, 2 not ready or not running"
+)
+OK, DEAD_LETTERS, NOT_READY = 0, 1, 2
+ASK_TIMEOUT = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--json", action="store_true", help="machine-readable output (the same object as /status.json)"
+    )
 
 
 def render(status: dict[str, Any]) -> str:
-    lines = [f"{status['state'].upper().replace('_', ' ')}: {status['reason']}", ""]
+    lines = ["ready" if status.get("ready") else "NOT READY: " + "; ".join(status.get("problems", []))]
+    if status.get("warnings"):
+        lines.append("needs a look: " + "; ".join(status["warnings"]))
     columns = ("pending", "in_flight", "delivered", "dead", "parked")
     lines.append(f"{'operator':<12}" + "".join(f"{c:>11}" for c in columns) + "  last success / last error")
     for operator_id, info in status["operators"].items():
@@ -41,7 +55,7 @@ def render(status: dict[str, Any]) -> str:
         )
     if status["not_pushed"]:
         lines.append("not pushed: " + ", ".join(f"{k}: {v}" for k, v in status["not_pushed"].items()))
-    if status["feeds"]:
+    if status.get("feeds"):
         lines.append("")
         lines.append("OCPI feeds:")
         for feed in status["feeds"]:
@@ -61,18 +75,24 @@ def render(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    path = config_path(args.config)
+async def ask_daemon(url: str) -> dict[str, Any] | None:
+    """The running daemon's /status.json, or None if nothing answers there as the bridge does."""
     try:
-        config = load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
-        return 1
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT)) as session,
+            session.get(url) as response,
+        ):
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return body if isinstance(body, dict) and "operators" in body and "ready" in body else None
+
+
+def read_store(config: BridgeConfig, url: str) -> dict[str, Any]:
     store = config.store.sqlite_path
     if not store.exists():
         print(f"no store at {store}: the bridge has not run with this configuration yet", file=sys.stderr)
-        return 1
+        raise CommandExit(NOT_READY)
     try:
         conn = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
@@ -87,6 +107,22 @@ def run(args: argparse.Namespace) -> int:
             conn.close()
     except sqlite3.Error as exc:
         print(f"cannot read the store at {store}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandExit(NOT_READY) from None
+    status["ready"] = False
+    status["problems"] = [f"the bridge is not running (no answer at {url}); figures read from {store}"]
+    return status
+
+
+def exit_status(status: dict[str, Any]) -> int:
+    if not status.get("ready"):
+        return NOT_READY
+    dead = any((info.get("dead") or 0) + (info.get("parked") or 0) for info in status["operators"].values())
+    return DEAD_LETTERS if dead or status.get("dead_letters") else OK
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args).config
+    url = f"{admin_url(config)}/status.json"
+    status = asyncio.run(ask_daemon(url)) or read_store(config, url)
     print(json.dumps(status, indent=2) if args.json else render(status))
-    return 0
+    return exit_status(status)

@@ -5,6 +5,10 @@ Many CPOs get this wrong either way, so the receiver tolerates both on both vers
 as given and, if it is valid base64, decoded. Tokens the bridge only compares (the pre-shared ones from
 config, the ones it issues at registration) are held as SHA-256 digests; the token the bridge itself
 presents to a CPO is kept as is, since it has to be sent.
+
+Headers are compared as bytes: an ``Authorization`` value with a non-ASCII or undecodable byte is just an
+unknown token (401), never an exception, and the header's text never reaches an error message or a log.
+aiohttp hands header values over decoded as UTF-8 with ``surrogateescape``, which gives the bytes back.
 """
 
 from __future__ import annotations
@@ -65,26 +69,38 @@ class Registration:
 PRESHARED_HEADERS_KEPT = 64  # spellings of a header (Token/token, spacing, plain/base64) remembered
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def header_bytes(header: str | bytes) -> bytes:
+    """A header value as the bytes that were sent (see the module docstring)."""
+    return header if isinstance(header, bytes) else header.encode("utf-8", "surrogateescape")
 
 
-def token_candidates(header: str | None) -> list[str]:
-    """The tokens an ``Authorization`` header may mean: as given, and base64-decoded if it decodes."""
+def hash_token(token: str | bytes) -> str:
+    return hashlib.sha256(header_bytes(token)).hexdigest()
+
+
+def token_candidates(header: str | bytes | None) -> list[bytes]:
+    """The tokens an ``Authorization`` header may mean: as given, and base64-decoded if it decodes.
+
+    The scheme is case-insensitive (RFC 7235 2.1: ``Token``, ``token``, ``TOKEN``)."""
     if not header:
         return []
-    scheme, _, value = header.strip().partition(" ")
+    scheme, _, value = header_bytes(header).strip().partition(b" ")
     value = value.strip()
-    if scheme.lower() != "token" or not value:
+    if scheme.lower() != b"token" or not value:
         return []
     candidates = [value]
     try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
         return candidates
-    if decoded and decoded.isprintable() and decoded != value:
+    if decoded and decoded.isascii() and decoded.decode("ascii").isprintable() and decoded != value:
         candidates.append(decoded)
     return candidates
+
+
+def _text(token: bytes) -> str:
+    # only called once the token matched one the bridge knows (configured or issued: text), so it decodes
+    return token.decode("utf-8", "replace")
 
 
 def token_header(token: str, version: OcpiVersion) -> str:
@@ -107,7 +123,7 @@ class TokenStore:
         # lookup by digest reveals nothing about the token, as comparing digests does not.
         self._preshared_headers: dict[str, Caller] = {}
 
-    async def authenticate(self, header: str | None) -> Caller:
+    async def authenticate(self, header: str | bytes | None) -> Caller:
         header_digest = hash_token(header) if header else ""
         cached = self._preshared_headers.get(header_digest)
         if cached is not None:
@@ -121,7 +137,7 @@ class TokenStore:
             digest = hash_token(token)
             for known, party in self._preshared.items():
                 if hmac.compare_digest(known, digest):
-                    caller = Caller(party, registered=False, token=token)
+                    caller = Caller(party, registered=False, token=_text(token))
                     if len(self._preshared_headers) < PRESHARED_HEADERS_KEPT:
                         self._preshared_headers[header_digest] = caller
                     return caller
@@ -129,7 +145,7 @@ class TokenStore:
         found = await self.db.read(lambda conn: [_by_hash(conn, digest) for digest in digests])
         for token, registration in zip(candidates, found, strict=True):
             if registration is not None:
-                return Caller(registration.party, registered=True, token=token)
+                return Caller(registration.party, registered=True, token=_text(token))
         raise AuthenticationError("unknown token: it is neither configured nor issued at registration")
 
     async def registration(self, party: Party) -> Registration | None:

@@ -4,6 +4,11 @@ POST: the CPO, holding token A (pre-shared, from config), sends its credentials 
 URL); the bridge fetches the CPO's versions with token B, keeps the registration and answers with a fresh
 token C, which the CPO uses from then on. PUT: the same, by a registered CPO, rotating C. DELETE:
 unregister. GET: the bridge's credentials for the caller.
+
+The versions URL is the CPO's to choose, so fetching it must not let a CPO probe the bridge's own network
+(its admin listener on loopback, a cloud metadata service on a link-local address): such targets are
+refused unless ``[ocpi.receiver] allow_local_credentials_urls`` is set (``bridge.ocpi.targets``), redirects
+are not followed, and the CPO gets a generic answer; what went wrong goes to the bridge's log only.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import secrets
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from bridge.ocpi.auth import Caller, Party, Registration, TokenStore
-from bridge.ocpi.credentials_client import credentials_party, fetch_endpoints, fetch_versions, own_credentials
+from bridge.ocpi.client import OcpiClient
+from bridge.ocpi.credentials_client import credentials_party, own_credentials
 from bridge.ocpi.envelope import respond
 from bridge.ocpi.errors import (
     AlreadyRegisteredError,
@@ -26,9 +33,12 @@ from bridge.ocpi.errors import (
     UnsupportedVersionError,
 )
 from bridge.ocpi.locations import validate
+from bridge.ocpi.targets import TargetRefusedError, check_target
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import OcpiVersion
+
+log = structlog.get_logger("bridge.ocpi.credentials")
 
 
 class CredentialsModule:
@@ -40,11 +50,14 @@ class CredentialsModule:
         session: aiohttp.ClientSession,
         own_versions_url: str,
         own_party: Party,
+        *,
+        allow_local: bool = False,
     ) -> None:
         self.tokens = token_store
         self.session = session
         self.own_versions_url = own_versions_url
         self.own_party = own_party
+        self.allow_local = allow_local
 
     async def get(self, request: web.Request, version: OcpiVersion, caller: Caller) -> web.Response:
         # The token in the answer is the one the caller uses with us: the one it just presented.
@@ -88,18 +101,22 @@ class CredentialsModule:
             )
         token_b: str = credentials.token
         try:
-            their_version, details_url, _ = await fetch_versions(self.session, credentials.url, token_b)
-        except OcpiClientError as exc:
-            raise ClientApiError(f"could not GET your versions with the token you sent: {exc}") from exc
+            await check_target(credentials.url, allow_local=self.allow_local)
+            discovery = await OcpiClient(token_b, session=self.session).discover(credentials.url)
+        except (OcpiClientError, TargetRefusedError) as exc:
+            # the detail (refused address, connection refused, HTTP status...) would tell a CPO what
+            # listens where on the bridge's side: it goes to the log, the CPO gets the generic line
+            log.warning("ocpi_credentials_versions_fetch_failed", party=str(caller.party), error=str(exc))
+            raise ClientApiError(
+                "could not GET your versions URL with the token you sent (see the credentials module)"
+            ) from exc
+        their_version = discovery.version
         if their_version is not version:
             raise UnsupportedVersionError(
                 f"you registered over {version} but your highest common version with us is {their_version}:"
                 f" register at {self.own_versions_url} over {their_version}"
             )
-        try:
-            endpoints = await fetch_endpoints(self.session, details_url, token_b, version)
-        except OcpiClientError as exc:
-            raise ClientApiError(f"could not GET your version details {details_url}: {exc}") from exc
+        endpoints = discovery.endpoints
         token_c = secrets.token_urlsafe(32)
         registration = Registration(party, version, token_c, token_b, credentials.url, endpoints, body)
         await self.tokens.save(registration)

@@ -66,10 +66,3 @@ def respond_error(request: web.Request, error: OcpiStatusError) -> web.Response:
     return respond(
         request, status_code=error.status_code, message=error.message, http_status=error.http_status
     )
-
-
-def unwrap(body: Any) -> tuple[int, str, Any]:
-    """Split a received envelope into (status_code, status_message, data); ValueError if it is not one."""
-    if not isinstance(body, dict) or not isinstance(body.get("status_code"), int):
-        raise ValueError("not an OCPI response (no integer status_code)")
-    return body["status_code"], str(body.get("status_message", "")), body.get("data")

@@ -7,9 +7,11 @@ anywhere in request handling yields a correct, actionable answer and no change i
 
 from __future__ import annotations
 
+from bridge.errors import BridgeError
 
-class OcpiError(Exception):
-    """Base of every error raised by ``bridge.ocpi``."""
+
+class OcpiError(BridgeError):
+    """Base of every error raised by ``bridge.ocpi`` (under the bridge's one root, ``BridgeError``)."""
 
 
 class OcpiStatusError(OcpiError):
@@ -69,6 +71,13 @@ class BodyTooLargeError(InvalidParametersError):
     """The request body exceeds the receiver's limit: HTTP 413."""
 
     http_status = 413
+
+
+class RequestTimeoutError(OcpiStatusError):
+    """The request's body did not arrive in time ([ocpi.receiver] body_timeout): HTTP 408."""
+
+    status_code = 2000
+    http_status = 408
 
 
 class UnsupportedVersionError(OcpiStatusError):

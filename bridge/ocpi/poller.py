@@ -19,36 +19,39 @@ a poll that still fails is retried by ``run`` with backoff up to ``max_backoff``
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import logging
 import random
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
+import structlog
 
 from bridge.config import SourceConfig
 from bridge.errors import StoreError
 from bridge.feeds import FeedHealth
+from bridge.ocpi.auth import token_header
+from bridge.ocpi.client import Answer, OcpiClient, RetryableResponseError, next_link
 from bridge.ocpi.errors import OcpiClientError, OcpiError, OcpiResponseError, OcpiTransportError
-from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
+from bridge.ocpi.versions import OcpiVersion
 from bridge.outbox import EPOCH, to_micros
 from bridge.store.database import Database
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the session is only passed through to the one OCPI client
+    import aiohttp
+
+__all__ = ["PollError", "SenderPoller", "authorization", "backoff_delay", "next_link"]
+
+# structured events (docs/bridge.md, logs): an event name and fields, never a Python repr as the message
+log = structlog.get_logger("bridge.ocpi.poller")
 
 Clock = Callable[[], datetime]
 Document = dict[str, Any]
 
 DEFAULT_OVERLAP = timedelta(seconds=60)
 MAX_IMMEDIATE_REPOLLS = 2
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?', re.IGNORECASE)
 
 
 class PollError(OcpiClientError):
@@ -92,19 +95,7 @@ def format_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def authorization(token: str, version: OcpiVersion) -> str:
-    """``Token <token>``: base64 under 2.2.1 (transport_and_format, Authorization), plain under 2.1.1."""
-    if version is OcpiVersion.V2_2_1:
-        token = base64.b64encode(token.encode("utf-8")).decode("ascii")
-    return f"Token {token}"
-
-
-def next_link(header: str | None) -> str | None:
-    """The ``rel="next"`` target of a ``Link`` header (RFC 8288), if any."""
-    if not header:
-        return None
-    match = _LINK_NEXT.search(header)
-    return match.group(1) if match else None
+authorization = token_header  # the one header builder (bridge.ocpi.auth), under its old name here
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random) -> float:
@@ -179,10 +170,6 @@ class _Page:
     next_url: str | None
 
 
-class _RetryableError(OcpiResponseError):
-    """A failure worth retrying the same request for (5xx, 429, OCPI 3xxx, transport)."""
-
-
 class SenderPoller:
     """Polls one source. ``poll_once`` for one poll, ``run`` for the loop, ``request_full`` for a resync."""
 
@@ -214,30 +201,18 @@ class SenderPoller:
         self.page_attempts = page_attempts
         self.retry_base = retry_base
         self.max_backoff = max_backoff
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session = session
-        self._owns_session = session is None
+        self.client = OcpiClient(source.token.get_secret_value(), session=session, timeout=timeout)
         self._rng = rng or random.Random()
         self._endpoint: _Endpoint | None = None
         self.full_poll_done = False  # the bridge holds this sender's set (the first fullLoad waits for it)
         self._full_requested = False
         self._wake = asyncio.Event()
         self.consecutive_failures = 0
+        self._failing_since = 0.0
         self._moving_streak = 0
 
-    @property
-    def _token(self) -> str:
-        return self.source.token.get_secret_value()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
     async def aclose(self) -> None:
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.client.aclose()
 
     def request_full(self) -> None:
         """Make the next poll of ``run`` a full fetch (resync), and start it now."""
@@ -249,28 +224,8 @@ class SenderPoller:
     async def _get(
         self, url: str, version: OcpiVersion | None, params: dict[str, str] | None = None
     ) -> _Page:
-        """One GET; an OCPI success answer as a page (``data`` a list, or one object), else an error.
-
-        ``version`` None (the versions endpoint, before a version is chosen): base64 first, as 2.2.1 wants,
-        then plain on HTTP 401, as a 2.1.1-only CPO wants.
-        """
-        encodings = [version] if version is not None else [OcpiVersion.V2_2_1, OcpiVersion.V2_1_1]
-        for index, encoding in enumerate(encodings):
-            headers = {"Authorization": authorization(self._token, encoding)}
-            try:
-                async with self._http().get(
-                    url, params=params, headers=headers, timeout=self._timeout
-                ) as response:
-                    status = response.status
-                    if status == 401 and index + 1 < len(encodings):
-                        continue
-                    text = await response.text()
-                    total_header = response.headers.get("X-Total-Count")
-                    link = response.headers.get("Link")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise OcpiTransportError(f"GET {url}: {exc!r}") from exc
-            return _parse_page(url, status, text, total_header, link)
-        raise OcpiResponseError(f"GET {url}: no usable token encoding", http_status=401)  # pragma: no cover
+        """One GET; an OCPI success answer as a page (``data`` a list, or one object), else an error."""
+        return _page(await self.client.call("GET", url, version, params=params))
 
     async def _get_with_retries(
         self, url: str, version: OcpiVersion, params: dict[str, str] | None, counter: list[int]
@@ -278,14 +233,14 @@ class SenderPoller:
         for attempt in range(self.page_attempts):
             try:
                 return await self._get(url, version, params)
-            except (OcpiTransportError, _RetryableError) as exc:
+            except (OcpiTransportError, RetryableResponseError) as exc:
                 if attempt + 1 >= self.page_attempts:
                     raise PollError(
                         f"{self.key}: giving up after {self.page_attempts} attempts: {exc}"
                     ) from exc
                 counter[0] += 1
                 delay = backoff_delay(attempt, base=self.retry_base, cap=self.max_backoff, rng=self._rng)
-                log.warning("poll %s: %s; retrying in %.2fs", self.key, exc, delay)
+                log.debug("ocpi_page_retry", source=self.key, error=str(exc), retry_in_s=round(delay, 2))
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -295,25 +250,13 @@ class SenderPoller:
         """The CPO's locations sender endpoint for the best version both sides speak (cached)."""
         if self._endpoint is not None:
             return self._endpoint
-        url = self.source.versions_url
-        versions = (await self._get(url, None)).locations
-        offered = {
-            str(v.get("version")): str(v.get("url")) for v in versions if isinstance(v, dict) and v.get("url")
-        }
-        version = next((v for v in SUPPORTED_VERSIONS if v.value in offered), None)
-        if version is None:
-            raise PollError(f"{url}: no OCPI version in common (offered: {', '.join(offered) or 'none'})")
-        details = (await self._get(offered[version.value], version)).locations
-        endpoints = details[0].get("endpoints") if details else None
-        for endpoint in endpoints if isinstance(endpoints, list) else []:
-            if (
-                isinstance(endpoint, dict)
-                and endpoint.get("identifier") == "locations"
-                and endpoint.get("role", "SENDER") == "SENDER"
-            ):
-                self._endpoint = _Endpoint(version, str(endpoint["url"]).rstrip("/"))
-                return self._endpoint
-        raise PollError(f"{offered[version.value]}: the CPO offers no locations sender endpoint")
+        discovery = await self.client.discover(self.source.versions_url)
+        # used exactly as advertised: a sender whose URL ends in "/" may route only that spelling
+        url = discovery.endpoint("locations", "SENDER")
+        if url is None:
+            raise PollError(f"{discovery.details_url}: the CPO offers no locations sender endpoint")
+        self._endpoint = _Endpoint(discovery.version, url)
+        return self._endpoint
 
     # --- polling ---------------------------------------------------------------------------------
 
@@ -382,9 +325,7 @@ class SenderPoller:
             await self.cursors.save_success(self.key, started, full=cursor is None)
             self.full_poll_done = True  # caught up: a full poll, or an incremental one on top of one
         else:
-            log.warning(
-                "poll %s: the set changed while paging (X-Total-Count %s); polling again", self.key, totals
-            )
+            log.warning("ocpi_poll_set_moved", source=self.key, total_counts=sorted(totals))
         result = PollResult(
             self.key,
             endpoint.version,
@@ -397,7 +338,17 @@ class SenderPoller:
             retries[0],
             consistent,
         )
-        log.info("poll %s: %s", self.key, result)
+        log.info(
+            "ocpi_poll_done",
+            source=self.key,
+            version=result.version.value,
+            full=result.full,
+            pages=pages,
+            locations=locations,
+            changed=changed,
+            retries=result.retries,
+            complete=consistent,
+        )
         return result
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -417,19 +368,35 @@ class SenderPoller:
                     cap=self.max_backoff,
                     rng=self._rng,
                 )
-                log.warning(
-                    "poll %s failed (%d in a row): %s; next try in %.1fs",
-                    self.key,
-                    self.consecutive_failures,
-                    exc,
-                    delay,
-                )
+                # one line when the feed starts failing (error when only the configuration can fix it),
+                # then only debug lines until it recovers; the store keeps the last error for /status
+                if self.consecutive_failures == 1:
+                    if isinstance(exc, SourceConfigError):
+                        log.error("ocpi_source_failing", source=self.key, error=str(exc), permanent=True)
+                    else:
+                        log.warning("ocpi_source_failing", source=self.key, error=str(exc))
+                    self._failing_since = time.monotonic()
+                else:
+                    log.debug(
+                        "ocpi_poll_failed",
+                        source=self.key,
+                        error=str(exc),
+                        failures=self.consecutive_failures,
+                        retry_in_s=round(delay, 1),
+                    )
                 await self._record_error(str(exc))
                 if self.feeds is not None:
                     self.feeds.poll_failed(self.key, str(exc))
             else:
                 if self.feeds is not None:
                     self.feeds.polled(self.key, result.changed)
+                if self.consecutive_failures:
+                    log.info(
+                        "ocpi_source_recovered",
+                        source=self.key,
+                        failed_polls=self.consecutive_failures,
+                        down_s=round(time.monotonic() - self._failing_since, 1),
+                    )
                 self.consecutive_failures = 0
                 self._moving_streak = 0 if result.complete else self._moving_streak + 1
                 # Repeat a poll the set moved under at once, but only twice in a row: a CPO busy enough to
@@ -442,7 +409,7 @@ class SenderPoller:
         try:
             await self.cursors.save_error(self.key, error)
         except StoreError as exc:
-            log.error("poll %s: cannot record the error: %s", self.key, exc)
+            log.error("ocpi_poll_error_not_recorded", source=self.key, error=str(exc))
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
         if delay <= 0:
@@ -459,7 +426,8 @@ class SenderPoller:
         """GET one Location from the CPO's sender; None if the CPO does not know it (or it is another
         party's)."""
         endpoint = await self.discover()
-        url = f"{endpoint.locations_url}/{location_id}"
+        # mod_locations sender, "GET Object": {locations_endpoint_url}/{location_id}
+        url = f"{endpoint.locations_url.rstrip('/')}/{location_id}"
         try:
             page = await self._get(url, endpoint.version)
         except OcpiResponseError as exc:
@@ -487,41 +455,27 @@ class SenderPoller:
             raise PollError(f"{self.key}: fetching Location {location_id}: {exc}") from exc
         if location is None:
             log.warning(
-                "poll %s: the CPO does not know Location %s/%s/%s",
-                self.key,
-                country_code,
-                party_id,
-                location_id,
+                "ocpi_location_unknown_to_sender",
+                source=self.key,
+                country_code=country_code,
+                party_id=party_id,
+                location_id=location_id,
             )
             return
         endpoint = await self.discover()
         await self.sink.apply_sender_locations(country_code, party_id, endpoint.version, [location])
 
 
-def _parse_page(url: str, status: int, text: str, total_header: str | None, link: str | None) -> _Page:
-    """Interpret one answer: an OCPI envelope whose ``data`` is a list (or one object, as a list of one)."""
-    envelope: Any
-    try:
-        envelope = json.loads(text) if text else None
-    except ValueError:
-        envelope = None
-    code = envelope.get("status_code") if isinstance(envelope, dict) else None
-    message = envelope.get("status_message") if isinstance(envelope, dict) else None
-    summary = f"GET {url}: HTTP {status}, OCPI {code} {message or text[:200]!r}"
-    code_int = code if isinstance(code, int) else None
-    if status >= 500 or status == 429 or (code_int is not None and 3000 <= code_int < 4000):
-        raise _RetryableError(summary, http_status=status, status_code=code_int)
-    if status >= 300 or code_int is None or not 1000 <= code_int < 2000:
-        raise OcpiResponseError(summary, http_status=status, status_code=code_int)
-    data = envelope.get("data")
+def _page(answer: Answer) -> _Page:
+    """A success answer as a page: ``data`` a list (or one object, as a list of one)."""
+    answer.success()
+    data = answer.data
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
         raise OcpiResponseError(
-            f"GET {url}: the answer has no data list", http_status=status, status_code=code_int
+            f"GET {answer.url}: the answer has no data list",
+            http_status=answer.http_status,
+            status_code=answer.status_code,
         )
-    try:
-        total = int(total_header) if total_header is not None else None
-    except ValueError:
-        total = None
-    return _Page(data, total, next_link(link))
+    return _Page(data, answer.total, answer.next_url)

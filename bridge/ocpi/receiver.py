@@ -15,13 +15,16 @@ store has committed it; any refused request changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
-import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -39,23 +42,25 @@ from bridge.ocpi.errors import (
     OcpiError,
     OcpiStatusError,
     PartyMismatchError,
+    RequestTimeoutError,
     StoreUnavailableError,
     UnknownLocationError,
 )
-from bridge.ocpi.locations import ObjectPath, Outcome, WriteResult
+from bridge.ocpi.locations import ObjectKind, ObjectPath, Outcome, WriteResult
 from bridge.ocpi.service import LocationsService
+from bridge.ocpi.store import resolve_path
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
 
 FetchMissing = Callable[[str, str, str], Awaitable[None]]
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("bridge.ocpi.receiver")
 
-MAX_BODY_BYTES = 1_000_000
+MAX_BODY_BYTES = 1_000_000  # for apps built without a configuration; [ocpi.receiver] max_body_size wins
 # Seconds a CPO is asked to wait before sending again what the store could not take.
 STORE_RETRY_AFTER = 5
-# Placeholder identity for the bridge in credentials objects until configuration carries one.
+# The bridge's identity when no configuration gives one (tests): ReceiverConfig's defaults.
 DEFAULT_OWN_PARTY = Party("ZZ", "OIB")
 
 STORE_KEY = web.AppKey("ocpi_store", LocationsService)
@@ -78,13 +83,15 @@ def build_receiver_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     client_timeout: float = 10.0,
     feeds: FeedHealth | None = None,
+    on_auth_failure: Callable[[], None] | None = None,
 ) -> web.Application:
     """The receiver app. ``fetch_missing(cc, party_id, location_id)`` (optional) refreshes a Location from
-    the party's sender when a PATCH or sub-object PUT addresses a Location the bridge does not know."""
+    the party's sender when a PATCH or sub-object PUT addresses a Location the bridge does not know.
+    ``on_auth_failure()`` is called for every request refused for its token (the metrics count them)."""
     tokens = token_store or TokenStore(store.db, config.tokens)
-    observe: list[Middleware] = (
-        [receiver_middleware(feeds)] if feeds is not None else []
-    )  # outermost: sees final statuses
+    failures = AuthFailures()
+    body_timeout = config.body_timeout
+    observe: list[Middleware] = [receiver_middleware(feeds)] if feeds is not None else []  # outermost
     app = web.Application(middlewares=[*observe, _envelope_errors], client_max_size=max_body_bytes)
     app[STORE_KEY] = store
     app[TOKENS_KEY] = tokens
@@ -99,7 +106,26 @@ def build_receiver_app(
     app.cleanup_ctx.append(client_session)
 
     async def caller(request: web.Request) -> Caller:
-        return await tokens.authenticate(request.headers.get("Authorization"))
+        try:
+            return await tokens.authenticate(request.headers.get("Authorization"))
+        except AuthenticationError as exc:
+            source = request.remote or "unknown"
+            recent, delay = failures.record(source, time.monotonic())
+            # never the header itself: a near-miss may be a real token with one byte wrong
+            log.warning(
+                "ocpi_authentication_failed",
+                reason=exc.message,
+                source=source,
+                method=request.method,
+                path=request.path[:200],
+                failures_last_minute=recent,
+                held_back_s=delay,
+            )
+            if on_auth_failure is not None:
+                on_auth_failure()
+            if delay > 0:  # a source that keeps failing gets its answers ever later: guessing stays slow
+                await asyncio.sleep(delay)
+            raise
 
     def version_of(request: web.Request) -> OcpiVersion:
         try:
@@ -130,7 +156,13 @@ def build_receiver_app(
         return respond(request, {"version": version.value, "endpoints": endpoints})
 
     def credentials_module(request: web.Request) -> CredentialsModule:
-        return CredentialsModule(tokens, request.app[SESSION_KEY], versions_url, own_party)
+        return CredentialsModule(
+            tokens,
+            request.app[SESSION_KEY],
+            versions_url,
+            own_party,
+            allow_local=config.allow_local_credentials_urls,
+        )
 
     async def credentials(request: web.Request) -> web.Response:
         who = await caller(request)
@@ -140,10 +172,15 @@ def build_receiver_app(
             return await module.get(request, version, who)
         if request.method == "DELETE":
             return await module.delete(request, version, who)
-        body = await read_json(request, max_body_bytes)
+        body = await read_json(request, max_body_bytes, body_timeout)
         if request.method == "POST":
             return await module.post(request, version, who, body)
         return await module.put(request, version, who, body)
+
+    async def resolved(version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+        if version is not OcpiVersion.V2_2_1:
+            return path
+        return await store.db.read(lambda tx: resolve_path(tx, version, path))
 
     async def locations(request: web.Request) -> web.Response:
         who = await caller(request)
@@ -151,14 +188,25 @@ def build_receiver_app(
         path = object_path(request, version, who)
         if request.method == "GET":
             found = await store.get_object(path)
+            if found is None and version is OcpiVersion.V2_2_1:
+                found = await store.get_object(await resolved(version, path))
             if found is None:
                 raise UnknownLocationError(f"unknown {path.kind.value} {path}")
             return respond(request, found)
-        body = await read_json(request, max_body_bytes)
+        body = await read_json(request, max_body_bytes, body_timeout)
         write = store.put if request.method == "PUT" else store.patch
+        if request.method == "PUT":
+            # a PUT in another spelling must replace the stored object, not add a second one
+            path = await resolved(version, path)
+        body = align_ids(version, path, body)
         try:
             result = await write(version, path, body)
         except UnknownLocationError:
+            stored = await resolved(version, path)
+            if stored != path:  # 2.2.1 CiString: the object is stored in another spelling
+                path, body = stored, align_ids(version, stored, body)
+                result = await write(version, path, body)
+                return answer_write(request, result)
             if fetch_missing is None:
                 raise
             # transport_and_format PATCH: a failed PATCH means the sender's object is needed; with a
@@ -183,6 +231,58 @@ def build_receiver_app(
     for method in ("GET", "POST", "PUT", "DELETE"):
         app.router.add_route(method, "/ocpi/{version}/credentials", credentials)
     return app
+
+
+AUTH_FAILURE_WINDOW = 60  # seconds over which a source's failed authentications are counted
+AUTH_FAILURES_FREE = 10  # failures in the window answered at once (a CPO with a typo sees it quickly)
+AUTH_FAILURE_MAX_DELAY = 2.0
+AUTH_SOURCES_KEPT = 10_000
+
+
+class AuthFailures:
+    """Failed authentications per source address over the last ``AUTH_FAILURE_WINDOW`` seconds, and how
+    long to hold the answer to the next one: nothing for the first ``AUTH_FAILURES_FREE``, then doubling
+    from 50 ms up to ``AUTH_FAILURE_MAX_DELAY``. Bounded: the oldest source is forgotten first."""
+
+    def __init__(self) -> None:
+        self._by_source: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+
+    def record(self, source: str, now: float) -> tuple[int, float]:
+        times = self._by_source.pop(source, None) or collections.deque()
+        times.append(now)
+        while times and times[0] < now - AUTH_FAILURE_WINDOW:
+            times.popleft()
+        self._by_source[source] = times
+        if len(self._by_source) > AUTH_SOURCES_KEPT:
+            self._by_source.popitem(last=False)
+        excess = len(times) - AUTH_FAILURES_FREE
+        delay = 0.0 if excess <= 0 else min(AUTH_FAILURE_MAX_DELAY, 0.05 * 2 ** min(excess - 1, 10))
+        return len(times), delay
+
+
+def align_ids(version: OcpiVersion, path: ObjectPath, body: Any) -> Any:
+    """OCPI 2.2.1 ids are CiString (types "CiString", changelog of 2.2.1): a body id equal to the URL's but
+    for case takes the URL's spelling (which is the stored one, once ``resolve_path`` ran), so that the
+    body-versus-URL check compares case-insensitively and the stored spelling is kept. 2.1.1 ids are
+    plain strings: compared as they are."""
+    if version is not OcpiVersion.V2_2_1 or not isinstance(body, dict):
+        return body
+    own = {ObjectKind.LOCATION: "id", ObjectKind.EVSE: "uid", ObjectKind.CONNECTOR: "id"}[path.kind]
+    expected = {ObjectKind.LOCATION: path.location_id, ObjectKind.EVSE: path.evse_uid}.get(
+        path.kind, path.connector_id
+    )
+    wanted = {own: expected}
+    if path.kind is ObjectKind.LOCATION:
+        wanted |= {"country_code": path.country_code, "party_id": path.party_id}
+    changes = {
+        key: value
+        for key, value in wanted.items()
+        if isinstance(body.get(key), str)
+        and value is not None
+        and body[key] != value
+        and body[key].lower() == value.lower()
+    }
+    return {**body, **changes} if changes else body
 
 
 def answer_write(request: web.Request, result: WriteResult) -> web.Response:
@@ -215,13 +315,26 @@ def object_path(request: web.Request, version: OcpiVersion, caller: Caller) -> O
     )
 
 
-async def read_json(request: web.Request, max_body_bytes: int) -> Any:
+async def read_json(request: web.Request, max_body_bytes: int, within: float | None = None) -> Any:
     if request.content_length is not None and request.content_length > max_body_bytes:
-        raise BodyTooLargeError(f"the body is {request.content_length} bytes; the limit is {max_body_bytes}")
+        raise BodyTooLargeError(
+            f"the body is {request.content_length} bytes; the limit is {max_body_bytes}"
+            " ([ocpi.receiver] max_body_size)"
+        )
     try:
-        raw = await request.read()
+        async with asyncio.timeout(within):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise BodyTooLargeError(f"the body exceeds the limit of {max_body_bytes} bytes") from exc
+        raise BodyTooLargeError(
+            f"the body exceeds the limit of {max_body_bytes} bytes ([ocpi.receiver] max_body_size)"
+        ) from exc
+    except TimeoutError as exc:
+        raise RequestTimeoutError(f"the body did not arrive within {within:g} s") from exc
+    except web.RequestPayloadError as exc:  # a gzip/deflate body that does not decompress (was HTTP 500)
+        encoding = request.headers.get("Content-Encoding", "none")
+        raise MalformedJsonError(
+            f"the body cannot be read: it does not decode as its Content-Encoding ({encoding[:40]}) says"
+        ) from exc
     try:
         body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads
     except (ValueError, UnicodeDecodeError) as exc:
@@ -262,7 +375,7 @@ async def _envelope_errors(
         return response
     except StoreError as exc:
         # Nothing was committed (the write's transaction rolled back): refuse with a retryable error.
-        log.error("OCPI request refused: the store cannot take it: %s", exc)
+        log.error("ocpi_request_refused_store_unavailable", error=str(exc), path=request.path[:200])
         response = respond_error(
             request, StoreUnavailableError("the bridge cannot store this change right now; send it again")
         )

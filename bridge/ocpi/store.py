@@ -17,6 +17,7 @@ caller's transaction (``bridge.intake`` owns it and decides the outbox from the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -143,6 +144,40 @@ def _load(conn: Tx, path: ObjectPath) -> tuple[str | None, Document | None]:
             if overlay is not None:
                 evse["status"], evse["last_updated"] = overlay
     return row["version"], document
+
+
+def resolve_path(tx: Tx, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+    """``path`` in the spelling of the stored object it names case-insensitively: OCPI 2.2.1 ids are
+    CiString (changelog of 2.2.1). Unchanged where nothing matches, and for 2.1.1 (plain strings). The
+    receiver asks before a PUT and after a miss (``bridge.ocpi.receiver``)."""
+    if version is not OcpiVersion.V2_2_1:
+        return path
+    row = tx.execute(
+        "SELECT location_id FROM ocpi_location WHERE country_code = ? AND party_id = ?"
+        " AND location_id = ? COLLATE NOCASE ORDER BY location_id = ? DESC LIMIT 1",
+        (path.country_code, path.party_id, path.location_id, path.location_id),
+    ).fetchone()
+    if row is None:
+        return path
+    found = dataclasses.replace(path, location_id=row[0])
+    if path.evse_uid is None:
+        return found
+    _, document = _load(tx, found)
+    evse = _find_ci((document or {}).get("evses"), "uid", path.evse_uid)
+    if evse is None:
+        return found
+    found = dataclasses.replace(found, evse_uid=evse["uid"])
+    if path.connector_id is None:
+        return found
+    connector = _find_ci(evse.get("connectors"), "id", path.connector_id)
+    return found if connector is None else dataclasses.replace(found, connector_id=connector["id"])
+
+
+def _find_ci(items: Any, key: str, value: str) -> Document | None:
+    """The item whose ``key`` equals ``value`` exactly, else ignoring case (CiString)."""
+    candidates = [i for i in items or [] if isinstance(i, dict) and isinstance(i.get(key), str)]
+    exact = next((i for i in candidates if i[key] == value), None)
+    return exact or next((i for i in candidates if i[key].lower() == value.lower()), None)
 
 
 # --- the store ---------------------------------------------------------------------------------------
@@ -357,6 +392,11 @@ class OcpiStore:
                 return None
         tx.execute(UPSERT_EVSE, (*key, *row, oicp_key(state.evse_id)))
         return Touched(state, None if found is None else found["evse_id"])
+
+    @staticmethod
+    def is_status_patch(path: ObjectPath, body: Document) -> bool:
+        """Whether a PATCH is the commonest request, an EVSE's ``status`` (the fast path's kind)."""
+        return path.kind is ObjectKind.EVSE and set(body) <= _STATUS_PATCH and body.get("status") in _STATUSES
 
     def _patch_evse_status(
         self, tx: Tx, version: OcpiVersion, path: ObjectPath, body: Document, updated: datetime

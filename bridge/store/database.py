@@ -21,6 +21,12 @@ as long as the loop takes to run the group's inline writes (a stalled loop would
 
 ``synchronous=FULL``: in WAL mode NORMAL may lose the last commits on power loss; FULL does not, and group
 commit pays for it. Reads use a second connection on a reader thread (WAL lets them run beside writes).
+
+One process per file: ``open`` takes an exclusive ``flock`` on ``<file>.lock`` and holds it until ``close``
+(the kernel drops it if the process dies), so a second daemon on the same store refuses to start instead
+of pushing the same operators in parallel, which OICP forbids. Readers (``oicp-bridge status``) do not
+take it. The file and its ``-wal``/``-shm`` companions are created 0600: they hold the OCPI tokens the
+bridge presents to CPOs (SQLite gives the companions the database file's mode).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.errors import StoreClosedError, StoreError
+from bridge.errors import StoreClosedError, StoreError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,43 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+PRIVATE_MODE = 0o600
+COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def lock_store(path: Path) -> int:
+    """Take the store's exclusive lock (``<file>.lock``, holding the owner's pid); return its descriptor.
+    Raise StoreLockedError if another process holds it."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store's lock file {lock_path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreLockedError(
+            f"another oicp-bridge (pid {holder}) is running on the store {path}: one daemon per store"
+            " (two would push the same operators in parallel, which OICP forbids)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def create_private(path: Path) -> None:
+    """Create the store file 0600 if it is missing, and take group/other access away from an existing
+    file and its companions (a store created by an older version was 0644)."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_MODE))
+    for suffix in COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(PRIVATE_MODE)
+
+
 class Database:
     """The bridge's SQLite database. ``await open()``, then ``write``/``read``; ``await close()``.
 
@@ -87,6 +132,7 @@ class Database:
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._open = False
+        self._lock_fd: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -96,12 +142,18 @@ class Database:
         if self._open:
             return
         loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's folder {self.path.parent}: {exc.strerror}") from exc
+        self._lock_fd = lock_store(self.path)
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
+            create_private(self.path)
             self._write_conn = await loop.run_in_executor(writer, self._connect_and_migrate)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             writer.shutdown(wait=False)
+            self._unlock()
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
         self._writer = writer
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
@@ -127,6 +179,12 @@ class Database:
             await loop.run_in_executor(self._reader, self._read_conn.close)
             self._reader.shutdown(wait=True)
         self._writer = self._reader = self._write_conn = self._read_conn = self._runner = None
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
         """Run ``fn`` in a write transaction; return its result once that transaction is committed.

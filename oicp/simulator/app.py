@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -34,6 +35,8 @@ from oicp.models import (
     StatusCode,
 )
 from oicp.openapi_schemas import Schema, pull_request_schema, validation_errors
+from oicp.simulator import evse_data
+from oicp.simulator.evse_data_state import EvseDataState, missing_data
 from oicp.simulator.faults import FaultDecider, FaultKind, Faults
 from oicp.simulator.state import SimulatorState
 
@@ -81,11 +84,15 @@ class HubjectSimulator:
         faults: Faults | None = None,
         known_evse_ids: Iterable[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        require_evse_data: bool = False,
     ) -> None:
         self.faults = faults if faults is not None else Faults()
         self.state = SimulatorState(
             known_evse_ids=None if known_evse_ids is None else frozenset(EvseID(e) for e in known_evse_ids)
         )
+        self.evse_data = EvseDataState()  # evse_data.py: the data push and pull endpoints
+        if require_evse_data:
+            self.state.status_precheck = functools.partial(missing_data, self.evse_data)
         self.request_log: list[LoggedRequest] = []
         self._clock = clock
         self._decider = FaultDecider(self.faults)
@@ -179,6 +186,7 @@ class HubjectSimulator:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post(PUSH_PATH, self._push)
         app.router.add_post(PULL_PATH, self._pull)
+        evse_data.add_routes(app, self)
         from oicp.simulator.soap import SOAP_PATH, SoapFrontEnd  # imports this module: import late
 
         app.router.add_post(SOAP_PATH, SoapFrontEnd(self, clock=self._clock).handle)
@@ -364,6 +372,7 @@ class HubjectSimulator:
 
     async def _reset(self, request: web.Request) -> web.Response:
         self.state.reset()
+        self.evse_data.reset()
         self.request_log.clear()
         return web.json_response({"reset": True})
 

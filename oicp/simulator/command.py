@@ -40,7 +40,11 @@ def _rate(value: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--listen", type=parse_listen, default=parse_listen(DEFAULT_LISTEN), metavar="HOST:PORT"
+        "--listen",
+        type=parse_listen,
+        default=parse_listen(DEFAULT_LISTEN),
+        metavar="HOST:PORT",
+        help=f"where the simulator listens (default {DEFAULT_LISTEN})",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", type=Path, help="server certificate (PEM); enables HTTPS")
@@ -52,6 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="EvseIDs with EVSE data, one per line; pushes for others are answered 603 Unknown EVSE ID",
+    )
+    data.add_argument(
+        "--require-evse-data",
+        action="store_true",
+        help="answer a status push for EvseIDs without pushed EVSE data 603, as Hubject does",
     )
     faults = parser.add_argument_group("fault injection (also PUT /_simulator/faults)")
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault dice (runs repeat)")
@@ -113,7 +122,9 @@ def _known_evse_ids(path: Path | None) -> list[str] | None:
 
 async def serve_until_stopped(args: argparse.Namespace) -> None:
     simulator = HubjectSimulator(
-        faults=faults_from_args(args), known_evse_ids=_known_evse_ids(args.known_evse_ids)
+        faults=faults_from_args(args),
+        known_evse_ids=_known_evse_ids(args.known_evse_ids),
+        require_evse_data=args.require_evse_data,
     )
     host, port = args.listen
     stop = asyncio.Event()

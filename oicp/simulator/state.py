@@ -17,7 +17,7 @@ The unknown ids are listed in AdditionalInfo so a pusher can drop them and send 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from oicp.ids import EvseID, OperatorID
@@ -40,6 +40,8 @@ class SimulatorState:
     """EVSE statuses per operator, keyed by the operator's separator-free OperatorID."""
 
     known_evse_ids: frozenset[EvseID] | None = None
+    # a check every status push passes first (--require-evse-data: evse_data_state.missing_data)
+    status_precheck: Callable[[Sequence[EvseID]], PushOutcome | None] | None = None
     _records: dict[str, dict[EvseID, EvseStatus]] = field(default_factory=dict)
     _operator_ids: dict[str, OperatorID] = field(default_factory=dict)
     _operator_names: dict[str, str] = field(default_factory=dict)
@@ -51,6 +53,10 @@ class SimulatorState:
         records: Sequence[EvseStatusRecord],
         operator_name: str | None = None,
     ) -> PushOutcome:
+        if self.status_precheck is not None:
+            refused = self.status_precheck([record.evse_id for record in records])
+            if refused is not None:
+                return refused
         unknown = self._unknown(record.evse_id for record in records)
         if unknown:
             return PushOutcome(

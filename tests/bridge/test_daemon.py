@@ -180,7 +180,8 @@ async def test_daemon_serves_admin_pushes_and_drains_on_sigterm(
     assert ADMIN_TOKEN not in output
 
     code, out, _ = await cli("status", "--config", str(config))
-    assert code == 0
+    assert code == 2  # the daemon has stopped: not ready (a Nagios-style check); figures from the file
+    assert "not running" in out
     assert "DE*OBD" in out
     assert "by Hubject status" in out
     code, out, _ = await cli("status", "--config", str(config), "--json")

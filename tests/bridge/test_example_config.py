@@ -34,7 +34,7 @@ def test_every_key_is_documented_in_the_example() -> None:
         stripped = line.lstrip("# ").strip()
         if header := re.fullmatch(r"\[\[?([a-z_.]+)\]\]?", stripped):
             section = header[1] + "."
-        elif key := re.match(r"([a-z_]+) = ", stripped):
+        elif key := re.match(r"([a-z0-9_]+) = ", stripped):
             written.add(section + key[1])
         elif re.match(r"([A-Z]+) = ", stripped):
             written.add(section.rstrip("."))

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 ALERTS_TEST = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "oicp-bridge.json"
+KUBERNETES = ROOT / "deploy" / "kubernetes.yaml"  # its PrometheusRule
 METRIC = re.compile(r"\b(?:oicp_bridge|process|python)_[a-z0-9_]+\b")
 
 
@@ -48,7 +49,12 @@ def dashboard_exprs() -> list[str]:
 
 def alert_exprs() -> list[str]:
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
-    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    if KUBERNETES.exists():
+        for document in yaml.safe_load_all(KUBERNETES.read_text(encoding="utf-8")):
+            if isinstance(document, dict) and document.get("kind") == "PrometheusRule":
+                exprs += [r["expr"] for g in document["spec"]["groups"] for r in g["rules"] if "expr" in r]
+    return exprs
 
 
 def test_promtool_checks_the_alert_rules() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,12 @@ from bridge.store.database import Database
 from bridge.store.schema import MIGRATIONS
 
 SOURCE = "https://cpo.example/ocpi/versions"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
@@ -39,12 +46,15 @@ async def test_status_shows_a_polled_feed_silent_past_the_threshold_as_stale(tmp
         f'[store]\nurl = "sqlite:///{tmp_path / "bridge.db"}"\n'
         '[[operators]]\noperator_id = "DE*OBD"\n'
         f'[[ocpi.sources]]\nversions_url = "{SOURCE}"\ntoken = "t"\n'
-        '[ocpi]\nstale_after = "30m"\n',
+        '[ocpi]\nstale_after = "30m"\n'
+        f'[admin]\nlisten = "127.0.0.1:{free_port()}"\n',  # nothing answers there: read from the file
         encoding="utf-8",
     )
     code, out, err = await cli("status", "--config", str(config))
-    assert code == 0, err
-    assert out.splitlines()[0].startswith("DEGRADED: source https://cpo.example/ocpi/versions silent for 1 h")
+    assert code == 2, err  # not running (Nagios-style exit status)
+    assert out.splitlines()[1].startswith(
+        "needs a look: source https://cpo.example/ocpi/versions silent for 1 h"
+    )
     assert f"{SOURCE} (poll): STALE" in out
     assert "connection refused" in out
     code, out, _ = await cli("status", "--config", str(config), "--json")

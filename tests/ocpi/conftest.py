@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
+from bridge.app import LINGERING_TIME
 from bridge.config import ReceiverConfig, TokenConfig
 from bridge.ocpi.locations import Document, ObjectPath, Outcome, WriteResult
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
@@ -208,16 +209,27 @@ class Receiver:
 
 
 async def start_receiver(
-    store: LocationsService, *, fetch_missing: FetchMissing | None = None, max_body_bytes: int = 1_000_000
+    store: LocationsService,
+    *,
+    fetch_missing: FetchMissing | None = None,
+    max_body_bytes: int = 1_000_000,
+    allow_local_credentials_urls: bool = True,
 ) -> tuple[web.AppRunner, str]:
+    """The receiver on a free loopback port. The simulated CPOs of the tests listen on loopback too,
+    hence ``allow_local_credentials_urls`` on by default here (off by default in production)."""
     sock = free_socket()
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     tokens = [
         TokenConfig(token=SecretStr(t), country_code=cc, party_id=pid) for (cc, pid), t in TOKENS.items()
     ]
-    config = ReceiverConfig(listen=base_url.removeprefix("http://"), public_url=base_url, tokens=tokens)
+    config = ReceiverConfig(
+        listen=base_url.removeprefix("http://"),
+        public_url=base_url,
+        tokens=tokens,
+        allow_local_credentials_urls=allow_local_credentials_urls,
+    )
     app = build_receiver_app(store, config, fetch_missing=fetch_missing, max_body_bytes=max_body_bytes)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, lingering_time=LINGERING_TIME)  # as bridge.app serves it
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return runner, base_url

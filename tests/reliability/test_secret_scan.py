@@ -25,6 +25,13 @@ def test_prints_a_literal_test_token():
 
 def test_a_daemon_log_holds_key_material(tmp_path: Path):
     (tmp_path / "daemon.log").write_text("-----BEGIN " + "PRIVATE KEY-----\\n")
+
+def test_an_exception_repr_holds_a_header_with_a_stray_byte():
+    # the shape of issue 12 item 4: a 2.2.1 header (base64 token) plus one byte 0xff, in a repr
+    import base64
+    header = "Token " + base64.b64encode(b"reliability-admin-token-9c3d\\xff").decode()
+    logging.getLogger("aiohttp.server").error("Error handling request: %r", UnicodeEncodeError(
+        "utf-8", header + "\\udcff", 0, 1, "surrogates not allowed"))
 """
 CLEAN = """
 import logging
@@ -62,16 +69,20 @@ def test_findings_name_where_and_mask_the_secret() -> None:
     scan.add("daemon.log", f"-----BEGIN {PEM_MARKER}-----")
     found = sorted(str(f) for f in scan.findings())
     assert found == ["PRIVATE KEY in daemon.log", "a-lo…(17 chars) in log record bridge"]  # "short" too short
+    encoded = SecretScan(SecretRegistry(["a-long-test-token"]))
+    encoded.add("header", "Token YS1sb25nLXRlc3QtdG9rZW7/")  # base64 of the token and a byte 0xff
+    assert [str(f) for f in encoded.findings()] == ["base64 of a-lo…(17 chars) in header"]
 
 
 async def test_a_leak_in_logs_stdout_or_a_daemon_log_fails_the_run() -> None:
     code, output = await run_inner(INNER)
     assert code == 1, output
-    assert "3 passed" in output  # the tests pass; the scan fails the run
+    assert "4 passed" in output  # the tests pass; the scan fails the run
     assert "SECRET LEAK" in output
     assert "inne…(26 chars) in log record bridge.inner" in output
     assert "reli…(26 chars) in test_inner.py::test_prints_a_literal_test_token" in output
     assert "PRIVATE KEY in " in output
+    assert "base64 of reli…(28 chars) in log record aiohttp.server" in output
     assert "daemon.log" in output
     assert "inner-registered-secret-77" not in output.split("SECRET LEAK")[1]  # the report masks it
 

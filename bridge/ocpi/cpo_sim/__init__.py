@@ -3,6 +3,10 @@
 ``SimulatedCpo`` holds the truth (a seeded fleet of locations and EVSEs whose statuses change with
 ``step()``), serves it as a Locations sender (``build_sender_app()``, which the bridge polls) and pushes it
 to a Locations receiver (``push_all`` / ``push_changes``). The standalone tool is ``oicp-bridge ocpi-sim``.
+
+The simulator keeps its own OCPI client and server code on purpose, apart from the bridge's
+(``bridge.ocpi.client``, ``bridge.ocpi.receiver``): a fake that shared the code under test could not catch
+its mistakes. It shares only ``bridge.ocpi.auth.token_header``, the header's definition.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import sys
 
 from aiohttp import web
 
+from bridge.config import parse_listen as config_parse_listen
 from bridge.ocpi.cpo_sim import SimulatedCpo
 from bridge.ocpi.cpo_sim.errors import CpoSimError
 from bridge.ocpi.versions import OcpiVersion
@@ -26,10 +27,11 @@ DEFAULT_LISTEN = "127.0.0.1:8070"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    """``HOST:PORT`` as the bridge's configuration reads it (``bridge.config.parse_listen``)."""
+    try:
+        return config_parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,24 +40,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fleet = parser.add_argument_group("the fleet")
     fleet.add_argument("--seed", type=int, default=0, help="RNG seed: the same seed gives the same run")
-    fleet.add_argument("--locations", type=int, default=10)
+    fleet.add_argument("--locations", type=int, default=10, help="locations of the fleet")
     fleet.add_argument("--evses", type=int, default=2, help="EVSEs per location")
     fleet.add_argument("--country", default="DE", help="country_code of the CPO party")
     fleet.add_argument("--party", default="OBD", help="party_id of the CPO party")
     fleet.add_argument("--operator", help="EvseID prefix (default COUNTRY*PARTY, e.g. DE*OBD)")
-    fleet.add_argument("--version", choices=[v.value for v in OcpiVersion], default=OcpiVersion.V2_2_1.value)
+    fleet.add_argument(
+        "--version",
+        choices=[v.value for v in OcpiVersion],
+        default=OcpiVersion.V2_2_1.value,
+        help="the OCPI version spoken (default 2.2.1)",
+    )
     fleet.add_argument("--rate", type=float, default=1.0, help="status changes per second (0: none)")
     fleet.add_argument("--count", type=int, default=None, help="stop after this many changes")
     serve = parser.add_argument_group("serve mode")
     serve.add_argument(
-        "--listen", type=parse_listen, default=parse_listen(DEFAULT_LISTEN), metavar="HOST:PORT"
+        "--listen",
+        type=parse_listen,
+        default=parse_listen(DEFAULT_LISTEN),
+        metavar="HOST:PORT",
+        help=f"where the Locations sender listens (default {DEFAULT_LISTEN})",
     )
     serve.add_argument("--token", action="append", default=[], help="token accepted (push: the token to use)")
     serve.add_argument(
         "--registration-token", action="append", default=[], help="OCPI token A for registration"
     )
     serve.add_argument("--max-limit", type=int, default=100, help="page size limit (X-Limit)")
-    serve.add_argument("--fail-page", type=int, action="append", default=[], metavar="OFFSET")
+    serve.add_argument(
+        "--fail-page",
+        type=int,
+        action="append",
+        default=[],
+        metavar="OFFSET",
+        help="answer HTTP 500 once to the page at this offset (repeatable)",
+    )
     push = parser.add_argument_group("push mode")
     push.add_argument(
         "--receiver", help="the receiver's versions URL, e.g. http://127.0.0.1:8080/ocpi/versions"

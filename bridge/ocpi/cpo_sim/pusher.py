@@ -4,17 +4,21 @@ It discovers the receiver's locations endpoint through ``/ocpi/versions`` and th
 version_information_endpoint), PUTs every location (mod_locations, receiver interface, PUT), then PATCHes
 EVSE status changes (``{"status", "last_updated"}``: OCPI requires ``last_updated`` in every PATCH).
 Optionally it first registers with the receiver through the credentials handshake (``register``).
+
+This client is independent of the bridge's own (``bridge.ocpi.client``) on purpose: a fake that shared
+the client's code could not catch the client's mistakes. It reuses only ``auth.token_header``, the one
+definition of the header's two encodings.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiohttp
 
+from bridge.ocpi.auth import token_header
 from bridge.ocpi.cpo_sim.errors import CpoSimError
 from bridge.ocpi.cpo_sim.model import CpoFleet, EvseChange, Json
 from bridge.ocpi.versions import OcpiVersion
@@ -24,12 +28,7 @@ class PushError(CpoSimError):
     """The receiver refused a request, answered something that is not OCPI, or could not be reached."""
 
 
-def authorization(token: str, version: OcpiVersion) -> str:
-    """``Token <token>``: base64-encoded under 2.2.1 (transport_and_format, Authorization header), plain under
-    2.1.1."""
-    if version is OcpiVersion.V2_2_1:
-        token = base64.b64encode(token.encode("utf-8")).decode("ascii")
-    return f"Token {token}"
+authorization = token_header  # ``Token <token>``: base64 under 2.2.1, plain under 2.1.1
 
 
 class CpoPusher:
