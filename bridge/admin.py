@@ -37,7 +37,7 @@ from bridge.errors import StoreError
 from bridge.feeds import FeedHealth
 from bridge.metrics import Metrics, bridge_version
 from bridge.ocpi.errors import OcpiError
-from bridge.status import Snapshot, assess, lane_report, read_store, retry_dead_letters, snapshot_json
+from bridge.status import Snapshot, assess, lane_report, read_store, snapshot_json
 from bridge.store.database import Database
 from oicp.errors import InvalidIDError
 from oicp.ids import OperatorID
@@ -271,7 +271,7 @@ class AdminApp:
     async def _retry(self, operator: OperatorID | None) -> int:
         now = self.clock()
         only = None if operator is None else str(operator)
-        counts = await self.db.write(lambda conn: retry_dead_letters(conn, only, now))
+        counts = await self.db.write(lambda conn: self.dispatcher.store.retry_dead(conn, only, now))
         for operator_id, count in counts.items():  # committed: the lanes push them now
             self.dispatcher.notify(OperatorID(operator_id), pending=count, new_evses=0)
         log.info("dead letters retried", operator_id=only, records=sum(counts.values()))

@@ -37,7 +37,7 @@ from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp import EvseStatusClient, RestClient, SoapClient
+from oicp import EvseStatusClient, RequestError, RestClient, RetryHook, SoapClient
 
 # File descriptors kept free below the process's limit for everything but the OCPI receiver's
 # connections: the store (a few), the Hubject connection pool, the admin listener, pollers, logs.
@@ -49,11 +49,12 @@ ACCEPT_ERROR_LOG_INTERVAL = 10.0
 LINGERING_TIME = 1.0
 
 
-def build_client(config: BridgeConfig) -> EvseStatusClient:
+def build_client(config: BridgeConfig, on_retry: RetryHook | None = None) -> EvseStatusClient:
+    """The configured client; ``on_retry`` hears every attempt the client retries (counted and logged)."""
     settings = config.client_settings()
     if config.hubject.protocol is Protocol.SOAP:
-        return SoapClient(settings)
-    return RestClient(settings)
+        return SoapClient(settings, on_retry=on_retry)
+    return RestClient(settings, on_retry=on_retry)
 
 
 @dataclass
@@ -103,7 +104,14 @@ class Bridge:
         outbox = OutboxStore(db, clock=wall_clock)
         ocpi_store = OcpiStore(db, clock=lambda: datetime.fromtimestamp(wall_clock(), UTC))
         intake = Intake(db, ocpi_store, outbox, Decider(mapper, binding), metrics=metrics, clock=wall_clock)
-        client = CountingClient(build_client(config), metrics)
+        retry_log = structlog.get_logger("bridge.hubject")
+
+        def on_retry(attempt: int, error: RequestError, wait: float) -> None:
+            """Every attempt the client retries is counted and logged where it happens (review C7)."""
+            metrics.on_retry(attempt, error, wait)
+            retry_log.warning("hubject_retry", attempt=attempt, wait_s=round(wait, 3), error=str(error))
+
+        client = CountingClient(build_client(config, on_retry=on_retry), metrics)
         pollers: list[SenderPoller] = []
         dispatcher = Dispatcher(
             outbox,
@@ -228,6 +236,13 @@ class Bridge:
                 # 1. stop taking input
                 await receiver_runner.cleanup()
                 stop_intake.set()
+                # the pollers end their loops (a poll under way too, bounded) before their sessions close
+                polling = tasks[1:]
+                if polling:
+                    _, late = await asyncio.wait(polling, timeout=self.config.push.shutdown_timeout)
+                    for task in late:
+                        task.cancel()
+                    await asyncio.gather(*late, return_exceptions=True)
                 for poller in self.pollers:
                     await poller.aclose()
                 # 2. push what is pending (the dispatcher's own drain is bounded by shutdown_timeout)
@@ -235,7 +250,12 @@ class Bridge:
                 results = await asyncio.gather(*tasks, return_exceptions=True)
                 for task, result in zip(tasks, results, strict=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                        self.log.error("task failed", task=task.get_name(), error=repr(result))
+                        self.log.error(
+                            "task failed",
+                            task=task.get_name(),
+                            error=str(result),
+                            error_type=type(result).__name__,
+                        )
                 pending = sum(  # not yet acknowledged by Hubject: pending, or cut short in flight
                     [
                         (await self.outbox.lane_status(lane.operator_id)).unacknowledged

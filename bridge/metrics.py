@@ -254,12 +254,6 @@ class Metrics:
             ["operator_id", "result"],
             registry=r,
         )
-        # Set by the dispatcher at each lane wake-up; computed at scrape time instead (LiveCollector), so
-        # these two are no longer registered. The lead drops the dispatcher's calls when it merges.
-        self.pending = Gauge("oicp_bridge_pending_records", "unused", ["operator_id"], registry=None)
-        self.oldest_pending_age = Gauge(
-            "oicp_bridge_oldest_pending_age_seconds", "unused", ["operator_id"], registry=None
-        )
         self.push_latency = Histogram(
             "oicp_bridge_push_duration_seconds",
             "duration of one eRoamingPushEvseStatus call including retries",

@@ -207,27 +207,6 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
     return StoreView(operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed, registered)
 
 
-def retry_dead_letters(conn: sqlite3.Connection, operator_id: str | None, now: float) -> dict[str, int]:
-    args: tuple[str, ...]
-    """Make dead letters pending again (an operator fixed the cause, e.g. Hubject's EvseID whitelist).
-    The outbox's table (``bridge.outbox.TRANSITIONS``) has no event for this yet: dead → pending on a
-    person's request is the move ``observe`` makes for changed content.
-    Parked records are left alone: they wait for EVSE data and go with the next fullLoad (docs/bridge.md).
-    Runs in a write transaction (``Database.write``); returns the count per operator, for the caller to
-    tell the dispatcher (``Dispatcher.notify``) once committed. Belongs in
-    ``bridge/store`` once the outbox rewrite lands there."""
-    where, args = "state = 'dead'", ()
-    if operator_id is not None:
-        where, args = where + " AND operator_id = ?", (operator_id,)
-    counts = dict(conn.execute(f"SELECT operator_id, COUNT(*) FROM outbox WHERE {where} GROUP BY 1", args))
-    conn.execute(
-        "UPDATE outbox SET state = 'pending', pending_since = ?, attempts = 0, dead_code = NULL, "
-        f"dead_reason = NULL, dead_at = NULL, last_error = NULL, sent_version = NULL WHERE {where}",
-        (now, *args),
-    )
-    return counts
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """Everything the views show, at one moment. ``store`` is None when the store could not be read."""
