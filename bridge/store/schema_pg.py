@@ -8,8 +8,10 @@ What differs from the SQLite schema, and why:
   outbox versions are ``BIGINT``: PostgreSQL's ``INTEGER`` is 32 bits (SQLite's grows to 64).
 - ``REAL`` (wall clock seconds) is ``DOUBLE PRECISION``: PostgreSQL's ``REAL`` is 32 bits, which would round
   an epoch time to about two minutes; SQLite's ``REAL`` is 64 bits.
-- Flags (``publish``, ``resync_requested``, ``resync_force``, ``unsure``) stay ``INTEGER`` 0/1, not
-  ``BOOLEAN``: the repositories' SQL compares and binds them as integers.
+- ``ocpi_evse.publish`` is ``BOOLEAN``: bridge.ocpi.store binds a Python ``bool`` (SQLite stores it as 1/0,
+  PostgreSQL has no implicit cast from boolean to integer) and reads it through ``bool()``; no statement
+  compares it with a number. The other flags (``resync_requested``, ``resync_force``, ``unsure``) stay
+  ``INTEGER`` 0/1: the repositories bind them with ``int()`` and compare them with ``= 1``.
 - JSON documents (``ocpi_location.document``, ``endpoints``, ``credentials``) stay ``TEXT``: the repositories
   read them with SQLite's JSON1 functions today; moving them to ``JSONB`` is a step of the port of those
   statements (docs/postgres.md).
@@ -87,7 +89,7 @@ CREATE TABLE ocpi_evse (
     evse_uid        TEXT NOT NULL,
     evse_id         TEXT,
     status          TEXT NOT NULL,
-    publish         INTEGER NOT NULL,
+    publish         BOOLEAN NOT NULL,
     last_updated_us BIGINT NOT NULL,
     PRIMARY KEY (country_code, party_id, location_id, evse_uid)
 );

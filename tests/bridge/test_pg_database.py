@@ -62,6 +62,16 @@ async def test_migrations_give_the_sqlite_tables_and_columns_and_apply_once(pg_u
         return {t: sorted(c) for t, c in found.items()}
 
     pg_tables = await db.read(tables)
+    # the types take what the repositories bind: a bool for publish, epoch microseconds beyond 32 bits
+    evse = (
+        "INSERT INTO ocpi_evse (country_code, party_id, location_id, evse_uid, status, publish,"
+        " last_updated_us) VALUES ('DE', 'ABC', 'L1', 'E1', 'AVAILABLE', ?, ?)"
+    )
+    await db.write(lambda tx: tx.execute(evse, (True, 1_764_590_400_123_456)))
+    stored = await db.read(
+        lambda tx: tuple(tx.execute("SELECT publish, last_updated_us FROM ocpi_evse").fetchone())
+    )
+    assert stored == (True, 1_764_590_400_123_456)
     versions = await db.read(lambda tx: [r[0] for r in tx.execute("SELECT version FROM bridge_schema")])
     await db.close()
     assert versions == list(range(1, len(schema_pg.MIGRATIONS) + 1))
