@@ -79,6 +79,7 @@ class PgServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     bindir: Path = field(default_factory=find_bindir)
+    scratch: Path | None = None  # a folder of its own that destroy() removes as well
 
     @property
     def url(self) -> str:
@@ -149,13 +150,15 @@ class PgServer:
         self.stop(mode="immediate")
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self._log.unlink(missing_ok=True)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def temporary_server() -> PgServer:
     """A started server in a new temporary folder (outside pytest's 0700 root-owned tmp tree, which the
     ``postgres`` user could not enter)."""
     folder = Path(tempfile.mkdtemp(prefix="oicp-pg-"))
-    server = PgServer(folder / "data")
+    server = PgServer(folder / "data", scratch=folder)
     try:
         server.start()
     except BaseException:
