@@ -254,3 +254,19 @@ def test_placeholders_outside_literals_become_psycopg_ones(parts: list[str]) -> 
 
 def test_comments_keep_their_question_marks() -> None:
     assert translate_placeholders("SELECT ? -- why?\n, ? /* ok? */") == "SELECT %s -- why?\n, %s /* ok? */"
+
+
+async def test_a_failing_read_leaves_the_reader_usable(pg_url: str) -> None:
+    db = await opened(pg_url)
+    await db.write(put("a", 1))
+
+    def broken(tx: Tx) -> None:
+        tx.execute("SELECT count(*) FROM kv").fetchone()
+        raise KeyError("the caller's own error")
+
+    with pytest.raises(KeyError):
+        await db.read(broken)
+    with pytest.raises(StoreError, match="read failed"):
+        await db.read(lambda tx: tx.execute("SELECT nothing FROM kv"))
+    assert await db.read(count) == 1
+    await db.close()
