@@ -130,14 +130,16 @@ class Row(Sequence[Any]):
         return hash(self._values)
 
     def keys(self) -> list[str]:
-        return list(self._index)
+        return list(self._index)  # each name once
 
     def __repr__(self) -> str:
-        return f"Row({dict(zip(self._index, self._values, strict=True))!r})"
+        return f"Row({ {name: self._values[i] for name, i in self._index.items()}!r})"
 
 
 def _row_factory(cursor: BaseCursor[Any, Any]) -> Callable[[Sequence[Any]], Row]:
-    index = {column.name: i for i, column in enumerate(cursor.description or ())}
+    index: dict[str, int] = {}
+    for i, column in enumerate(cursor.description or ()):
+        index.setdefault(column.name, i)  # a repeated name reads the first such column, as in sqlite3.Row
     return lambda values: Row(index, values)
 
 

@@ -270,3 +270,14 @@ async def test_a_failing_read_leaves_the_reader_usable(pg_url: str) -> None:
         await db.read(lambda tx: tx.execute("SELECT nothing FROM kv"))
     assert await db.read(count) == 1
     await db.close()
+
+
+async def test_a_repeated_column_name_reads_the_first_as_sqlite_does(pg_url: str) -> None:
+    db = await opened(pg_url)
+    row = await db.read(lambda tx: tx.execute("SELECT 1 AS x, 2 AS x, 3 AS y").fetchone())
+    await db.close()
+    assert (row["x"], row["y"], tuple(row), len(row)) == (1, 3, (1, 2, 3), 3)
+    assert repr(row) == "Row({'x': 1, 'y': 3})"
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    assert conn.execute("SELECT 1 AS x, 2 AS x").fetchone()["x"] == 1
