@@ -199,6 +199,9 @@ async def test_the_engine_recovers_when_the_server_is_back(pg_private_server: Pg
     assert "postgres@" not in str(caught.value)  # the error names no connection string
     with pytest.raises(StoreError):
         await db.read(count)
+    with pytest.raises(StoreError, match="cannot open a snapshot"):
+        async with db.snapshot():
+            pass
     pg_private_server.start()
     await db.write(put("after", 2))
     keys = await db.read(lambda tx: sorted(r[0] for r in tx.execute("SELECT k FROM kv")))
@@ -281,3 +284,15 @@ async def test_a_repeated_column_name_reads_the_first_as_sqlite_does(pg_url: str
     conn = sqlite3.connect(":memory:")
     conn.row_factory = sqlite3.Row
     assert conn.execute("SELECT 1 AS x, 2 AS x").fetchone()["x"] == 1
+
+
+async def test_a_snapshot_whose_server_goes_away_fails_with_store_error(pg_private_server: PgServer) -> None:
+    db = await opened(pg_private_server.url)
+    await db.write(put("a", 1))
+    async with db.snapshot() as snap:
+        assert await snap.run(count) == 1
+        pg_private_server.stop(mode="immediate")
+        with pytest.raises(StoreError, match="snapshot read failed"):
+            await snap.run(count)
+    await db.close()  # closing with the server gone is quiet
+    assert not db.is_open

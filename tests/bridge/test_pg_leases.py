@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from bridge.store import schema_pg
 from bridge.store.pg_leases import LeaseKeeper, fence, read_leases
 from bridge.store.port import Tx
 from bridge.store.postgres import PgTx, PostgresDatabase, connect
+from tests.pg_server import PgServer
 
 KV = "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
 NAME = "operator:DE*ABC"
@@ -248,3 +250,23 @@ async def test_failover_after_the_holder_process_is_killed(pg_url: str) -> None:
 def test_a_held_lease_is_plain_data() -> None:
     held = HeldLease(NAME, "r0", 3, 12.5)
     assert (held.name, held.holder, held.token, held.valid_until) == (NAME, "r0", 3, 12.5)
+
+
+async def test_a_keeper_cut_off_from_the_database_retries_once_per_renewal_interval(
+    pg_private_server: PgServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    keeper = await replica(pg_private_server.url, "r0", duration=0.6)  # renews every 0.2 s
+    try:
+        assert await keeper.claim(NAME) is not None
+        pg_private_server.stop(mode="immediate")
+        stop = asyncio.Event()
+        with caplog.at_level(logging.WARNING, logger="bridge.store.pg_leases"):
+            keeping = asyncio.create_task(keeper.run([NAME], stop))
+            await asyncio.sleep(1.2)  # the span whose attempts are counted
+            stop.set()
+            await keeping
+        attempts = [r for r in caplog.records if "cannot renew the lease" in r.getMessage()]
+        assert 3 <= len(attempts) <= 8, f"{len(attempts)} renewal attempts in 1.2 s at one per 0.2 s"
+        assert keeper.current(NAME) is None  # and it no longer acts
+    finally:
+        await keeper.db.close()
