@@ -75,12 +75,12 @@ async def test_exactly_one_replica_gets_each_lease(pg_url: str) -> None:
 
 
 async def test_a_renewing_holder_keeps_its_lease(pg_url: str) -> None:
-    async with replicas(pg_url, 2, duration=0.6) as (leader, other):
+    async with replicas(pg_url, 2, duration=1.5) as (leader, other):
         stop = asyncio.Event()
         held = await leader.claim(NAME)
         assert held is not None
         keeping = asyncio.create_task(leader.run([NAME], stop))
-        end = time.monotonic() + 3 * leader.policy.duration  # several lease durations
+        end = time.monotonic() + 2 * leader.policy.duration  # longer than one lease
         refused = 0
         while time.monotonic() < end:
             assert await other.claim(NAME) is None
@@ -112,7 +112,7 @@ async def test_failover_within_the_lease_after_the_holder_stops_renewing(pg_url:
 
 
 async def test_a_holder_that_lost_its_lease_cannot_write_under_it(pg_url: str) -> None:
-    async with replicas(pg_url, 2, duration=0.5) as (old, new):
+    async with replicas(pg_url, 2, duration=1.0) as (old, new):
         stale = await old.claim(NAME)
         assert stale is not None
         await old.write_fenced(stale, lambda tx: tx.execute("INSERT INTO kv VALUES ('delivered', 1)"))
@@ -136,7 +136,7 @@ async def test_a_holder_that_lost_its_lease_cannot_write_under_it(pg_url: str) -
 async def test_a_fenced_write_and_a_takeover_never_both_commit(pg_url: str) -> None:
     """The fence locks the lease row for the rest of the write's transaction: a takeover that comes while
     that write is open waits for its commit, and sees the lease expired only then."""
-    async with replicas(pg_url, 2, duration=0.5) as (old, new):
+    async with replicas(pg_url, 2, duration=2.0) as (old, new):
         held = await old.claim(NAME)
         assert held is not None
         loop = asyncio.get_running_loop()
@@ -169,7 +169,10 @@ async def test_a_holder_cut_off_from_the_database_stops_before_anyone_takes_over
         async with replicas(pg_url, 1, duration=1.0) as (follower,):
             leader = await replica(make_conninfo(pg_url, user=role), "leader", duration=1.0)
             try:
-                assert await leader.claim(NAME) is not None
+                held = await leader.claim(NAME)
+                assert held is not None
+                # the moment it stops acting, by its own rule (the local end of its lease, less the margin)
+                stops_at = held.valid_until - leader.policy.safety_margin
                 with psycopg.connect(pg_url, autocommit=True) as admin:
                     admin.execute(f"ALTER ROLE {role} NOLOGIN".encode())
                     admin.execute(
@@ -181,14 +184,20 @@ async def test_a_holder_cut_off_from_the_database_stops_before_anyone_takes_over
                         await leader.keep([NAME])  # its renewals fail: the lease runs out locally
                     return leader.current(NAME) is None
 
-                async def follower_took_over() -> bool:
-                    return await follower.claim(NAME) is not None
+                leader_acting_at_takeover: list[bool] = []
 
-                stopped_at, taken_at = await asyncio.gather(
+                async def follower_took_over() -> bool:
+                    if await follower.claim(NAME) is None:
+                        return False
+                    leader_acting_at_takeover.append(leader.current(NAME) is not None)
+                    return True
+
+                _, taken_at = await asyncio.gather(
                     until(leader_stopped, "the leader to stop"),
                     until(follower_took_over, "the follower to take over"),
                 )
-                assert stopped_at <= taken_at
+                assert stops_at <= taken_at
+                assert leader_acting_at_takeover == [False]
                 assert leader.db.commits == 1  # the first claim only: no renewal got through
             finally:
                 await leader.db.close()
@@ -220,7 +229,7 @@ asyncio.run(main())
 
 
 async def test_failover_after_the_holder_process_is_killed(pg_url: str) -> None:
-    duration = 1.0
+    duration = 2.0
     async with replicas(pg_url, 1, duration=duration) as (survivor,):
         victim = await asyncio.create_subprocess_exec(
             sys.executable, "-c", VICTIM, pg_url, str(duration), NAME, stdout=asyncio.subprocess.PIPE
@@ -229,7 +238,7 @@ async def test_failover_after_the_holder_process_is_killed(pg_url: str) -> None:
             assert victim.stdout is not None
             line = await asyncio.wait_for(victim.stdout.readline(), DEADLINE_S)
             assert line.split() == [b"held", b"1"]
-            end = time.monotonic() + 2 * duration  # the victim renews: nobody else gets it
+            end = time.monotonic() + 1.25 * duration  # the victim renews: nobody else gets it
             while time.monotonic() < end:
                 assert await survivor.claim(NAME) is None
                 await asyncio.sleep(0.05)
@@ -266,7 +275,7 @@ async def test_a_keeper_cut_off_from_the_database_retries_once_per_renewal_inter
             stop.set()
             await keeping
         attempts = [r for r in caplog.records if "cannot renew the lease" in r.getMessage()]
-        assert 3 <= len(attempts) <= 8, f"{len(attempts)} renewal attempts in 1.2 s at one per 0.2 s"
+        assert 2 <= len(attempts) <= 8, f"{len(attempts)} renewal attempts in 1.2 s at one per 0.2 s"
         assert keeper.current(NAME) is None  # and it no longer acts
     finally:
         await keeper.db.close()
