@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from typing import Any
 
 import psycopg
@@ -19,6 +20,7 @@ from bridge.store.postgres import PgTx, PostgresDatabase, translate_placeholders
 from tests.pg_server import PgServer
 
 KV = "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
+DEADLINE_S = 20.0
 
 
 def put(key: str, value: int) -> Any:
@@ -296,3 +298,44 @@ async def test_a_snapshot_whose_server_goes_away_fails_with_store_error(pg_priva
             await snap.run(count)
     await db.close()  # closing with the server gone is quiet
     assert not db.is_open
+
+
+async def test_a_deadlock_between_two_replicas_fails_one_write_not_its_group(pg_url: str) -> None:
+    """Two replicas' groups lock the same rows in opposite orders: PostgreSQL aborts one statement (after
+    ``deadlock_timeout``); its savepoint is rolled back, which frees its locks, so only that write fails and
+    the rest of both groups commits."""
+    first, second = await opened(pg_url), await opened(pg_url, [KV])
+    await first.write(lambda tx: tx.executemany("INSERT INTO kv VALUES (?, 0)", [("x",), ("y",)]))
+    locked = {"x": threading.Event(), "y": threading.Event()}
+
+    def cross(mine: str, theirs: str) -> Any:
+        def fn(tx: Tx) -> str:
+            tx.execute("UPDATE kv SET v = v + 1 WHERE k = ?", (mine,))
+            locked[mine].set()
+            assert locked[theirs].wait(DEADLINE_S)
+            tx.execute("UPDATE kv SET v = v + 10 WHERE k = ?", (theirs,))
+            return mine
+
+        return fn
+
+    outcomes = await asyncio.gather(
+        first.write(put("first-own", 1)),
+        first.write(cross("x", "y")),
+        second.write(put("second-own", 2)),
+        second.write(cross("y", "x")),
+        return_exceptions=True,
+    )
+    rows = await first.read(lambda tx: {r["k"]: r["v"] for r in tx.execute("SELECT k, v FROM kv")})
+    await first.close()
+    await second.close()
+    assert outcomes[0] == "first-own"
+    assert outcomes[2] == "second-own"
+    crossed = [outcomes[1], outcomes[3]]
+    failed = [o for o in crossed if isinstance(o, BaseException)]
+    assert len(failed) == 1, crossed
+    assert isinstance(failed[0], StoreError)
+    assert "deadlock" in str(failed[0])
+    winner = next(o for o in crossed if isinstance(o, str))
+    loser = "y" if winner == "x" else "x"
+    assert rows == {"first-own": 1, "second-own": 2, winner: 1, loser: 10}
+    assert (first.commits, second.commits) == (2, 1)  # the seed, then one group each
