@@ -61,6 +61,7 @@ class Event(StrEnum):
     REFUSED = "refused"
     RECOVERED = "recovered"
     SET_ASIDE = "set aside"  # a fullLoad named the EvseID: unknown to Hubject (603, parked) or refused (dead)
+    RETRY = "retry"  # an operator asks for a dead letter to be sent again (the cause was fixed)
 
 
 P, F, D, X, K = (
@@ -96,6 +97,7 @@ TRANSITIONS: dict[tuple[RecordState, Event], frozenset[RecordState]] = {
     (D, Event.SET_ASIDE): frozenset({K, X}),
     (X, Event.SET_ASIDE): frozenset({K, X}),
     (K, Event.SET_ASIDE): frozenset({K, X}),
+    (X, Event.RETRY): frozenset({P}),
 }
 
 
@@ -285,6 +287,22 @@ def set_aside(row: Row, to: RecordState, code: str, reason: str, now: float) -> 
         dead_code=code,
         dead_reason=reason,
         dead_at=now,
+    )
+
+
+def retried(row: Row, now: float) -> Row:
+    """An operator asked for a dead letter to be sent again: pending, its refusal forgotten. (A parked row
+    waits for EVSE data and goes with the next fullLoad.)"""
+    return replace(
+        row,
+        state=transition(row.state, Event.RETRY, RecordState.PENDING),
+        pending_since=now,
+        sent_version=None,
+        attempts=0,
+        last_error=None,
+        dead_code=None,
+        dead_reason=None,
+        dead_at=None,
     )
 
 

@@ -309,6 +309,22 @@ class OutboxStore:
 
         return await self.db.write(run)
 
+    def retry_dead(self, tx: Tx, operator_id: str | None, now: float) -> dict[str, int]:
+        """Dead letters (of one operator, or all) pending again (``bridge.outbox.retried``), in the caller's
+        transaction; the count per operator, for the caller to wake the lanes once committed."""
+        where, args = "state = ?", [_S.DEAD.value]
+        if operator_id is not None:
+            where, args = where + " AND operator_id = ?", [*args, operator_id]
+        rows = [
+            (f["operator_id"], f["evse_id"], to_row(f))
+            for f in tx.execute(f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE {where}", args)
+        ]
+        tx.executemany(_UPSERT, [to_params(op, e, rules.retried(r, now)) for op, e, r in rows])
+        counts: dict[str, int] = {}
+        for op, _, _ in rows:
+            counts[op] = counts.get(op, 0) + 1
+        return counts
+
     async def operator_error(self, operator_id: OperatorID, error: str) -> None:
         await self.db.write(lambda tx: self._operator_error(tx, str(operator_id), error, self.clock()))
 
