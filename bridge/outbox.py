@@ -171,11 +171,14 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
             desired.action, desired.status, desired.ocpi_status, desired.last_updated_us, desired.source,
             version, RecordState.PENDING, pending_since=now,
         )  # fmt: skip
-    info = replace(
-        row, ocpi_status=desired.ocpi_status, last_updated_us=desired.last_updated_us, source=desired.source
-    )
     if (desired.action, desired.status) == row.content:
-        return info  # same content: the state stands (a dead record stays dead until a fullLoad)
+        # same content: the state stands (a dead record stays dead until a fullLoad); only the info follows
+        return replace(
+            row,
+            ocpi_status=desired.ocpi_status,
+            last_updated_us=desired.last_updated_us,
+            source=desired.source,
+        )
     if row.state is RecordState.PARKED:
         # Hubject has no EVSE data for it: the new content waits for the next fullLoad (docs/bridge.md)
         state = RecordState.PARKED
@@ -185,16 +188,20 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
         state = RecordState.PENDING
     state = transition(row.state, Event.OBSERVE, state)
     pending = state is RecordState.PENDING
+    parked = state is RecordState.PARKED
     return replace(
-        info,
+        row,
         action=desired.action,
         status=desired.status,
+        ocpi_status=desired.ocpi_status,
+        last_updated_us=desired.last_updated_us,
+        source=desired.source,
         version=version,
         state=state,
         pending_since=(row.pending_since or now) if pending else None,
-        dead_code=row.dead_code if state is RecordState.PARKED else None,
-        dead_reason=row.dead_reason if state is RecordState.PARKED else None,
-        dead_at=row.dead_at if state is RecordState.PARKED else None,
+        dead_code=row.dead_code if parked else None,
+        dead_reason=row.dead_reason if parked else None,
+        dead_at=row.dead_at if parked else None,
     )
 
 

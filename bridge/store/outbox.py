@@ -40,18 +40,25 @@ _UPSERT = (
 _S = RecordState
 
 
+# the closed vocabularies by wire value, for reading rows (a dict look-up, cheaper than Enum(value))
+_STATUSES: dict[str | None, EvseStatus | None] = {None: None, **{s.value: s for s in EvseStatus}}
+_ACTIONS: dict[str | None, Action | None] = {None: None, **{a.value: a for a in Action}}
+_ACTION = {a.value: a for a in Action}
+_STATE = {s.value: s for s in RecordState}
+
+
 def _status(value: str | None) -> EvseStatus | None:
-    return EvseStatus(value) if value is not None else None
+    return _STATUSES[value]
 
 
 def _action(value: str | None) -> Action | None:
-    return Action(value) if value is not None else None
+    return _ACTIONS[value]
 
 
 def to_row(found: Any) -> Row:
     return Row(
-        Action(found["action"]), _status(found["oicp_status"]), found["ocpi_status"],
-        found["last_updated_us"], found["source"], found["version"], RecordState(found["state"]),
+        _ACTION[found["action"]], _status(found["oicp_status"]), found["ocpi_status"],
+        found["last_updated_us"], found["source"], found["version"], _STATE[found["state"]],
         found["pending_since"], found["sent_version"], _action(found["delivered_action"]),
         _status(found["delivered_status"]), bool(found["unsure"]), found["unsure_until"], found["attempts"],
         found["last_error"], found["dead_code"], found["dead_reason"], found["dead_at"],
