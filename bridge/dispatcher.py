@@ -362,10 +362,10 @@ class Dispatcher:
 
     # --- pushing --------------------------------------------------------------------------------------------
 
-    async def _claim(self, lane: Lane) -> list[Record]:
+    async def _claim(self, lane: Lane, *, ahead: bool = False) -> list[Record]:
         """Claim up to ``max_batch`` pending records (in flight now) and keep the lane's estimate honest."""
         notified = lane.notified
-        records = await self.store.claim(lane.operator_id, self.push.max_batch)
+        records = await self.store.claim(lane.operator_id, self.push.max_batch, ahead=ahead)
         if lane.notified != notified or len(records) == self.push.max_batch:
             lane.pending = max(1, lane.pending - len(records))  # more may be pending
         elif not records:
@@ -394,7 +394,7 @@ class Dispatcher:
             groups = [(g, a) for g, a in ((updates, ActionType.UPDATE), (deletes, ActionType.DELETE)) if g]
             for index, (group, action) in enumerate(groups):
                 if index == len(groups) - 1 and len(records) == self.push.max_batch:
-                    ahead = asyncio.ensure_future(self._claim(lane))
+                    ahead = asyncio.ensure_future(self._claim(lane, ahead=True))
                 result = await self._push(lane, action, group)
                 if result.refusal is not None:  # refused in every half: the request, not a record
                     await self._failed(lane, group, result.refusal)

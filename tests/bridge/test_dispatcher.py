@@ -269,8 +269,8 @@ class HeldOutboxStore(OutboxStore):
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
 
-    async def claim(self, operator_id: OperatorID, limit: int) -> list[Record]:
-        records = await super().claim(operator_id, limit)
+    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+        records = await super().claim(operator_id, limit, ahead=ahead)
         hold, self.hold = self.hold, None
         if hold is not None:
             self.held.set()
@@ -379,9 +379,9 @@ class RecordingOutboxStore(OutboxStore):
         super().__init__(*args, **kwargs)
         self.events: list[str] = []
 
-    async def claim(self, operator_id: OperatorID, limit: int) -> list[Record]:
+    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
         self.events.append("claim")
-        records = await super().claim(operator_id, limit)
+        records = await super().claim(operator_id, limit, ahead=ahead)
         self.events.append(f"claimed {len(records)}")
         return records
 
