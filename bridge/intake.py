@@ -104,6 +104,8 @@ class Intake:
         self.lanes = lanes
         self.clock = clock
         self._keys: dict[str, str] = {}  # raw evse_id -> oicp_key ('' for none), see _key
+        self._observed: dict[OcpiEvseStatus, Any] | None = None
+        self._skipped: dict[SkipReason, Any] = {}
 
     # --- what the receiver and the poller call -------------------------------------------------------
 
@@ -211,26 +213,38 @@ class Intake:
     def _decide(self, tx: Tx, touched: Iterable[Touched]) -> Recorded:
         """Re-decide every EvseID the touched EVSEs hold now or held before (a rename withdraws the old)."""
         recorded = Recorded()
-        evse_ids: dict[str, None] = {}
+        evse_ids: dict[str, tuple[EvseObservation, ...] | None] = {}
         sources: set[str] = set()
+        unlisted: set[str] = set()
         for item in touched:
             recorded.observed.append(item.state.status)
-            sources.add(source_key(item.state))
+            source = source_key(item.state)
+            sources.add(source)
+            if not item.listed:
+                unlisted.add(source)
             key, previous = self._key(item.state.evse_id), self._key(item.previous_evse_id)
             if key:
-                evse_ids[key] = None
+                evse_ids[key] = item.holders if key == previous and key not in evse_ids else None
             else:
                 blank = item.state.evse_id is None or not item.state.evse_id.strip()
                 reason = SkipReason.NO_EVSE_ID if blank else SkipReason.INVALID_EVSE_ID
                 self._not_pushed(tx, item.state, reason, recorded)
-            if previous:
+            if previous and previous != key:
                 evse_ids[previous] = None
-        for evse_id in evse_ids:
-            self._decide_evse_id(tx, evse_id, sources, recorded)
+        for evse_id, holders in evse_ids.items():
+            self._decide_evse_id(tx, evse_id, sources, recorded, holders, unlisted)
         return recorded
 
-    def _decide_evse_id(self, tx: Tx, evse_id: str, touched: set[str], recorded: Recorded) -> None:
-        candidates = self.ocpi.evses_holding(tx, evse_id)
+    def _decide_evse_id(
+        self,
+        tx: Tx,
+        evse_id: str,
+        touched: set[str],
+        recorded: Recorded,
+        holders: tuple[EvseObservation, ...] | None = None,
+        unlisted: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        candidates = self.ocpi.evses_holding(tx, evse_id) if holders is None else holders
         operator_id = self.decider.operator_for(evse_id)
         if operator_id is None:
             for state in candidates:
@@ -253,7 +267,8 @@ class Intake:
                 self._not_pushed(tx, chosen, decision.reason, recorded)
                 return  # e.g. PLANNED: Hubject keeps what it holds
             assert isinstance(decision, Push)
-            self._pushed(tx, chosen)
+            if source_key(chosen) not in unlisted:
+                self._pushed(tx, chosen)
             desired = Desired(
                 decision.action, decision.status, chosen.status.value, to_micros(chosen.last_updated),
                 source_key(chosen),
@@ -286,10 +301,13 @@ class Intake:
 
     def _after_commit(self, recorded: Recorded) -> None:
         if self.metrics is not None:
+            if self._observed is None:  # the counters' children, looked up once (a lookup takes a lock)
+                self._observed = {s: self.metrics.observations.labels(s.value) for s in OcpiEvseStatus}
+                self._skipped = {r: self.metrics.not_pushed.labels(r.value) for r in SkipReason}
             for status in recorded.observed:
-                self.metrics.observations.labels(status.value).inc()
+                self._observed[status].inc()
             for reason in recorded.not_pushed:
-                self.metrics.not_pushed.labels(reason.value).inc()
+                self._skipped[reason].inc()
         if self.lanes is not None:
             for operator in recorded.pending.keys() | recorded.new_evses.keys():
                 self.lanes.notify(

@@ -180,6 +180,9 @@ class Touched:
 
     state: EvseObservation
     previous_evse_id: str | None
+    # what the store learnt on the way, so the intake need not read it again (the status fast path):
+    holders: tuple[EvseObservation, ...] | None = None  # every EVSE holding its EvseID now, if known
+    listed: bool = True  # whether a not-pushed note may exist for it
 
 
 def evse_rows(

@@ -115,7 +115,10 @@ SELECT l.version AS version, e.evse_id AS evse_id, e.status AS status, e.publish
        coalesce(e.last_updated_text,
                 (SELECT json_extract(x.value, '$.last_updated') FROM json_each(l.document, '$.evses') AS x
                  WHERE json_extract(x.value, '$.uid') = e.evse_uid)) AS evse_last_updated,
-       coalesce(l.last_updated_text, json_extract(l.document, '$.last_updated')) AS location_last_updated
+       coalesce(l.last_updated_text, json_extract(l.document, '$.last_updated')) AS location_last_updated,
+       (SELECT COUNT(*) FROM ocpi_evse AS o WHERE o.oicp_evse_id = e.oicp_evse_id) AS holders,
+       EXISTS (SELECT 1 FROM not_pushed AS n WHERE n.source =
+               e.country_code || '/' || e.party_id || '/' || e.location_id || '/' || e.evse_uid) AS listed
 FROM ocpi_evse AS e JOIN ocpi_location AS l
   ON l.country_code = e.country_code AND l.party_id = e.party_id AND l.location_id = e.location_id
 WHERE e.country_code = ? AND e.party_id = ? AND e.location_id = ? AND e.evse_uid = ?
@@ -451,7 +454,10 @@ class OcpiStore:
             path.country_code, path.party_id, path.location_id, path.evse_uid or "", found["evse_id"],
             OcpiEvseStatus(status), evse_time, bool(found["publish"]),
         )  # fmt: skip
-        return WriteResult(Outcome.UPDATED, (Touched(state, found["evse_id"]),))
+        # the EVSE is the only one holding its EvseID (and the status changes nothing else): the intake need
+        # not read the holders again; and whether a not-pushed note exists for it
+        alone = (state,) if found["holders"] == 1 else None
+        return WriteResult(Outcome.UPDATED, (Touched(state, found["evse_id"], alone, bool(found["listed"])),))
 
     def _commit(
         self, tx: Tx, version: OcpiVersion, path: ObjectPath, stored: Document | None, new: Document
