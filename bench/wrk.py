@@ -92,6 +92,7 @@ async def server(kind: str, tree: Path, workdir: Path) -> AsyncIterator[tuple[st
     goes to a file in ``workdir`` (as a daemon's would), shown if it fails to start."""
     ready = workdir / f"{kind}-{abs(hash(tree))}.ready"
     log_path = ready.with_suffix(".log")
+    ready.unlink(missing_ok=True)  # an earlier server's
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
