@@ -25,9 +25,10 @@ from bridge.admin import AdminApp
 from bridge.config import BridgeConfig, Protocol, ReceiverConfig, parse_listen
 from bridge.dispatcher import Dispatcher
 from bridge.errors import ConfigError, ListenError
+from bridge.feeds import FeedHealth
 from bridge.intake import Decider, Intake
 from bridge.mapping import StatusMapper, parse_overrides
-from bridge.metrics import Metrics
+from bridge.metrics import CountingClient, Metrics, client_cert_expiry
 from bridge.ocpi.auth import Party
 from bridge.ocpi.poller import SenderPoller
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
@@ -36,7 +37,7 @@ from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp import EvseStatusClient, RestClient, SoapClient
+from oicp import EvseStatusClient, RequestError, RestClient, RetryHook, SoapClient
 
 # File descriptors kept free below the process's limit for everything but the OCPI receiver's
 # connections: the store (a few), the Hubject connection pool, the admin listener, pollers, logs.
@@ -48,11 +49,12 @@ ACCEPT_ERROR_LOG_INTERVAL = 10.0
 LINGERING_TIME = 1.0
 
 
-def build_client(config: BridgeConfig) -> EvseStatusClient:
+def build_client(config: BridgeConfig, on_retry: RetryHook | None = None) -> EvseStatusClient:
+    """The configured client; ``on_retry`` hears every attempt the client retries (counted and logged)."""
     settings = config.client_settings()
     if config.hubject.protocol is Protocol.SOAP:
-        return SoapClient(settings)
-    return RestClient(settings)
+        return SoapClient(settings, on_retry=on_retry)
+    return RestClient(settings, on_retry=on_retry)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Bridge:
     log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.get_logger("bridge"))
     receiver_url: str | None = None
     admin_url: str | None = None
+    feeds: FeedHealth | None = None
 
     @classmethod
     def build(
@@ -82,7 +85,15 @@ class Bridge:
         wall_clock: Callable[[], float] = time.time,
     ) -> Bridge:
         """``wall_clock`` is for display and bookkeeping only: every wait runs on the monotonic clock."""
-        metrics = Metrics()
+        metrics = Metrics(
+            [op.operator_id for op in config.operators], client_cert_expiry=client_cert_expiry(config.hubject)
+        )
+        feeds = FeedHealth(
+            stale_after=config.ocpi.stale_after,
+            sources=[source.versions_url for source in config.ocpi.sources],
+            parties=[f"{t.country_code}/{t.party_id}" for t in config.ocpi.receiver.tokens],
+            clock=wall_clock,
+        )
         db = Database(config.store.sqlite_path, MIGRATIONS)
         mapper = StatusMapper(
             [op.operator_id for op in config.operators],
@@ -93,7 +104,14 @@ class Bridge:
         outbox = OutboxStore(db, clock=wall_clock)
         ocpi_store = OcpiStore(db, clock=lambda: datetime.fromtimestamp(wall_clock(), UTC))
         intake = Intake(db, ocpi_store, outbox, Decider(mapper, binding), metrics=metrics, clock=wall_clock)
-        client = build_client(config)
+        retry_log = structlog.get_logger("bridge.hubject")
+
+        def on_retry(attempt: int, error: RequestError, wait: float) -> None:
+            """Every attempt the client retries is counted and logged where it happens (review C7)."""
+            metrics.on_retry(attempt, error, wait)
+            retry_log.warning("hubject_retry", attempt=attempt, wait_s=round(wait, 3), error=str(error))
+
+        client = CountingClient(build_client(config, on_retry=on_retry), metrics)
         pollers: list[SenderPoller] = []
         dispatcher = Dispatcher(
             outbox,
@@ -110,7 +128,7 @@ class Bridge:
             sources_ready=lambda: all(poller.full_poll_done for poller in pollers),
         )
         intake.lanes = dispatcher
-        pollers += [SenderPoller(source, intake, db) for source in config.ocpi.sources]
+        pollers += [SenderPoller(source, intake, db, feeds=feeds) for source in config.ocpi.sources]
 
         async def refetch_all() -> int:
             """A full OCPI fetch from every configured sender (before a resync, on request)."""
@@ -118,9 +136,17 @@ class Bridge:
             return sum(result.locations for result in results)
 
         admin = AdminApp(
-            db, dispatcher, metrics, token=config.admin.token, refetch=refetch_all if pollers else None
+            db,
+            dispatcher,
+            metrics,
+            token=config.admin.token,
+            refetch=refetch_all if pollers else None,
+            feeds=feeds,
+            clock=wall_clock,
         )
-        return cls(config, metrics, db, outbox, ocpi_store, intake, client, dispatcher, pollers, admin)
+        return cls(
+            config, metrics, db, outbox, ocpi_store, intake, client, dispatcher, pollers, admin, feeds=feeds
+        )
 
     def fetch_missing(self) -> FetchMissing | None:
         """A PATCH for a Location the bridge does not know: fetch it from that party's sender, if polled."""
@@ -164,6 +190,7 @@ class Bridge:
                 receiver,
                 fetch_missing=self.fetch_missing(),
                 own_party=own_party,
+                feeds=self.feeds,
                 max_body_bytes=int(receiver.max_body_size),
                 on_auth_failure=lambda: self.metrics.auth_failures.labels("ocpi").inc(),
             )
@@ -209,6 +236,13 @@ class Bridge:
                 # 1. stop taking input
                 await receiver_runner.cleanup()
                 stop_intake.set()
+                # the pollers end their loops (a poll under way too, bounded) before their sessions close
+                polling = tasks[1:]
+                if polling:
+                    _, late = await asyncio.wait(polling, timeout=self.config.push.shutdown_timeout)
+                    for task in late:
+                        task.cancel()
+                    await asyncio.gather(*late, return_exceptions=True)
                 for poller in self.pollers:
                     await poller.aclose()
                 # 2. push what is pending (the dispatcher's own drain is bounded by shutdown_timeout)
@@ -216,7 +250,12 @@ class Bridge:
                 results = await asyncio.gather(*tasks, return_exceptions=True)
                 for task, result in zip(tasks, results, strict=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                        self.log.error("task failed", task=task.get_name(), error=repr(result))
+                        self.log.error(
+                            "task failed",
+                            task=task.get_name(),
+                            error=str(result),
+                            error_type=type(result).__name__,
+                        )
                 pending = sum(  # not yet acknowledged by Hubject: pending, or cut short in flight
                     [
                         (await self.outbox.lane_status(lane.operator_id)).unacknowledged

@@ -261,6 +261,7 @@ class SourceConfig(Section):
 class OcpiConfig(Section):
     receiver: ReceiverConfig = Field(default_factory=ReceiverConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
+    stale_after: Duration = 900.0  # a feed silent this long is shown stale (bridge.feeds); 0 = off
 
 
 class PushConfig(Section):

@@ -428,7 +428,6 @@ class Dispatcher:
         lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
         lane.last_push_at = self.wall_clock()
         self._count(operator_id, "delivered", len(records))
-        await self._gauges(lane)
         return _SETTLED
 
     async def _refused(
@@ -480,20 +479,9 @@ class Dispatcher:
             reason=reason,
         )
 
-    async def _gauges(self, lane: Lane) -> None:
-        """Backlog gauges after a push or a failure (not on every wake-up: that cost intake throughput)."""
-        if self.metrics is None:
-            return
-        status = await self.store.lane_status(lane.operator_id)
-        oldest = status.oldest_unacknowledged_since
-        age = 0.0 if oldest is None else max(0.0, self.wall_clock() - oldest)
-        self.metrics.pending.labels(str(lane.operator_id)).set(status.unacknowledged)
-        self.metrics.oldest_pending_age.labels(str(lane.operator_id)).set(age)
-
     async def _failed(self, lane: Lane, records: Sequence[Record], error: RequestError) -> None:
         message = str(error)
         await self.store.release(lane.operator_id, records, message, self.unsure_for)
-        await self._gauges(lane)
         self._backoff(lane, error)
         self._doubt(lane, self.unsure_for)
         self._count(lane.operator_id, "retry", len(records))

@@ -33,6 +33,7 @@ from oicp.ids import EvseID, OperatorID
 
 # Bump when a rule of the decision changes, so the next start re-decides every EvseID.
 RULES_VERSION = "1"
+KEYS_KEPT = 50_000  # raw evse_ids whose oicp_key the intake remembers (as StatusMapper does)
 
 
 class LaneNotifier(Protocol):
@@ -62,15 +63,20 @@ class Decider:
     def __init__(self, mapper: StatusMapper, binding: PartyBinding) -> None:
         self.mapper = mapper
         self.binding = binding
+        self._operators: dict[str, OperatorID | None] = {}  # EvseID -> its configured operator (bounded)
 
     def fingerprint(self) -> str:
         text = f"{RULES_VERSION}|{self.mapper.fingerprint()}|{self.binding.fingerprint()}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     def operator_for(self, evse_id: str) -> OperatorID | None:
-        if not EvseID.is_valid(evse_id):
-            return None
-        return self.mapper.operator_for(EvseID(evse_id))
+        if evse_id in self._operators:
+            return self._operators[evse_id]
+        operator = self.mapper.operator_for(EvseID(evse_id)) if EvseID.is_valid(evse_id) else None
+        if len(self._operators) >= KEYS_KEPT:
+            self._operators.clear()
+        self._operators[evse_id] = operator
+        return operator
 
     def allowed(self, operator_id: OperatorID, state: EvseObservation) -> bool:
         return self.binding.allows(operator_id, state.country_code, state.party_id)
@@ -97,6 +103,7 @@ class Intake:
         self.metrics = metrics
         self.lanes = lanes
         self.clock = clock
+        self._keys: dict[str, str] = {}  # raw evse_id -> oicp_key ('' for none), see _key
 
     # --- what the receiver and the poller call -------------------------------------------------------
 
@@ -106,12 +113,17 @@ class Intake:
     async def put(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PUT replaces the Location, EVSE or Connector at ``path`` (mod_locations PUT)."""
         updated = self.ocpi.check_put(version, path, body)
-        return await self._write(lambda tx: self.ocpi.put_in(tx, version, path, body, updated))
+        return await self._write(lambda tx: self.ocpi.put_in(tx, version, path, body, updated), inline=False)
 
     async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PATCH merges the fields given into the stored object (mod_locations PATCH)."""
         merged, updated = self.ocpi.check_patch(version, path, body)
-        return await self._write(lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated))
+        # only the status fast path is short for sure; anything that loads a whole Location document runs on
+        # the store's thread, so a 10 000-EVSE Location never holds the event loop (docs/benchmarks.md)
+        inline = self.ocpi.is_status_patch(path, merged)
+        return await self._write(
+            lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated), inline=inline
+        )
 
     async def apply_sender_locations(
         self, country_code: str, party_id: str, version: OcpiVersion, locations: Sequence[dict[str, Any]]
@@ -160,7 +172,7 @@ class Intake:
             evse_ids = set(self.ocpi.evse_ids(tx)) | {e for _, e in self.outbox.evse_ids(tx)}
             recorded = Recorded()
             for evse_id in sorted(evse_ids):
-                recorded.add(self._decide_evse_id(tx, evse_id, touched=frozenset()))
+                self._decide_evse_id(tx, evse_id, set(), recorded)
             tx.execute(
                 "INSERT INTO bridge_meta (name, value) VALUES ('decisions', ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -175,14 +187,26 @@ class Intake:
 
     # --- inside the transaction ------------------------------------------------------------------------
 
-    async def _write(self, change: Callable[[Tx], WriteResult]) -> WriteResult:
+    async def _write(self, change: Callable[[Tx], WriteResult], *, inline: bool) -> WriteResult:
         def write(tx: Tx) -> tuple[WriteResult, Recorded]:
             result = change(tx)
             return result, self._decide(tx, result.touched)
 
-        result, recorded = await self.db.write(write, inline=True)
+        result, recorded = await self.db.write(write, inline=inline)
         self._after_commit(recorded)
         return result
+
+    def _key(self, evse_id: str | None) -> str | None:
+        """``oicp_key`` remembered (bounded): the same few thousand ids come back with every change, and
+        checking one against Hubject's pattern costs more than the rest of its decision."""
+        if evse_id is None:
+            return None
+        key = self._keys.get(evse_id)
+        if key is None:
+            if len(self._keys) >= KEYS_KEPT:
+                self._keys.clear()
+            key = self._keys[evse_id] = oicp_key(evse_id) or ""
+        return key
 
     def _decide(self, tx: Tx, touched: Iterable[Touched]) -> Recorded:
         """Re-decide every EvseID the touched EVSEs hold now or held before (a rename withdraws the old)."""
@@ -192,27 +216,27 @@ class Intake:
         for item in touched:
             recorded.observed.append(item.state.status)
             sources.add(source_key(item.state))
-            keys = [oicp_key(item.state.evse_id), oicp_key(item.previous_evse_id)]
-            for key in keys:
-                if key:
-                    evse_ids[key] = None
-            if not keys[0]:
+            key, previous = self._key(item.state.evse_id), self._key(item.previous_evse_id)
+            if key:
+                evse_ids[key] = None
+            else:
                 blank = item.state.evse_id is None or not item.state.evse_id.strip()
                 reason = SkipReason.NO_EVSE_ID if blank else SkipReason.INVALID_EVSE_ID
                 self._not_pushed(tx, item.state, reason, recorded)
+            if previous:
+                evse_ids[previous] = None
         for evse_id in evse_ids:
-            recorded.add(self._decide_evse_id(tx, evse_id, touched=frozenset(sources)))
+            self._decide_evse_id(tx, evse_id, sources, recorded)
         return recorded
 
-    def _decide_evse_id(self, tx: Tx, evse_id: str, *, touched: frozenset[str]) -> Recorded:
-        recorded = Recorded()
+    def _decide_evse_id(self, tx: Tx, evse_id: str, touched: set[str], recorded: Recorded) -> None:
         candidates = self.ocpi.evses_holding(tx, evse_id)
         operator_id = self.decider.operator_for(evse_id)
         if operator_id is None:
             for state in candidates:
                 if source_key(state) in touched:
                     self._not_pushed(tx, state, SkipReason.NO_OPERATOR, recorded)
-            return recorded
+            return
         allowed = []
         for state in candidates:
             if self.decider.allowed(operator_id, state):
@@ -227,7 +251,7 @@ class Intake:
             decision = self.decider.mapper.decide(chosen)
             if isinstance(decision, Skip):
                 self._not_pushed(tx, chosen, decision.reason, recorded)
-                return recorded  # e.g. PLANNED: Hubject keeps what it holds
+                return  # e.g. PLANNED: Hubject keeps what it holds
             assert isinstance(decision, Push)
             self._pushed(tx, chosen)
             desired = Desired(
@@ -240,7 +264,6 @@ class Intake:
             recorded.pending[op] = recorded.pending.get(op, 0) + 1
         if observed.created:
             recorded.new_evses[op] = recorded.new_evses.get(op, 0) + 1
-        return recorded
 
     def _not_pushed(self, tx: Tx, state: EvseObservation, reason: SkipReason, recorded: Recorded) -> None:
         recorded.not_pushed.append(reason)

@@ -61,6 +61,7 @@ class Event(StrEnum):
     REFUSED = "refused"
     RECOVERED = "recovered"
     SET_ASIDE = "set aside"  # a fullLoad named the EvseID: unknown to Hubject (603, parked) or refused (dead)
+    RETRY = "retry"  # an operator asks for a dead letter to be sent again (the cause was fixed)
 
 
 P, F, D, X, K = (
@@ -96,6 +97,7 @@ TRANSITIONS: dict[tuple[RecordState, Event], frozenset[RecordState]] = {
     (D, Event.SET_ASIDE): frozenset({K, X}),
     (X, Event.SET_ASIDE): frozenset({K, X}),
     (K, Event.SET_ASIDE): frozenset({K, X}),
+    (X, Event.RETRY): frozenset({P}),
 }
 
 
@@ -169,11 +171,14 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
             desired.action, desired.status, desired.ocpi_status, desired.last_updated_us, desired.source,
             version, RecordState.PENDING, pending_since=now,
         )  # fmt: skip
-    info = replace(
-        row, ocpi_status=desired.ocpi_status, last_updated_us=desired.last_updated_us, source=desired.source
-    )
     if (desired.action, desired.status) == row.content:
-        return info  # same content: the state stands (a dead record stays dead until a fullLoad)
+        # same content: the state stands (a dead record stays dead until a fullLoad); only the info follows
+        return replace(
+            row,
+            ocpi_status=desired.ocpi_status,
+            last_updated_us=desired.last_updated_us,
+            source=desired.source,
+        )
     if row.state is RecordState.PARKED:
         # Hubject has no EVSE data for it: the new content waits for the next fullLoad (docs/bridge.md)
         state = RecordState.PARKED
@@ -183,16 +188,20 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
         state = RecordState.PENDING
     state = transition(row.state, Event.OBSERVE, state)
     pending = state is RecordState.PENDING
+    parked = state is RecordState.PARKED
     return replace(
-        info,
+        row,
         action=desired.action,
         status=desired.status,
+        ocpi_status=desired.ocpi_status,
+        last_updated_us=desired.last_updated_us,
+        source=desired.source,
         version=version,
         state=state,
         pending_since=(row.pending_since or now) if pending else None,
-        dead_code=row.dead_code if state is RecordState.PARKED else None,
-        dead_reason=row.dead_reason if state is RecordState.PARKED else None,
-        dead_at=row.dead_at if state is RecordState.PARKED else None,
+        dead_code=row.dead_code if parked else None,
+        dead_reason=row.dead_reason if parked else None,
+        dead_at=row.dead_at if parked else None,
     )
 
 
@@ -285,6 +294,22 @@ def set_aside(row: Row, to: RecordState, code: str, reason: str, now: float) -> 
         dead_code=code,
         dead_reason=reason,
         dead_at=now,
+    )
+
+
+def retried(row: Row, now: float) -> Row:
+    """An operator asked for a dead letter to be sent again: pending, its refusal forgotten. (A parked row
+    waits for EVSE data and goes with the next fullLoad.)"""
+    return replace(
+        row,
+        state=transition(row.state, Event.RETRY, RecordState.PENDING),
+        pending_since=now,
+        sent_version=None,
+        attempts=0,
+        last_error=None,
+        dead_code=None,
+        dead_reason=None,
+        dead_at=None,
     )
 
 

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def render(status: dict[str, Any]) -> str:
     lines = ["ready" if status.get("ready") else "NOT READY: " + "; ".join(status.get("problems", []))]
+    if status.get("warnings"):
+        lines.append("needs a look: " + "; ".join(status["warnings"]))
     columns = ("pending", "in_flight", "delivered", "dead", "parked")
     lines.append(f"{'operator':<12}" + "".join(f"{c:>11}" for c in columns) + "  last success / last error")
     for operator_id, info in status["operators"].items():
@@ -53,6 +55,16 @@ def render(status: dict[str, Any]) -> str:
         )
     if status["not_pushed"]:
         lines.append("not pushed: " + ", ".join(f"{k}: {v}" for k, v in status["not_pushed"].items()))
+    if status.get("feeds"):
+        lines.append("")
+        lines.append("OCPI feeds:")
+        for feed in status["feeds"]:
+            state = "STALE" if feed["stale"] else "failing" if feed["failing"] else "alive"
+            alive = feed["last_success"] or "never"
+            line = f"  {feed['name']} ({feed['kind']}): {state}, last sign of life {alive}"
+            if feed["last_error"]:
+                line += f"; last error {feed['last_error_at']}: {feed['last_error']}"
+            lines.append(line)
     if status["dead_letters"]:
         lines.append("")
         lines.append("dead letters and parked records:")
@@ -85,7 +97,12 @@ def read_store(config: BridgeConfig, url: str) -> dict[str, Any]:
         conn = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
         try:
-            status = read_status(conn, [str(op.operator_id) for op in config.operators], time.time())
+            status = read_status(
+                conn,
+                [str(op.operator_id) for op in config.operators],
+                time.time(),
+                stale_after=config.ocpi.stale_after,
+            )
         finally:
             conn.close()
     except sqlite3.Error as exc:

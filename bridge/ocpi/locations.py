@@ -234,17 +234,21 @@ def _timestamps(document: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 def check_not_future(body: Any, now: datetime, what: str) -> None:
     """Refuse a change dated beyond the bridge's clock plus ``MAX_CLOCK_SKEW`` (2001)."""
-    limit = now + MAX_CLOCK_SKEW
     for where, value in _timestamps(body, what):
         try:
             moment = parse_last_updated(value, where)
         except InvalidParametersError:
             continue  # the model reports a malformed one
-        if moment > limit:
-            raise InvalidParametersError(
-                f"invalid {what}: {where} last_updated {value} is in the future (the bridge's clock says "
-                f"{format_datetime(now)}; at most {int(MAX_CLOCK_SKEW.total_seconds())} s ahead is accepted)"
-            )
+        check_moment_not_future(moment, now, what, where)
+
+
+def check_moment_not_future(moment: datetime, now: datetime, what: str, where: str) -> None:
+    if moment > now + MAX_CLOCK_SKEW:
+        raise InvalidParametersError(
+            f"invalid {what}: {where} last_updated {format_datetime(moment)} is in the future (the bridge's "
+            f"clock says {format_datetime(now)}; at most {int(MAX_CLOCK_SKEW.total_seconds())} s ahead is "
+            "accepted)"
+        )
 
 
 def check_unique(document: Document, normalise: Any) -> None:

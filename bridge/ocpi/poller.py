@@ -31,6 +31,7 @@ import structlog
 
 from bridge.config import SourceConfig
 from bridge.errors import StoreError
+from bridge.feeds import FeedHealth
 from bridge.ocpi.auth import token_header
 from bridge.ocpi.client import Answer, OcpiClient, RetryableResponseError, next_link
 from bridge.ocpi.errors import OcpiClientError, OcpiError, OcpiResponseError, OcpiTransportError
@@ -187,8 +188,10 @@ class SenderPoller:
         max_backoff: float = 300.0,
         timeout: float = 30.0,
         rng: random.Random | None = None,
+        feeds: FeedHealth | None = None,
     ) -> None:
         self.source = source
+        self.feeds = feeds
         self.key = source.versions_url
         self.sink = sink
         self.cursors = PollCursors(db)
@@ -382,7 +385,11 @@ class SenderPoller:
                         retry_in_s=round(delay, 1),
                     )
                 await self._record_error(str(exc))
+                if self.feeds is not None:
+                    self.feeds.poll_failed(self.key, str(exc))
             else:
+                if self.feeds is not None:
+                    self.feeds.polled(self.key, result.changed)
                 if self.consecutive_failures:
                     log.info(
                         "ocpi_source_recovered",

@@ -26,9 +26,11 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from bridge.config import ReceiverConfig
 from bridge.errors import StoreError
+from bridge.feeds import FeedHealth, receiver_middleware
 from bridge.ocpi.auth import Caller, Party, TokenStore
 from bridge.ocpi.credentials import CredentialsModule
 from bridge.ocpi.envelope import respond, respond_error
@@ -80,6 +82,7 @@ def build_receiver_app(
     own_party: Party = DEFAULT_OWN_PARTY,
     max_body_bytes: int = MAX_BODY_BYTES,
     client_timeout: float = 10.0,
+    feeds: FeedHealth | None = None,
     on_auth_failure: Callable[[], None] | None = None,
 ) -> web.Application:
     """The receiver app. ``fetch_missing(cc, party_id, location_id)`` (optional) refreshes a Location from
@@ -88,7 +91,8 @@ def build_receiver_app(
     tokens = token_store or TokenStore(store.db, config.tokens)
     failures = AuthFailures()
     body_timeout = config.body_timeout
-    app = web.Application(middlewares=[_envelope_errors], client_max_size=max_body_bytes)
+    observe: list[Middleware] = [receiver_middleware(feeds)] if feeds is not None else []  # outermost
+    app = web.Application(middlewares=[*observe, _envelope_errors], client_max_size=max_body_bytes)
     app[STORE_KEY] = store
     app[TOKENS_KEY] = tokens
     base = config.base_url

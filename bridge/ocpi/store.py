@@ -39,6 +39,7 @@ from bridge.ocpi.locations import (
     Touched,
     WriteResult,
     check_ids,
+    check_moment_not_future,
     check_not_future,
     check_unique,
     clone,
@@ -286,7 +287,10 @@ class OcpiStore:
             raise NotEnoughInformationError(
                 f"{what} changes nothing: it has no field besides ids and last_updated"
             )
-        check_not_future(body, self.clock(), what)
+        if "evses" in body or "connectors" in body:
+            check_not_future(body, self.clock(), what)
+        else:  # only the body's own last_updated: already parsed
+            check_moment_not_future(new_updated, self.clock(), what, what)
         return body, new_updated
 
     def check_sender_locations(
@@ -392,6 +396,11 @@ class OcpiStore:
                 return None
         tx.execute(UPSERT_EVSE, (*key, *row, oicp_key(state.evse_id)))
         return Touched(state, None if found is None else found["evse_id"])
+
+    @staticmethod
+    def is_status_patch(path: ObjectPath, body: Document) -> bool:
+        """Whether a PATCH is the commonest request, an EVSE's ``status`` (the fast path's kind)."""
+        return path.kind is ObjectKind.EVSE and set(body) <= _STATUS_PATCH and body.get("status") in _STATUSES
 
     def _patch_evse_status(
         self, tx: Tx, version: OcpiVersion, path: ObjectPath, body: Document, updated: datetime

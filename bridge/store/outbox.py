@@ -40,18 +40,25 @@ _UPSERT = (
 _S = RecordState
 
 
+# the closed vocabularies by wire value, for reading rows (a dict look-up, cheaper than Enum(value))
+_STATUSES: dict[str | None, EvseStatus | None] = {None: None, **{s.value: s for s in EvseStatus}}
+_ACTIONS: dict[str | None, Action | None] = {None: None, **{a.value: a for a in Action}}
+_ACTION = {a.value: a for a in Action}
+_STATE = {s.value: s for s in RecordState}
+
+
 def _status(value: str | None) -> EvseStatus | None:
-    return EvseStatus(value) if value is not None else None
+    return _STATUSES[value]
 
 
 def _action(value: str | None) -> Action | None:
-    return Action(value) if value is not None else None
+    return _ACTIONS[value]
 
 
 def to_row(found: Any) -> Row:
     return Row(
-        Action(found["action"]), _status(found["oicp_status"]), found["ocpi_status"],
-        found["last_updated_us"], found["source"], found["version"], RecordState(found["state"]),
+        _ACTION[found["action"]], _status(found["oicp_status"]), found["ocpi_status"],
+        found["last_updated_us"], found["source"], found["version"], _STATE[found["state"]],
         found["pending_since"], found["sent_version"], _action(found["delivered_action"]),
         _status(found["delivered_status"]), bool(found["unsure"]), found["unsure_until"], found["attempts"],
         found["last_error"], found["dead_code"], found["dead_reason"], found["dead_at"],
@@ -308,6 +315,22 @@ class OutboxStore:
             return len(settled), min(later) if later else None
 
         return await self.db.write(run)
+
+    def retry_dead(self, tx: Tx, operator_id: str | None, now: float) -> dict[str, int]:
+        """Dead letters (of one operator, or all) pending again (``bridge.outbox.retried``), in the caller's
+        transaction; the count per operator, for the caller to wake the lanes once committed."""
+        where, args = "state = ?", [_S.DEAD.value]
+        if operator_id is not None:
+            where, args = where + " AND operator_id = ?", [*args, operator_id]
+        rows = [
+            (f["operator_id"], f["evse_id"], to_row(f))
+            for f in tx.execute(f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE {where}", args)
+        ]
+        tx.executemany(_UPSERT, [to_params(op, e, rules.retried(r, now)) for op, e, r in rows])
+        counts: dict[str, int] = {}
+        for op, _, _ in rows:
+            counts[op] = counts.get(op, 0) + 1
+        return counts
 
     async def operator_error(self, operator_id: OperatorID, error: str) -> None:
         await self.db.write(lambda tx: self._operator_error(tx, str(operator_id), error, self.clock()))
