@@ -122,6 +122,7 @@ class Lane:
     fullload_doubt_until: float | None = None  # a fullLoad sent before this may be overtaken by a late one
     scheduled_resync_at: float | None = None
     refusal: str | None = None  # why the last fullLoad was refused by its guard (shown on /ready)
+    prefetched: list[Record] | None = None  # the next batch, claimed while the previous push was out
 
     @property
     def operator_id(self) -> OperatorID:
@@ -311,7 +312,8 @@ class Dispatcher:
             # awaits must still end the wait below.
             lane.wake.clear()
             now = self.monotonic()
-            step = next_step(self.view(lane, now), now, self.timing)
+            # a batch claimed while the previous push was out is in flight already: it goes next
+            step = Flush() if lane.prefetched else next_step(self.view(lane, now), now, self.timing)
             try:
                 if isinstance(step, Resync):
                     await self._resync_step(lane, step.reason)
@@ -360,10 +362,10 @@ class Dispatcher:
 
     # --- pushing --------------------------------------------------------------------------------------------
 
-    async def _flush_once(self, lane: Lane) -> bool:
-        """Claim and push one batch; False when nothing was pending or the push failed."""
+    async def _claim(self, lane: Lane, *, ahead: bool = False) -> list[Record]:
+        """Claim up to ``max_batch`` pending records (in flight now) and keep the lane's estimate honest."""
         notified = lane.notified
-        records = await self.store.claim(lane.operator_id, self.push.max_batch)
+        records = await self.store.claim(lane.operator_id, self.push.max_batch, ahead=ahead)
         if lane.notified != notified or len(records) == self.push.max_batch:
             lane.pending = max(1, lane.pending - len(records))  # more may be pending
         elif not records:
@@ -371,27 +373,47 @@ class Dispatcher:
             # max-wait clock keeps running from the first of them (never pushed): a max-wait, not a
             # debounce, so an EVSE cycling through its delivered status cannot starve its pushes.
             lane.pending = 0
-            return False
         else:
             lane.pending, lane.first_unpushed_at = 0, None  # everything pending is in this batch
+        return records
+
+    async def _flush_once(self, lane: Lane) -> bool:
+        """Push one batch (the one claimed while the previous push was out, or a new claim); False when
+        nothing was pending or the push failed.
+
+        With a full batch out and more pending, the next batch is claimed while this push is in flight,
+        so the store's round trip hides behind Hubject's (the pushes themselves stay one at a time: OICP
+        2.3 CPO 01); if this push fails, that batch is released unsent."""
+        records, lane.prefetched = lane.prefetched or await self._claim(lane), None
         if not records:
             return False
         lane.busy = True
+        ahead: asyncio.Future[list[Record]] | None = None
         try:
             updates, deletes = split_by_action(records)
-            for group, action in ((updates, ActionType.UPDATE), (deletes, ActionType.DELETE)):
-                if group:
-                    result = await self._push(lane, action, group)
-                    if result.refusal is not None:  # refused in every half: the request, not a record
-                        await self._failed(lane, group, result.refusal)
-                    if result.kind is not _Pushed.SETTLED:
-                        if action is ActionType.UPDATE and deletes:
-                            await self.store.release(
-                                lane.operator_id, deletes, "not sent: the update before it failed", 0.0
-                            )
-                        self._repend(lane, len(records))
-                        return False
+            groups = [(g, a) for g, a in ((updates, ActionType.UPDATE), (deletes, ActionType.DELETE)) if g]
+            for index, (group, action) in enumerate(groups):
+                if index == len(groups) - 1 and len(records) == self.push.max_batch:
+                    ahead = asyncio.ensure_future(self._claim(lane, ahead=True))
+                result = await self._push(lane, action, group)
+                if result.refusal is not None:  # refused in every half: the request, not a record
+                    await self._failed(lane, group, result.refusal)
+                if result.kind is not _Pushed.SETTLED:
+                    unsent = [r for g, _ in groups[index + 1 :] for r in g]
+                    if ahead is not None:
+                        unsent += await ahead
+                    if unsent:
+                        await self.store.release(
+                            lane.operator_id, unsent, "not sent: the push before failed", 0.0
+                        )
+                    self._repend(lane, len(records))
+                    return False
+            if ahead is not None:
+                lane.prefetched = await ahead
         finally:
+            if ahead is not None and not ahead.done():  # cancelled (shutdown): recovered at the next start
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
             lane.busy = False
         return True
 

@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 import trustme
 
+# A real PostgreSQL server for the store's second engine (tests/pg_fixtures.py).
+from tests.pg_fixtures import pg_cluster, pg_private_server, pg_url
+
 # Suite-wide secret check (tests/secret_scan.py): the hooks and fixtures live there, imported here so
 # they apply to the whole suite.
 from tests.secret_scan import _secret_scan_basetemp, pytest_configure, secrets_registry
 
 __all__ = ["_secret_scan_basetemp", "pytest_configure", "secrets_registry"]
+__all__ += ["pg_cluster", "pg_private_server", "pg_url"]
 
 
 @dataclass(frozen=True)

@@ -236,12 +236,18 @@ class OutboxStore:
 
         return await self.db.read(run)
 
-    async def claim(self, operator_id: OperatorID, limit: int) -> list[Record]:
-        """Take up to ``limit`` pending records, oldest first, and mark them in flight."""
+    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+        """Take up to ``limit`` pending records, oldest first, and mark them in flight.
+
+        ``ahead``: claimed while a push is still out, so only rows no push is out for (``sent_version``
+        unset): a row of that push that changed meanwhile waits for its answer, or its acknowledgement
+        would find the row claimed again and take it out of flight (``bridge.outbox.delivered``)."""
+        unsent = " AND sent_version IS NULL" if ahead else ""
 
         def run(tx: Tx) -> list[Record]:
             found = tx.execute(
-                f"{_SELECT} WHERE operator_id = ? AND state = ? ORDER BY pending_since, evse_id LIMIT ?",
+                f"{_SELECT} WHERE operator_id = ? AND state = ?{unsent} "
+                "ORDER BY pending_since, evse_id LIMIT ?",
                 (str(operator_id), _S.PENDING.value, limit),
             ).fetchall()
             rows = [(f["evse_id"], to_row(f)) for f in found]

@@ -269,8 +269,8 @@ class HeldOutboxStore(OutboxStore):
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
 
-    async def claim(self, operator_id: OperatorID, limit: int) -> list[Record]:
-        records = await super().claim(operator_id, limit)
+    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+        records = await super().claim(operator_id, limit, ahead=ahead)
         hold, self.hold = self.hold, None
         if hold is not None:
             self.held.set()
@@ -370,3 +370,56 @@ async def test_a_timed_out_push_that_lands_late_is_overwritten_once_its_quiet_pe
         await outbox.delivered(ABC, sent, now[0])
         assert await outbox.settle(ABC) == (0, None)  # the doubt is settled
     assert hubject.simulator.statuses(ABC).get(evse) is EvseStatus.AVAILABLE
+
+
+class RecordingOutboxStore(OutboxStore):
+    """The outbox as shipped, noting when each claim starts (to see it overlap a push)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[str] = []
+
+    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+        self.events.append("claim")
+        records = await super().claim(operator_id, limit, ahead=ahead)
+        self.events.append(f"claimed {len(records)}")
+        return records
+
+
+class RecordingClient(RestClient):
+    """The REST client as shipped, noting when each push starts and ends."""
+
+    events: list[str]
+
+    async def push_evse_status(self, *args: Any, **kwargs: Any) -> Any:
+        self.events.append("push")
+        try:
+            return await super().push_evse_status(*args, **kwargs)
+        finally:
+            self.events.append("pushed")
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_the_next_batch_is_claimed_while_a_push_is_out_and_released_if_it_fails(
+    database: Database, hubject: ServedSimulator, fails: bool
+) -> None:
+    outbox = RecordingOutboxStore(database)
+    intake = make_intake(database, outbox)
+    await accept(intake, [observation(str(n), OcpiEvseStatus.CHARGING) for n in range(12)])
+    hubject.simulator.faults.latency = 0.1  # each push takes a while: the next claim fits in it
+    if fails:
+        hubject.simulator.faults.error_5xx_status = 400  # not retried: the first push fails at once
+        hubject.simulator.faults.queue.append(FaultKind.SERVER_ERROR)
+    policy = RetryPolicy(max_attempts=1, initial_wait=0.01, max_wait=0.01)
+    async with RecordingClient(ClientSettings(url=hubject.url), retry_policy=policy) as client:
+        client.events = outbox.events
+        dispatcher = make_dispatcher(intake, client, max_batch=5)
+        await dispatcher.run_until_idle()
+        if fails:
+            assert (await outbox.lane_status(ABC)).pending == 12  # the unsent batch went back too
+            await dispatcher.run_until_idle()
+    first_push = outbox.events.index("push")
+    assert outbox.events[first_push : first_push + 4] == ["push", "claim", "claimed 5", "pushed"]
+    assert hubject.simulator.statuses(ABC) == {EvseID(f"DE*ABC*E{n}"): EvseStatus.OCCUPIED for n in range(12)}
+    assert hubject.simulator.max_in_flight_overall == 1  # the pushes themselves stay one at a time
+    assert (await outbox.lane_status(ABC)).unacknowledged == 0

@@ -246,3 +246,20 @@ def test_microseconds_since_the_epoch_are_exact(moment: datetime) -> None:
     micros = to_micros(moment)
     assert EPOCH + timedelta(microseconds=micros) == moment
     assert to_micros(moment.astimezone(UTC)) == micros
+
+
+async def test_a_row_whose_push_is_out_is_not_claimed_ahead_even_if_it_changed(
+    outbox: OutboxStore, intake: Intake
+) -> None:
+    """The next batch is claimed while a push is out: a row of that push that changed meanwhile must wait
+    for the push's answer, or the answer would find it claimed again and take it out of flight, and a
+    change back to the delivered status could then be taken as already held while that push lands."""
+    await accept(intake, observation("1", OcpiEvseStatus.CHARGING, seconds=1))
+    await accept(intake, observation("2", OcpiEvseStatus.CHARGING, seconds=1))
+    sent = await outbox.claim(ABC, 1)  # E1 is out
+    await accept(intake, observation("1", OcpiEvseStatus.AVAILABLE, seconds=2))  # and changes meanwhile
+    ahead = await outbox.claim(ABC, 10, ahead=True)
+    assert [r.evse_id for r in ahead] == [EvseID("DE*ABC*E2")]
+    await outbox.delivered(ABC, sent, 0.0)
+    (again,) = await outbox.claim(ABC, 10)  # once answered, it goes with the next batch
+    assert (again.evse_id, again.status) == (E1, EvseStatus.AVAILABLE)

@@ -1,0 +1,43 @@
+"""What a store engine offers the repositories: the interface ``bridge.store.database.Database`` (SQLite) and
+``bridge.store.postgres.PostgresDatabase`` both have, so a repository can be written against either.
+
+Not used by the repositories yet (they take ``Database``): this is the shape the next step of issue 15 moves
+them to (docs/postgres.md). ``tests/typing/store_engines.py`` makes mypy check that both engines fit it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, TypeVar
+
+from bridge.store.port import Tx
+
+T = TypeVar("T")
+
+
+class SnapshotPort(Protocol):
+    """A read transaction spanning awaits (``Engine.snapshot``)."""
+
+    async def run(self, fn: Callable[[Tx], T]) -> T: ...
+
+
+class Engine(Protocol):
+    """One database: ``await open()``, then writes (group-committed, acknowledged after their commit) and
+    reads; ``await close()`` finishes the queued writes."""
+
+    commits: int
+    writes: int
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, fn: Callable[[Tx], T], *, inline: bool = False) -> T: ...
+
+    async def read(self, fn: Callable[[Tx], T]) -> T: ...
+
+    def snapshot(self) -> AbstractAsyncContextManager[SnapshotPort]: ...

@@ -1,0 +1,476 @@
+"""The store on PostgreSQL (psycopg 3, synchronous connections on the store's threads), with group commit.
+
+The same public interface and rules as ``bridge.store.database.Database`` (the SQLite engine), so the
+repositories run on either through the ``Tx`` port (``bridge.store.port``):
+
+- Every write is a function ``fn(tx) -> T``. Writes queue up; one runner task takes everything queued (up to
+  ``max_group``) and hands the whole group to the store's writer thread in one step: ``BEGIN``, each write
+  in its own ``SAVEPOINT``, one ``COMMIT``. A write that raises rolls back only its savepoint and its caller
+  gets the error; the others commit.
+- ``await write(...)`` returns only after the ``COMMIT`` that holds the change, and the session runs with
+  ``synchronous_commit = on``: the commit has reached the server's WAL on disk before it is acknowledged,
+  so an acknowledged OCPI request is durable.
+- ``inline=True`` is accepted for the port's sake but the write still runs on the writer thread: on
+  PostgreSQL every statement is a network round trip, which must never stall the event loop, and the
+  group goes to the thread in one hop (not one per write), so the thread hand-over the SQLite engine avoids
+  by running inline costs one hop per group here.
+- Reads run on a reader connection and thread, each read in its own ``REPEATABLE READ READ ONLY``
+  transaction (one consistent view per read function, like a read on SQLite's WAL). ``snapshot()`` is a
+  transaction of that kind that spans awaits, on a connection and thread of its own.
+- The port's SQL uses ``?`` placeholders (sqlite3's qmark style); they are translated to psycopg's ``%s``
+  (``translate_placeholders``), once per distinct statement.
+- A lost connection fails the writes of its group (or the read) with ``StoreError``, never a driver
+  exception; the next group (or read) connects again, so the engine recovers by itself when the server is
+  back.
+
+Several processes may open one database: that is what replicas are (contract "Several replicas"). Who
+pushes for an operator is decided by leases (``bridge.store.pg_leases``), not by a lock on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+from psycopg.rows import BaseRowFactory
+
+from bridge.errors import StoreClosedError, StoreError
+from bridge.store.port import Rows
+
+if TYPE_CHECKING:  # psycopg exports the row factories' cursor type only from a private module
+    from psycopg._cursor_base import BaseCursor
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 10
+# Serialises migrations between replicas starting at once (any constant; "oicp" in ASCII).
+MIGRATION_LOCK_KEY = 0x6F696370
+
+
+# --- the port on psycopg ------------------------------------------------------------------------------
+
+
+def translate_placeholders(sql: str) -> str:
+    """The port's ``?`` placeholders as psycopg's ``%s``; a literal ``%`` doubled (psycopg reads ``%`` as a
+    placeholder's start). Text inside quotes ('...', "...") and comments is left as it is."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in ("'", '"'):
+            end = i + 1
+            while end < n:
+                if sql[end] == ch:
+                    if end + 1 < n and sql[end + 1] == ch:  # '' inside a literal is a quote
+                        end += 2
+                        continue
+                    break
+                end += 1
+            out.append(sql[i : end + 1].replace("%", "%%"))
+            i = end + 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+        elif ch == "?":
+            out.append("%s")
+            i += 1
+        elif ch == "%":
+            out.append("%%")
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+class Row(Sequence[Any]):
+    """One result row, readable by index and by column name (as ``sqlite3.Row`` is)."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: dict[str, int], values: Sequence[Any]) -> None:
+        self._index = index
+        self._values = tuple(values)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Row):
+            return self._values == other._values
+        if isinstance(other, tuple):
+            return self._values == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values)
+
+    def keys(self) -> list[str]:
+        return list(self._index)  # each name once
+
+    def __repr__(self) -> str:
+        return f"Row({ {name: self._values[i] for name, i in self._index.items()}!r})"
+
+
+def _row_factory(cursor: BaseCursor[Any, Any]) -> Callable[[Sequence[Any]], Row]:
+    index: dict[str, int] = {}
+    for i, column in enumerate(cursor.description or ()):
+        index.setdefault(column.name, i)  # a repeated name reads the first such column, as in sqlite3.Row
+    return lambda values: Row(index, values)
+
+
+ROW_FACTORY: BaseRowFactory[Row] = _row_factory
+
+
+class PgTx:
+    """The ``Tx`` port on one psycopg connection: ``?`` parameters, rows by name and index."""
+
+    def __init__(self, conn: psycopg.Connection[Row], translations: dict[str, bytes]) -> None:
+        self._conn = conn
+        self._translations = translations
+
+    def _sql(self, sql: str) -> bytes:
+        translated = self._translations.get(sql)
+        if translated is None:
+            translated = self._translations[sql] = translate_placeholders(sql).encode()
+        return translated
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
+        return self._conn.execute(self._sql(sql), tuple(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
+        cursor = self._conn.cursor()
+        cursor.executemany(self._sql(sql), [tuple(p) for p in parameters])
+        return cursor
+
+
+def connect(url: str, *, application_name: str = "oicp-bridge") -> psycopg.Connection[Row]:
+    """A connection in autocommit mode (the engine says BEGIN/COMMIT itself) with ``synchronous_commit``
+    on: a COMMIT returns once its WAL is flushed on the server (acknowledged means durable)."""
+    return psycopg.connect(
+        url,
+        autocommit=True,
+        row_factory=ROW_FACTORY,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        application_name=application_name,
+        options="-c synchronous_commit=on",
+    )
+
+
+def _describe(exc: psycopg.Error) -> str:
+    """The driver's message without the connection string (it may hold a password)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[PgTx], Any]
+    future: asyncio.Future[Any]
+
+
+class PostgresDatabase:
+    """The bridge's PostgreSQL database. ``await open()``, then ``write``/``read``; ``await close()``.
+
+    Open, write and close on one event loop; a write from another loop is handed over to it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        migrations: Sequence[str],
+        *,
+        max_group: int = 512,
+        application_name: str = "oicp-bridge",
+    ) -> None:
+        self.url = url
+        self.migrations = tuple(migrations)
+        self.max_group = max_group
+        self.application_name = application_name
+        self.commits = 0  # transactions committed (for metrics and group-commit tests)
+        self.writes = 0  # write functions run
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._queued = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._write_conn: psycopg.Connection[Row] | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: psycopg.Connection[Row] | None = None
+        self._translations: dict[str, bytes] = {}
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    async def open(self) -> None:
+        """Connect and apply the migrations not yet applied; StoreError if the server cannot be reached."""
+        if self._open:
+            return
+        loop = asyncio.get_running_loop()
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-reader")
+        try:
+            self._write_conn = await loop.run_in_executor(writer, self._connect_and_migrate)
+            self._read_conn = await loop.run_in_executor(reader, self._connect)
+        except psycopg.Error as exc:
+            if self._write_conn is not None:
+                await loop.run_in_executor(writer, self._write_conn.close)
+                self._write_conn = None
+            writer.shutdown(wait=False)
+            reader.shutdown(wait=False)
+            raise StoreError(f"cannot open the store on PostgreSQL: {_describe(exc)}") from exc
+        self._writer, self._reader = writer, reader
+        self._loop = loop
+        self._queued = asyncio.Event()
+        self._runner = loop.create_task(self._run(), name="store writes")
+        self._open = True
+
+    async def close(self) -> None:
+        """Finish every queued write, then close both connections."""
+        if not self._open:
+            return
+        self._open = False
+        self._queued.set()
+        if self._runner is not None:
+            await self._runner
+        loop = asyncio.get_running_loop()
+        for thread, conn in ((self._writer, self._write_conn), (self._reader, self._read_conn)):
+            if thread is not None:
+                if conn is not None:
+                    await loop.run_in_executor(thread, conn.close)
+                thread.shutdown(wait=True)
+        self._writer = self._reader = self._write_conn = self._read_conn = self._runner = None
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        return connect(self.url, application_name=self.application_name)
+
+    async def write(self, fn: Callable[[PgTx], T], *, inline: bool = False) -> T:
+        """Run ``fn`` in a write transaction; return its result once that transaction is committed.
+
+        ``inline`` is accepted for parity with the SQLite engine; every write runs on the writer thread
+        (see the module's docstring)."""
+        del inline
+        if not self._open or self._loop is None:
+            raise StoreClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            handed = asyncio.run_coroutine_threadsafe(self.write(fn), self._loop)
+            return await asyncio.wrap_future(handed)
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append(_Job(fn, future))
+        self._queued.set()
+        return await future
+
+    async def read(self, fn: Callable[[PgTx], T]) -> T:
+        """Run ``fn`` in a read-only transaction on the read connection (sees every committed write)."""
+        if not self._open or self._reader is None:
+            raise StoreClosedError("the store is closed")
+
+        def run() -> T:
+            try:
+                if self._read_conn is None or self._read_conn.closed:
+                    self._read_conn = self._connect()
+                conn = self._read_conn
+                # BEGIN with its options in one statement: a read costs two round trips more than its own
+                # statements, not three (psycopg's transaction() would send BEGIN and SET TRANSACTION).
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                try:
+                    result = fn(PgTx(conn, self._translations))
+                except BaseException:
+                    if not (conn.broken or conn.closed):
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            except psycopg.Error as exc:
+                self._discard_if_broken("_read_conn")
+                raise StoreError(f"read failed: {_describe(exc)}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PgSnapshot]:
+        """A read transaction that spans awaits (a fullLoad's consistent set, read page by page), on a
+        connection and thread of its own, so the other reads keep seeing every new commit meanwhile."""
+        if not self._open:
+            raise StoreClosedError("the store is closed")
+        loop = asyncio.get_running_loop()
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-snapshot")
+        try:
+            conn = await loop.run_in_executor(thread, self._connect)
+        except psycopg.Error as exc:
+            thread.shutdown(wait=False)
+            raise StoreError(f"cannot open a snapshot: {_describe(exc)}") from exc
+        snapshot = PgSnapshot(conn, thread, self._translations)
+        try:
+            await snapshot.run(lambda tx: tx.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            yield snapshot
+        finally:
+            await loop.run_in_executor(thread, conn.close)
+            thread.shutdown(wait=False)
+
+    def _discard_if_broken(self, attribute: str) -> None:
+        conn: psycopg.Connection[Row] | None = getattr(self, attribute)
+        if conn is not None and (conn.broken or conn.closed):
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            setattr(self, attribute, None)
+
+    # --- migrations -----------------------------------------------------------------------------------
+
+    def _connect_and_migrate(self) -> psycopg.Connection[Row]:
+        conn = self._connect()
+        try:
+            # Each step is one transaction under a transaction-scoped advisory lock, so replicas that start
+            # together create the table and apply each migration once (PostgreSQL's DDL is transactional).
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                conn.execute("CREATE TABLE IF NOT EXISTS bridge_schema (version INTEGER NOT NULL)")
+            for number, script in enumerate(self.migrations, start=1):
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                    row = conn.execute("SELECT max(version) FROM bridge_schema").fetchone()
+                    applied = 0 if row is None or row[0] is None else int(row[0])
+                    if applied >= number:
+                        continue
+                    conn.execute(script.encode())  # several statements: sent as one simple query
+                    conn.execute("INSERT INTO bridge_schema (version) VALUES (%s)", (number,))
+        except psycopg.Error:
+            conn.close()
+            raise
+        return conn
+
+    # --- writing --------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """The one task that writes: group after group until the store closes and the queue is empty."""
+        assert self._loop is not None
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._queue:
+                group = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+                try:
+                    outcomes = await self._loop.run_in_executor(self._writer, self._commit_group, group)
+                except asyncio.CancelledError:  # the loop is shutting down without close(): nobody commits
+                    closed = StoreClosedError("the store was shut down before this write was committed")
+                    unanswered = [*group, *self._queue]
+                    _settle(unanswered, [(False, closed)] * len(unanswered))
+                    self._queue.clear()
+                    raise
+                _settle(group, outcomes)
+            if not self._open:
+                return
+
+    def _commit_group(self, group: list[_Job]) -> list[tuple[bool, Any]]:
+        """On the writer thread: one transaction, a savepoint per write, one COMMIT. Every outcome is
+        returned, never raised: a failure of the transaction itself fails each write with StoreError."""
+        try:
+            if self._write_conn is None:
+                self._write_conn = self._connect()
+            conn = self._write_conn
+            tx = PgTx(conn, self._translations)
+            conn.execute("BEGIN")
+            outcomes = [_run_job(conn, tx, job.fn) for job in group]
+            conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            error = StoreError(f"write transaction failed: {_describe(exc)}")
+            error.__cause__ = exc
+            self._rollback_after_failure()
+            return [(False, error)] * len(group)
+        except Exception as exc:  # a bug in the engine must not leave later writes waiting: logged, failed
+            log.exception("a write group failed unexpectedly")
+            error = StoreError(f"write failed unexpectedly: {exc!r}")
+            error.__cause__ = exc
+            self._rollback_after_failure()
+            return [(False, error)] * len(group)
+        self.commits += 1
+        self.writes += len(group)
+        return outcomes
+
+    def _rollback_after_failure(self) -> None:
+        conn = self._write_conn
+        if conn is None:
+            return
+        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if not (conn.broken or conn.closed or idle):
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error as exc:  # the connection is unusable: the next group connects again
+                log.warning("rollback after a failed write transaction failed: %s", _describe(exc))
+        self._discard_if_broken("_write_conn")
+
+
+class PgSnapshot:
+    """One read transaction of ``PostgresDatabase.snapshot``; ``run`` steps it on its own thread."""
+
+    def __init__(
+        self, conn: psycopg.Connection[Row], thread: ThreadPoolExecutor, translations: dict[str, bytes]
+    ) -> None:
+        self._conn = conn
+        self._thread = thread
+        self._tx = PgTx(conn, translations)
+
+    async def run(self, fn: Callable[[PgTx], T]) -> T:
+        tx = self._tx
+
+        def step() -> T:
+            try:
+                return fn(tx)
+            except psycopg.Error as exc:
+                raise StoreError(f"snapshot read failed: {_describe(exc)}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, step)
+
+
+def _run_job(conn: psycopg.Connection[Row], tx: PgTx, fn: Callable[[PgTx], Any]) -> tuple[bool, Any]:
+    """Run one write in its own savepoint: (True, result), or (False, its error) with its changes undone.
+    A failure of the savepoint statements themselves (connection lost...) fails the whole group."""
+    conn.execute("SAVEPOINT job")
+    try:
+        result = fn(tx)
+    except Exception as exc:  # noqa: BLE001 - the job's own error is handed to its caller, not lost
+        conn.execute("ROLLBACK TO SAVEPOINT job")
+        conn.execute("RELEASE SAVEPOINT job")
+        if isinstance(exc, psycopg.Error):
+            wrapped = StoreError(f"write failed: {_describe(exc)}")
+            wrapped.__cause__ = exc
+            return False, wrapped
+        return False, exc
+    conn.execute("RELEASE SAVEPOINT job")
+    return True, result
+
+
+def _settle(group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+    for job, (ok, value) in zip(group, outcomes, strict=True):
+        if job.future.done():  # cancelled while its write ran: the write stands, the answer has no taker
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)

@@ -1,0 +1,341 @@
+"""The PostgreSQL engine (bridge.store.postgres) against a real server: migrations, group commit, a savepoint
+per write, acknowledged means committed, snapshots, lost connections and a server restart."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.errors import StoreClosedError, StoreError
+from bridge.store import schema, schema_pg
+from bridge.store.port import Tx
+from bridge.store.postgres import PgTx, PostgresDatabase, translate_placeholders
+from tests.pg_server import PgServer
+
+KV = "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
+DEADLINE_S = 20.0
+
+
+def put(key: str, value: int) -> Any:
+    def fn(tx: Tx) -> str:
+        tx.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (key, value))
+        return key
+
+    return fn
+
+
+def count(tx: Tx) -> int:
+    return int(tx.execute("SELECT count(*) FROM kv").fetchone()[0])
+
+
+async def opened(url: str, migrations: list[str] | None = None, **kwargs: Any) -> PostgresDatabase:
+    db = PostgresDatabase(url, [KV] if migrations is None else migrations, **kwargs)
+    await db.open()
+    return db
+
+
+def columns_sqlite() -> dict[str, list[str]]:
+    conn = sqlite3.connect(":memory:")
+    for script in schema.MIGRATIONS:
+        conn.executescript(script)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: sorted(r[1] for r in conn.execute(f"PRAGMA table_info({t})")) for t in tables}
+
+
+async def test_migrations_give_the_sqlite_tables_and_columns_and_apply_once(pg_url: str) -> None:
+    db = await opened(pg_url, schema_pg.MIGRATIONS)
+    await db.close()
+    db = await opened(pg_url, schema_pg.MIGRATIONS)  # a second open (a restart, a replica) applies nothing
+
+    def tables(tx: Tx) -> dict[str, list[str]]:
+        rows = tx.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        ).fetchall()
+        found: dict[str, list[str]] = {}
+        for row in rows:
+            found.setdefault(row["table_name"], []).append(row["column_name"])
+        return {t: sorted(c) for t, c in found.items()}
+
+    pg_tables = await db.read(tables)
+    # the types take what the repositories bind: a bool for publish, epoch microseconds beyond 32 bits
+    evse = (
+        "INSERT INTO ocpi_evse (country_code, party_id, location_id, evse_uid, status, publish,"
+        " last_updated_us) VALUES ('DE', 'ABC', 'L1', 'E1', 'AVAILABLE', ?, ?)"
+    )
+    await db.write(lambda tx: tx.execute(evse, (True, 1_764_590_400_123_456)))
+    stored = await db.read(
+        lambda tx: tuple(tx.execute("SELECT publish, last_updated_us FROM ocpi_evse").fetchone())
+    )
+    assert stored == (True, 1_764_590_400_123_456)
+    versions = await db.read(lambda tx: [r[0] for r in tx.execute("SELECT version FROM bridge_schema")])
+    await db.close()
+    assert versions == list(range(1, len(schema_pg.MIGRATIONS) + 1))
+    sqlite_tables = columns_sqlite()
+    assert {t: pg_tables[t] for t in sqlite_tables} == sqlite_tables
+    assert set(pg_tables) - set(sqlite_tables) == {"bridge_schema", "bridge_lease"}
+    # a new SQLite migration needs its PostgreSQL twin in schema_pg.py (the engines share repositories)
+    assert len(schema.MIGRATIONS) == schema_pg.SQLITE_MIGRATIONS_MIRRORED
+
+
+async def test_replicas_opening_together_apply_each_migration_once(pg_url: str) -> None:
+    dbs = [PostgresDatabase(pg_url, schema_pg.MIGRATIONS) for _ in range(3)]
+    await asyncio.gather(*(db.open() for db in dbs))
+    versions = await dbs[0].read(lambda tx: [r[0] for r in tx.execute("SELECT version FROM bridge_schema")])
+    await asyncio.gather(*(db.close() for db in dbs))
+    assert sorted(versions) == list(range(1, len(schema_pg.MIGRATIONS) + 1))
+
+
+async def test_concurrent_writes_share_commits(pg_url: str) -> None:
+    db = await opened(pg_url)
+    keys = await asyncio.gather(*(db.write(put(f"k{i}", i)) for i in range(300)))
+    total = await db.read(count)
+    await db.close()
+    assert keys == [f"k{i}" for i in range(300)]
+    assert total == 300
+    assert db.writes == 300
+    assert db.commits <= 30, f"{db.commits} commits for 300 concurrent writes: no group commit"
+
+
+async def test_a_failing_write_rolls_back_only_itself(pg_url: str) -> None:
+    db = await opened(pg_url)
+    await db.write(put("taken", 0))
+
+    def half_then_fail(tx: Tx) -> None:
+        tx.execute("INSERT INTO kv (k, v) VALUES (?, ?)", ("half", 1))
+        raise ValueError("the repository's own error")
+
+    results = await asyncio.gather(
+        db.write(put("a", 1)),
+        db.write(half_then_fail),
+        db.write(put("taken", 2)),  # primary key violation: the driver's error, as StoreError
+        db.write(put("b", 3)),
+        return_exceptions=True,
+    )
+    keys = await db.read(lambda tx: sorted(r["k"] for r in tx.execute("SELECT k FROM kv")))
+    await db.close()
+    assert results[0] == "a"
+    assert results[3] == "b"
+    assert isinstance(results[1], ValueError)
+    assert isinstance(results[2], StoreError)
+    assert "duplicate key" in str(results[2])
+    assert keys == ["a", "b", "taken"]
+    assert db.commits == 2  # the one before, and one for the group of four
+
+
+async def test_acknowledged_means_committed_and_durable(pg_url: str) -> None:
+    db = await opened(pg_url)
+    setting = await db.write(lambda tx: tx.execute("SHOW synchronous_commit").fetchone()[0])
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        for i in range(20):
+            await db.write(put(f"k{i}", i))
+            row = other.execute("SELECT v FROM kv WHERE k = %s", (f"k{i}",)).fetchone()
+            assert row == (i,), f"write {i} acknowledged but not visible to another connection"
+    await db.close()
+    assert setting == "on"
+
+
+async def test_a_snapshot_keeps_its_view_while_writes_go_on(pg_url: str) -> None:
+    db = await opened(pg_url)
+    await asyncio.gather(*(db.write(put(f"before{i}", i)) for i in range(5)))
+    async with db.snapshot() as snap:
+        assert await snap.run(count) == 5
+        await asyncio.gather(*(db.write(put(f"during{i}", i)) for i in range(7)))
+        assert await db.read(count) == 12  # other reads see every commit
+        assert await snap.run(count) == 5  # the snapshot does not
+        with pytest.raises(StoreError, match="read-only"):
+            await snap.run(put("x", 0))
+    await db.close()
+
+
+async def test_rows_read_by_name_and_index_and_placeholders_in_literals(pg_url: str) -> None:
+    db = await opened(pg_url)
+    await db.write(put("a?b%c", 7))
+
+    def select(tx: Tx) -> tuple[Any, ...]:
+        row = tx.execute("SELECT k, v, '?%' AS lit FROM kv WHERE k = ? AND v = ?", ("a?b%c", 7)).fetchone()
+        return (row["k"], row[1], row["lit"], tuple(row), row.keys())
+
+    got = await db.read(select)
+    bump = "UPDATE kv SET v = v + ? WHERE k = ?"
+    many = await db.write(lambda tx: tx.executemany(bump, [(1, "a?b%c")] * 3))
+    value = await db.read(lambda tx: tx.execute("SELECT v FROM kv").fetchone()[0])
+    await db.close()
+    assert got == ("a?b%c", 7, "?%", ("a?b%c", 7, "?%"), ["k", "v", "lit"])
+    assert many.rowcount == 3
+    assert value == 10
+
+
+async def test_a_killed_connection_is_a_store_error_and_the_next_write_reconnects(pg_url: str) -> None:
+    db = await opened(pg_url, application_name="oicp-bridge-under-test")
+    await db.write(put("before", 0))
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            ("oicp-bridge-under-test",),
+        ).fetchone()
+    assert killed == (2,)  # the writer and the reader
+    with pytest.raises(StoreError):
+        await db.write(put("lost", 1))
+    with pytest.raises(StoreError):
+        await db.read(count)
+    await db.write(put("after", 2))
+    keys = await db.read(lambda tx: sorted(r[0] for r in tx.execute("SELECT k FROM kv")))
+    await db.close()
+    assert keys == ["after", "before"]
+
+
+async def test_the_engine_recovers_when_the_server_is_back(pg_private_server: PgServer) -> None:
+    url = pg_private_server.url
+    db = await opened(url)
+    await db.write(put("before", 0))
+    pg_private_server.stop(mode="immediate")  # as if it crashed
+    with pytest.raises(StoreError) as caught:
+        await db.write(put("down", 1))
+    assert "postgres@" not in str(caught.value)  # the error names no connection string
+    with pytest.raises(StoreError):
+        await db.read(count)
+    with pytest.raises(StoreError, match="cannot open a snapshot"):
+        async with db.snapshot():
+            pass
+    pg_private_server.start()
+    await db.write(put("after", 2))
+    keys = await db.read(lambda tx: sorted(r[0] for r in tx.execute("SELECT k FROM kv")))
+    await db.close()
+    assert keys == ["after", "before"]  # the write answered with an error is not there; the others are
+
+
+async def test_open_on_an_unreachable_server_is_a_store_error() -> None:
+    from tests.pg_server import free_port
+
+    db = PostgresDatabase(f"postgresql://nobody@127.0.0.1:{free_port()}/none", [KV])
+    with pytest.raises(StoreError, match="cannot open the store on PostgreSQL"):
+        await db.open()
+    assert not db.is_open
+    with pytest.raises(StoreClosedError):
+        await db.write(put("x", 1))
+
+
+async def test_close_finishes_queued_writes(pg_url: str) -> None:
+    db = await opened(pg_url)
+    pending = [asyncio.ensure_future(db.write(put(f"k{i}", i))) for i in range(50)]
+    await asyncio.sleep(0)  # let them queue
+    await db.close()
+    assert [p.result() for p in pending] == [f"k{i}" for i in range(50)]
+    db = await opened(pg_url, [KV])
+    assert await db.read(count) == 50
+    await db.close()
+
+
+def test_a_tx_is_the_port() -> None:
+    tx: Tx = PgTx.__new__(PgTx)  # mypy checks that PgTx satisfies the Tx protocol
+    assert tx is not None
+
+
+# --- placeholder translation (pure) -------------------------------------------------------------------
+
+unquoted = st.text(alphabet=st.sampled_from(list("abc ,()=?%\n")), max_size=40)
+literal = st.text(alphabet=st.sampled_from(list("ab?%'\" -")), max_size=10).map(
+    lambda s: "'" + s.replace("'", "''") + "'"
+)
+
+
+@given(st.lists(st.one_of(unquoted, literal), max_size=6))
+def test_placeholders_outside_literals_become_psycopg_ones(parts: list[str]) -> None:
+    sql = "".join(parts)
+    translated = translate_placeholders(sql)
+    # every ? outside a literal is %s; every other % is doubled; literals keep their text (with % doubled)
+    expected = "".join(
+        p.replace("%", "%%") if p.startswith("'") else p.replace("%", "%%").replace("?", "%s") for p in parts
+    )
+    assert translated == expected
+
+
+def test_comments_keep_their_question_marks() -> None:
+    assert translate_placeholders("SELECT ? -- why?\n, ? /* ok? */") == "SELECT %s -- why?\n, %s /* ok? */"
+
+
+async def test_a_failing_read_leaves_the_reader_usable(pg_url: str) -> None:
+    db = await opened(pg_url)
+    await db.write(put("a", 1))
+
+    def broken(tx: Tx) -> None:
+        tx.execute("SELECT count(*) FROM kv").fetchone()
+        raise KeyError("the caller's own error")
+
+    with pytest.raises(KeyError):
+        await db.read(broken)
+    with pytest.raises(StoreError, match="read failed"):
+        await db.read(lambda tx: tx.execute("SELECT nothing FROM kv"))
+    assert await db.read(count) == 1
+    await db.close()
+
+
+async def test_a_repeated_column_name_reads_the_first_as_sqlite_does(pg_url: str) -> None:
+    db = await opened(pg_url)
+    row = await db.read(lambda tx: tx.execute("SELECT 1 AS x, 2 AS x, 3 AS y").fetchone())
+    await db.close()
+    assert (row["x"], row["y"], tuple(row), len(row)) == (1, 3, (1, 2, 3), 3)
+    assert repr(row) == "Row({'x': 1, 'y': 3})"
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    assert conn.execute("SELECT 1 AS x, 2 AS x").fetchone()["x"] == 1
+
+
+async def test_a_snapshot_whose_server_goes_away_fails_with_store_error(pg_private_server: PgServer) -> None:
+    db = await opened(pg_private_server.url)
+    await db.write(put("a", 1))
+    async with db.snapshot() as snap:
+        assert await snap.run(count) == 1
+        pg_private_server.stop(mode="immediate")
+        with pytest.raises(StoreError, match="snapshot read failed"):
+            await snap.run(count)
+    await db.close()  # closing with the server gone is quiet
+    assert not db.is_open
+
+
+async def test_a_deadlock_between_two_replicas_fails_one_write_not_its_group(pg_url: str) -> None:
+    """Two replicas' groups lock the same rows in opposite orders: PostgreSQL aborts one statement (after
+    ``deadlock_timeout``); its savepoint is rolled back, which frees its locks, so only that write fails and
+    the rest of both groups commits."""
+    first, second = await opened(pg_url), await opened(pg_url, [KV])
+    await first.write(lambda tx: tx.executemany("INSERT INTO kv VALUES (?, 0)", [("x",), ("y",)]))
+    locked = {"x": threading.Event(), "y": threading.Event()}
+
+    def cross(mine: str, theirs: str) -> Any:
+        def fn(tx: Tx) -> str:
+            tx.execute("UPDATE kv SET v = v + 1 WHERE k = ?", (mine,))
+            locked[mine].set()
+            assert locked[theirs].wait(DEADLINE_S)
+            tx.execute("UPDATE kv SET v = v + 10 WHERE k = ?", (theirs,))
+            return mine
+
+        return fn
+
+    outcomes = await asyncio.gather(
+        first.write(put("first-own", 1)),
+        first.write(cross("x", "y")),
+        second.write(put("second-own", 2)),
+        second.write(cross("y", "x")),
+        return_exceptions=True,
+    )
+    rows = await first.read(lambda tx: {r["k"]: r["v"] for r in tx.execute("SELECT k, v FROM kv")})
+    await first.close()
+    await second.close()
+    assert outcomes[0] == "first-own"
+    assert outcomes[2] == "second-own"
+    crossed = [outcomes[1], outcomes[3]]
+    failed = [o for o in crossed if isinstance(o, BaseException)]
+    assert len(failed) == 1, crossed
+    assert isinstance(failed[0], StoreError)
+    assert "deadlock" in str(failed[0])
+    winner = next(o for o in crossed if isinstance(o, str))
+    loser = "y" if winner == "x" else "x"
+    assert rows == {"first-own": 1, "second-own": 2, winner: 1, loser: 10}
+    assert (first.commits, second.commits) == (2, 1)  # the seed, then one group each
