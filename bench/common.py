@@ -216,6 +216,9 @@ async def seed_outbox(path: Path, evses: int, *, delivered: bool, chunk: int = 5
                 observation(n, statuses[n % 3], BASE_TIME) for n in range(start, min(evses, start + chunk))
             ]
             await intake.apply_observations(batch)
+        # as the daemon's first start on this store would: the decisions' fingerprint is stored, so a
+        # start measures a restart (a store never started re-decides every EvseID once: Intake.reconcile)
+        await intake.reconcile()
         if delivered:
             operator_id = config.operators[0].operator_id
 

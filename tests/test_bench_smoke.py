@@ -4,6 +4,7 @@ asserted (docs/benchmarks.md has the figures); the results' structure and correc
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,26 @@ async def test_intake_runs_the_full_path_and_the_baseline() -> None:
     assert cpu["children"] > 0
     if sys.platform == "linux":
         assert cpu["threads"]["MainThread"] > 0
+
+
+@pytest.mark.skipif(
+    load("wrk").wrk_path() is None and os.environ.get("CI") != "true",
+    reason="wrk is not installed (apt-get install -y wrk; CI installs it)",
+)
+async def test_wrk_drives_the_bare_handler_and_the_bridge() -> None:
+    result = await load("wrk").run(TINY)
+    assert set(result) >= REQUIRED
+    # every PATCH answered 200 with status_code 1000: each was a real, accepted change
+    assert result["errors"] == 0
+    for side in ("bridge", "baseline"):
+        assert result[side]["per_second"] > 0
+        assert result[side]["p99_ms"] >= result[side]["p50_ms"] > 0
+        cpu = result[side]["cpu_ms_per_request"]
+        assert cpu["wrk"] > 0
+        if sys.platform == "linux":
+            assert cpu["server"] > 0
+    assert result["bridge"]["ratio"] > 0
+    assert result["bridge"]["p99_ratio"] > 0
 
 
 async def test_storm_reaches_hubject_coalesced_and_times_the_probes() -> None:
