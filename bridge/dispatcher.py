@@ -176,15 +176,25 @@ class Dispatcher:
         if lane is None:
             return
         now = self.monotonic()
+        # Wake the lane only when its next step changes: it had nothing pending (it may wait for nothing),
+        # the batch just became full (push now), or the first fullLoad was waiting for EVSEs. Otherwise it
+        # already sleeps until its max-wait deadline, which a further change never moves: waking it on
+        # every commit only made it compute the same deadline again (intake CPU, docs/benchmarks.md).
+        wake = False
         if pending:
+            before = lane.pending
             lane.pending += pending
             lane.notified += 1
             if lane.first_unpushed_at is None:
                 lane.first_unpushed_at = now
+            limit = self.push.max_batch
+            wake = before == 0 or (before < limit <= lane.pending)
         if new_evses:
-            lane.quiet_from = now
+            lane.quiet_from = now  # a later first fullLoad: the lane sees it when it next wakes
+            wake = wake or lane.waiting_for_evses
             lane.waiting_for_evses = False
-        lane.wake.set()
+        if wake:
+            lane.wake.set()
 
     def lane(self, operator_id: OperatorID | str) -> Lane:
         key = OperatorID(operator_id).canonical_key
