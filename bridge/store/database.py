@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge.errors import StoreClosedError, StoreError, StoreLockedError
+from bridge.store.answers import answer
 
 log = logging.getLogger(__name__)
 
@@ -344,10 +345,4 @@ def _run_job(conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:
 
 
 def _settle(group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
-    for job, (ok, value) in zip(group, outcomes, strict=True):
-        if job.future.done():  # cancelled while its write ran: the write stands, the answer has no taker
-            continue
-        if ok:
-            job.future.set_result(value)
-        else:
-            job.future.set_exception(value)
+    answer([job.future for job in group], outcomes)

@@ -42,6 +42,7 @@ import psycopg
 from psycopg.rows import BaseRowFactory
 
 from bridge.errors import StoreClosedError, StoreError
+from bridge.store.answers import answer
 from bridge.store.port import Rows
 
 if TYPE_CHECKING:  # psycopg exports the row factories' cursor type only from a private module
@@ -467,10 +468,4 @@ def _run_job(conn: psycopg.Connection[Row], tx: PgTx, fn: Callable[[PgTx], Any])
 
 
 def _settle(group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
-    for job, (ok, value) in zip(group, outcomes, strict=True):
-        if job.future.done():  # cancelled while its write ran: the write stands, the answer has no taker
-            continue
-        if ok:
-            job.future.set_result(value)
-        else:
-            job.future.set_exception(value)
+    answer([job.future for job in group], outcomes)
