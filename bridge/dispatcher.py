@@ -597,14 +597,15 @@ class Dispatcher:
                         operator_name=lane.operator.operator_name,
                     )
                 except RejectedError as error:
-                    named = self._named_evse_ids(error) - excluded
-                    if not error.retryable and named:
-                        excluded |= named
+                    keys = named_keys(error.additional_info)
+                    if not error.retryable and keys:
                         state = RecordState.PARKED if error.code == UNKNOWN_EVSE else RecordState.DEAD
-                        await self.store.set_aside(operator_id, named, state, error.code, str(error))
-                        log.warning("fullLoad named EvseIDs; set aside, sending again", code=error.code,
-                                    count=len(named))  # fmt: skip
-                        continue
+                        named = await self.store.set_aside(operator_id, keys, state, error.code, str(error))
+                        if named - excluded:
+                            excluded |= named
+                            log.warning("fullLoad named EvseIDs; set aside, sending again", code=error.code,
+                                        count=len(named))  # fmt: skip
+                            continue
                     return await self._resync_failed(lane, error, log)
                 except RequestError as error:
                     return await self._resync_failed(lane, error, log)
@@ -618,13 +619,6 @@ class Dispatcher:
             return await self._resync_failed(lane, None, log)
         finally:
             lane.busy = False
-
-    def _named_evse_ids(self, error: RejectedError) -> set[EvseID]:
-        found: set[EvseID] = set()
-        for key in named_keys(error.additional_info):
-            if EvseID.is_valid(key):
-                found.add(EvseID(key))
-        return found
 
     def _fullload_done(self, lane: Lane, started: float) -> None:
         now = self.monotonic()

@@ -445,13 +445,25 @@ class OutboxStore:
         return await self.db.read(run)
 
     async def set_aside(
-        self, operator_id: OperatorID, evse_ids: set[EvseID], state: RecordState, code: str, reason: str
-    ) -> None:
-        """A fullLoad named these EvseIDs (603: parked; other codes: dead): kept out until the next one."""
+        self, operator_id: OperatorID, keys: set[str], state: RecordState, code: str, reason: str
+    ) -> set[EvseID]:
+        """A fullLoad named these EvseIDs (``bridge.outbox.evse_key``s: Hubject writes them with or without
+        '*'; 603: parked, other codes: dead): kept out until the next one. Returns the operator's EvseIDs
+        they matched (which the next round leaves out)."""
         now = self.clock()
-        wanted = {str(e): Record(e, Action.UPDATE, None, 0) for e in evse_ids}
         step = _guarded(rules.Event.SET_ASIDE, lambda row, _: rules.set_aside(row, state, code, reason, now))
-        await self._rows(operator_id, wanted.values(), step)
+
+        def run(tx: Tx) -> set[EvseID]:
+            found = {
+                r[0]
+                for r in tx.execute("SELECT evse_id FROM outbox WHERE operator_id = ?", (str(operator_id),))
+                if rules.evse_key(r[0]) in keys
+            }
+            wanted = {e: Record(EvseID(e), Action.UPDATE, None, 0) for e in found}
+            self._apply(tx, str(operator_id), wanted, step)
+            return {EvseID(e) for e in found}
+
+        return await self.db.write(run)
 
     async def fullload_finished(
         self,

@@ -423,3 +423,19 @@ async def test_the_next_batch_is_claimed_while_a_push_is_out_and_released_if_it_
     assert hubject.simulator.statuses(ABC) == {EvseID(f"DE*ABC*E{n}"): EvseStatus.OCCUPIED for n in range(12)}
     assert hubject.simulator.max_in_flight_overall == 1  # the pushes themselves stay one at a time
     assert (await outbox.lane_status(ABC)).unacknowledged == 0
+
+
+async def test_a_fullload_sets_aside_the_evse_ids_hubject_names_without_separators(
+    outbox: OutboxStore, intake: Intake, client: RestClient, hubject: ServedSimulator, database: Database
+) -> None:
+    """Hubject writes the EvseIDs of a 603 without '*' (DEABCE3); the outbox keys them with it (DE*ABC*E3):
+    the fullLoad must still find and park exactly those rows, and go through without them."""
+    hubject.simulator.state.known_evse_ids = frozenset({EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2")})
+    await accept(intake, [observation(str(n), OcpiEvseStatus.AVAILABLE) for n in (1, 2, 3)])
+    (outcome,) = await make_dispatcher(intake, client).resync_now(ABC, force=True)
+    assert (outcome.result, outcome.records, outcome.parked) == (ResyncResult.DONE, 2, 1)
+    assert set(hubject.simulator.statuses(ABC)) == {EvseID("DE*ABC*E1"), EvseID("DE*ABC*E2")}
+    parked = await database.read(
+        lambda conn: conn.execute("SELECT evse_id, dead_code FROM outbox WHERE state = 'parked'").fetchall()
+    )
+    assert [tuple(row) for row in parked] == [("DE*ABC*E3", "603")]
