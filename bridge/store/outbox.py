@@ -97,7 +97,6 @@ class Observed:
 
     pending: bool  # the row is pending now and was not before: the lane has work
     created: bool  # a new EvseID for this operator
-    queued: bool  # the content changed and must be pushed
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +147,14 @@ class OutboxStore:
                 new = rules.observe(row, desired, row.version, now)
                 assert new is not None
                 tx.execute(_UPSERT, to_params(operator_id, evse_id, new))
-            return Observed(pending=False, created=False, queued=False)
+            return Observed(pending=False, created=False)
         new = rules.observe(row, desired, self._next_version(tx), now)
         if new is None:
-            return Observed(pending=False, created=False, queued=False)
+            return Observed(pending=False, created=False)
         tx.execute(_UPSERT, to_params(operator_id, evse_id, new))
         was_pending = row is not None and row.state is _S.PENDING
         now_pending = new.state is _S.PENDING
-        return Observed(pending=now_pending and not was_pending, created=row is None, queued=now_pending)
+        return Observed(pending=now_pending and not was_pending, created=row is None)
 
     @staticmethod
     def _next_version(tx: Tx) -> int:
