@@ -15,7 +15,7 @@ output instead.
 from __future__ import annotations
 
 import platform
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Self
 
@@ -39,9 +39,10 @@ from bridge.feeds import UNKNOWN_PARTY, FeedKind
 from bridge.mapping import SkipReason
 from bridge.observation import OcpiEvseStatus
 from bridge.status import RECORD_STATES, Snapshot
-from oicp import EvseStatusClient, PushResult
+from oicp import ConfigurationError, EvseDataClient, EvseStatusClient, PushResult, RestClient
 from oicp.codes import CODE_CATALOGUE, RECORD_LEVEL_CODES
 from oicp.errors import HTTPStatusError, RejectedError, RequestError
+from oicp.evse_data import EvseDataRecord
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 
@@ -402,6 +403,45 @@ class CountingClient:
                 pages,
                 operator_name=operator_name,
             )
+        except RequestError as error:
+            self.metrics.count_hubject_answer(error)
+            raise
+        self.metrics.count_hubject_answer(None)
+        return result
+
+    async def push_evse_data(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        records: Sequence[EvseDataRecord],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        return await self._counted(
+            self._data_client().push_evse_data(operator_id, action, records, operator_name=operator_name)
+        )
+
+    async def push_evse_data_stream(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        pages: Callable[[], AsyncIterator[Sequence[str]]],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        return await self._counted(
+            self._data_client().push_evse_data_stream(operator_id, action, pages, operator_name=operator_name)
+        )
+
+    def _data_client(self) -> EvseDataClient:
+        if not isinstance(self.inner, RestClient):
+            # check-config refuses push_evse_data with protocol = "soap" (bridge.config)
+            raise ConfigurationError('EVSE data push needs the REST client (protocol = "rest")')
+        return self.inner
+
+    async def _counted(self, push: Awaitable[PushResult]) -> PushResult:
+        try:
+            result = await push
         except RequestError as error:
             self.metrics.count_hubject_answer(error)
             raise
