@@ -39,10 +39,9 @@ from bridge.feeds import UNKNOWN_PARTY, FeedKind
 from bridge.mapping import SkipReason
 from bridge.observation import OcpiEvseStatus
 from bridge.status import RECORD_STATES, Snapshot
-from oicp import ConfigurationError, EvseDataClient, EvseStatusClient, PushResult, RestClient
+from oicp import ConfigurationError, EvseDataClient, EvseStatusClient, PushResult, RestClient, WireRecord
 from oicp.codes import CODE_CATALOGUE, RECORD_LEVEL_CODES
 from oicp.errors import HTTPStatusError, RejectedError, RequestError
-from oicp.evse_data import EvseDataRecord
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 
@@ -413,7 +412,7 @@ class CountingClient:
         self,
         operator_id: OperatorID,
         action: ActionType,
-        records: Sequence[EvseDataRecord],
+        records: Sequence[WireRecord],
         *,
         operator_name: str | None = None,
     ) -> PushResult:

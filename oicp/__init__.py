@@ -17,6 +17,7 @@ from oicp._client import (
     EvseDataClient,
     EvseStatusClient,
     PushResult,
+    WireRecord,
 )
 from oicp._rest import RestClient
 from oicp._retry import RetryHook, RetryPolicy
@@ -95,6 +96,7 @@ __all__ = [
     "TLSError",
     "Throttle",
     "TransportError",
+    "WireRecord",
     "__version__",
     "classify",
     "client_ssl_context",

@@ -10,15 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Any, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import Acknowledgement, ActionType, EvseStatus, EvseStatusRecord
-
-if TYPE_CHECKING:  # oicp.evse_data validates with the OpenAPI (PyYAML, jsonschema): not a facade need
-    from oicp.evse_data import EvseDataRecord
 
 QA_URL = "https://service-qa.hubject.com/api/oicp"
 PRODUCTION_URL = "https://service.hubject.com/api/oicp"
@@ -93,6 +90,13 @@ class EvseStatusClient(Protocol):
         ...
 
 
+class WireRecord(Protocol):
+    """A record that writes itself in Hubject's wire names: ``oicp.evse_data.EvseDataRecord``. (The client
+    does not import that module: its validation needs the OpenAPI extras, PyYAML and jsonschema.)"""
+
+    def to_wire(self) -> dict[str, Any]: ...
+
+
 class EvseDataClient(Protocol):
     """Push EVSE data as a CPO (OICP 2.3 REST eRoamingPushEvseData; the SOAP client does not offer it)."""
 
@@ -100,7 +104,7 @@ class EvseDataClient(Protocol):
         self,
         operator_id: OperatorID,
         action: ActionType,
-        records: Sequence[EvseDataRecord],
+        records: Sequence[WireRecord],
         *,
         operator_name: str | None = None,
     ) -> PushResult:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Self, Unpack
+from typing import Any, Self, Unpack
 from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
-from oicp._client import ClientSettings, PushResult
+from oicp._client import ClientSettings, PushResult, WireRecord
 from oicp._hints import hint_for
 from oicp._http import (
     PUSH_EVSE_DATA,
@@ -49,9 +49,6 @@ from oicp.models import (
 
 PULL_BY_ID_MAX = 100  # eRoamingPullEVSEStatusByID: EvseID maxItems 100 (EMP OpenAPI)
 JSON_HEADERS = {"Content-Type": "application/json"}
-
-if TYPE_CHECKING:  # imported where used: oicp.evse_data needs the OpenAPI extras (PyYAML, jsonschema)
-    from oicp.evse_data import EvseDataRecord
 
 # --- the codec (pure) ------------------------------------------------------------------------------------
 
@@ -99,6 +96,22 @@ def stream_push(
     return body
 
 
+def data_push_request(
+    operator_id: OperatorID, operator_name: str, action: ActionType, records: Sequence[WireRecord]
+) -> dict[str, Any]:
+    """The eRoamingPushEvseData envelope (``eRoamingPushEvseData.yaml``), as
+    ``oicp.evse_data.PushEvseDataRequest.to_wire()`` writes it (a test pins the two together); built here so
+    the client needs none of that module's validation extras."""
+    return {
+        "ActionType": action.value,
+        "OperatorEvseData": {
+            "OperatorID": str(operator_id),
+            "OperatorName": operator_name,
+            "EvseDataRecord": [record.to_wire() for record in records],
+        },
+    }
+
+
 def stream_data_push(
     operator_id: OperatorID,
     operator_name: str,
@@ -107,9 +120,7 @@ def stream_data_push(
 ) -> Callable[[], AsyncIterator[bytes]]:
     """An eRoamingPushEvseData body written page by page from records already in wire JSON, so a data
     fullLoad of 100 000 EVSEs is never parsed or held whole."""
-    from oicp.evse_data import PushEvseDataRequest
-
-    head = PushEvseDataRequest.of(operator_id, operator_name, action, ()).to_wire()
+    head = data_push_request(operator_id, operator_name, action, ())
     prefix, suffix = json.dumps(head).split('"EvseDataRecord": []')
 
     async def body() -> AsyncIterator[bytes]:
@@ -267,17 +278,15 @@ class RestClient:
         self,
         operator_id: OperatorID,
         action: ActionType,
-        records: Sequence[EvseDataRecord],
+        records: Sequence[WireRecord],
         *,
         operator_name: str | None = None,
     ) -> PushResult:
         """eRoamingPushEvseData: the same errors and retry policy as the status push, its own push lock and
         throttle (PushEVSEData, 375 calls per minute in Hubject's Acceptable Use Policy)."""
-        from oicp.evse_data import PushEvseDataRequest
-
         operator_id = OperatorID(operator_id)
-        request = PushEvseDataRequest.of(operator_id, _operator_name(operator_name), action, records)
-        return await self._push(operator_id, encode(request), data=True)
+        request = data_push_request(operator_id, _operator_name(operator_name), action, records)
+        return await self._push(operator_id, json.dumps(request).encode(), data=True)
 
     async def push_evse_data_stream(
         self,

@@ -12,7 +12,8 @@ import pytest
 
 from oicp import ActionType, ClientSettings, ConfigurationError, RejectedError, RestClient, RetryPolicy
 from oicp._http import PUSH_EVSE_DATA, PUSH_EVSE_STATUS
-from oicp.evse_data import EvseDataRecord
+from oicp._rest import data_push_request
+from oicp.evse_data import EvseDataRecord, PushEvseDataRequest
 from oicp.simulator import FaultKind, HubjectSimulator
 from tests.oicp.conftest import E1, E2, OPERATOR, A, records
 from tests.oicp.test_simulator_evse_data import record
@@ -117,3 +118,9 @@ async def test_a_data_push_retries_a_server_error_like_the_status_push(
         )
     assert result.attempts == 2
     assert set(simulator.evse_data.records(OPERATOR)) == {E1}
+
+
+def test_the_envelope_is_what_the_wire_model_writes() -> None:
+    records_ = [data("DE*ABC*E1"), data("DE*ABC*E2")]
+    built = data_push_request(OPERATOR, "ABC", ActionType.UPDATE, records_)
+    assert built == PushEvseDataRequest.of(OPERATOR, "ABC", ActionType.UPDATE, records_).to_wire()
