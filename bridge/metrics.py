@@ -267,6 +267,18 @@ class Metrics:
             ["operator_id", "code"],
             registry=r,
         )
+        self.data_records_pushed = Counter(
+            "oicp_bridge_evse_data_records_pushed",
+            "EVSE data records sent to Hubject, by result (delivered, retry, dead)",
+            ["operator_id", "result"],
+            registry=r,
+        )
+        self.data_dead_letters = Counter(
+            "oicp_bridge_evse_data_dead_letters",
+            "EVSE data records Hubject (or local validation: code 'local') refused for good, by code",
+            ["operator_id", "code"],
+            registry=r,
+        )
         self.auth_failures = Counter(
             "oicp_bridge_auth_failures",
             "requests refused for a missing, malformed or unknown token, by listener (ocpi, admin)",
