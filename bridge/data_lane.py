@@ -37,7 +37,7 @@ import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.errors import StoreError
-from bridge.evse_data.decide import DataRecord, batches, halves
+from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
 from bridge.lanes import Flush, LaneView, Resync, ResyncReason, Sleep, Timing, next_step, request_floor
 from bridge.metrics import Metrics
 from bridge.outbox import evse_key, fullload_refusal, named_keys
@@ -52,7 +52,7 @@ from oicp.models import ActionType
 if TYPE_CHECKING:
     from bridge.dispatcher import Dispatcher, ResyncOutcome
 
-RECORD_CODES = RECORD_LEVEL_CODES | {"022"}
+RECORD_CODES = RECORD_LEVEL_CODES | {"022", REFUSED_INSERT_OR_UPDATE}
 LOCALLY_REFUSED = "local"  # the dead code of a record local validation refused (never sent)
 FULLLOAD_ROUNDS = 8
 BACKOFF_BASE = 1.0
@@ -182,7 +182,9 @@ class DataLanes:
         if lane.first_fullload_due and not lane.waiting_for_evses and self.dispatcher.sources_ready():
             first_at = lane.quiet_from + self.resync_config.first_fullload_quiet
         return LaneView(
-            pending=lane.pending,
+            # the first upload is a fullLoad (Hubject's advice): it carries what is pending, so no flush
+            # goes before it (the status lane instead pushes its pending statuses first)
+            pending=0 if first_at is not None else lane.pending,
             first_unpushed_at=lane.first_unpushed_at,
             request_floor=lane.request_floor,
             resync_requested=bool(lane.resyncs),
@@ -330,7 +332,9 @@ class DataLanes:
     async def _refused(
         self, lane: DataLane, action: ActionType, records: Sequence[DataRecord], error: RejectedError
     ) -> DataResult:
-        if error.retryable:
+        # 009 is "retry" in the status catalogue; for EVSE data it is an insert of a held record or an
+        # update of a missing one, which repeating cannot fix: re-classify (design §6.8)
+        if error.retryable and error.code != REFUSED_INSERT_OR_UPDATE:
             await self._failed(lane, records, error)
             return DataResult.FAILED
         keys = named_keys(error.additional_info)

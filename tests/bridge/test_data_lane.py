@@ -1,0 +1,166 @@
+"""The EVSE data lane against the Hubject simulator over loopback (``--require-evse-data``): the first start
+sends a data fullLoad then a status fullLoad, ``POST /resync?data=1`` does the same on request, the data
+fullLoad is guarded like the status one, a 009 re-classifies insert/update once, a record local validation
+refuses is dead with its code and the rest goes, a 603 (data lost at Hubject) pushes the data again, and
+with ``push_evse_data = false`` a 603 stays parked as before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bridge.app import Bridge
+from bridge.outbox import RecordState
+from oicp import ActionType, ClientSettings, RestClient
+from oicp.evse_data import EvseDataRecord
+from oicp.ids import EvseID, OperatorID
+from oicp.models import EvseStatus
+from oicp.simulator import HubjectSimulator, serve_simulator
+from tests.bridge.conftest import wait_for
+from tests.oicp.test_simulator_evse_data import record
+from tests.test_evse_data_end_to_end import OPERATOR, Cpo, data_config
+
+ADMIN = {"Authorization": "Bearer admin"}
+
+
+@asynccontextmanager
+async def bridge_with(
+    tmp_path: Path, simulator: HubjectSimulator, *, initial_resync: bool = False, **config: Any
+) -> AsyncIterator[tuple[Bridge, Cpo, aiohttp.ClientSession]]:
+    async with serve_simulator(simulator) as hubject:
+        bridge = Bridge.build(data_config(tmp_path, hubject, **config), initial_resync=initial_resync)
+        async with bridge.running(), aiohttp.ClientSession() as session:
+            assert bridge.receiver_url is not None
+            yield bridge, Cpo(session, bridge.receiver_url), session
+
+
+def log(simulator: HubjectSimulator) -> list[tuple[str, str | None]]:
+    return [
+        (e.operation, e.action_type) for e in simulator.request_log if e.operation in ("push", "data-push")
+    ]
+
+
+async def put_two(cpo: Cpo, location: str = "L1", first: int = 1) -> None:
+    evses = [cpo.evse(f"e{n}", f"DE*OBD*E{n}") for n in (first, first + 1)]
+    await cpo.call("PUT", f"/{location}", cpo.location(location, evses))
+
+
+async def test_the_first_start_sends_a_data_full_load_then_a_status_full_load(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    resync = {"interval": 86400, "data_interval": 86400, "first_fullload_quiet": 0.2}
+    # a long flush interval: the first fullLoad (after the quiet period) comes before any flush would
+    push = {"flush_interval": 30, "max_retry_interval": 0.5}
+    async with bridge_with(tmp_path, simulator, initial_resync=True, resync=resync, push=push) as (
+        _,
+        cpo,
+        _s,
+    ):
+        await put_two(cpo)
+        await until(lambda: ("push", "fullLoad") in log(simulator))
+    assert log(simulator)[:2] == [("data-push", "fullLoad"), ("push", "fullLoad")]
+    assert set(simulator.statuses(OPERATOR)) == {"DE*OBD*E1", "DE*OBD*E2"}
+    assert [e for e in simulator.request_log if e.result_code == "603"] == []
+
+
+async def test_resync_data_sends_data_then_status_and_is_guarded(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, session):
+        await put_two(cpo)
+        await put_two(cpo, "L2", 3)
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 4)
+        url = f"{bridge.admin_url}/resync"
+        async with session.post(url, params={"data": "1"}, headers=ADMIN) as answer:
+            body = await answer.json()
+        assert answer.status == 200, body
+        assert body["data_outcomes"][0]["result"] == "done"
+        assert body["data_outcomes"][0]["records"] == 4
+        assert body["outcomes"][0]["result"] == "done"
+        assert log(simulator)[-2:] == [("data-push", "fullLoad"), ("push", "fullLoad")]
+        # three of four EVSEs withdrawn: the data set shrank by 75 % > max_shrink (20 %) → refused
+        for uid, location in (("e1", "L1"), ("e2", "L1"), ("e3", "L2")):
+            await cpo.call("PATCH", f"/{location}/{uid}", {"status": "REMOVED", "last_updated": cpo.stamp()})
+        await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 1)
+        async with session.post(url, params={"data": "1"}, headers=ADMIN) as answer:
+            refused = await answer.json()
+        assert answer.status == 409
+        assert refused["data_outcomes"][0]["result"] == "refused"
+        assert "shrank" in refused["data_outcomes"][0]["message"]
+        async with session.post(url, params={"data": "1", "force": "1"}, headers=ADMIN) as answer:
+            forced = await answer.json()
+        assert answer.status == 200, forced
+        assert forced["data_outcomes"][0]["records"] == 1
+
+
+async def test_resync_data_for_an_operator_without_data_push_is_a_clear_400(tmp_path: Path) -> None:
+    simulator = HubjectSimulator()
+    operators = [{"operator_id": OPERATOR, "operator_name": "OBD Charging"}]
+    async with bridge_with(tmp_path, simulator, operators=operators) as (bridge, _cpo, session):
+        url = f"{bridge.admin_url}/resync"
+        async with session.post(url, params={"data": "1"}, headers=ADMIN) as answer:
+            body = await answer.json()
+    assert answer.status == 400
+    assert "push_evse_data = false" in body["error"]
+
+
+async def test_an_insert_of_data_hubject_already_holds_is_reclassified_as_an_update(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, _s):
+        # another uploader (or a lost acknowledgement) left E1's data at Hubject: the bridge's insert → 009
+        other = EvseDataRecord.model_validate(record("DE*OBD*E1"))
+        async with RestClient(ClientSettings(url=bridge.config.hubject.url)) as client:
+            await client.push_evse_data(OperatorID(OPERATOR), ActionType.INSERT, [other], operator_name="X")
+        await put_two(cpo)
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
+    actions = [(e.action_type, e.result_code) for e in simulator.request_log if e.operation == "data-push"]
+    assert ("insert", "009") in actions  # refused as a whole, E1 named
+    assert actions[-1] == ("update", "000") or ("update", "000") in actions
+    held = simulator.evse_data.records(OPERATOR)
+    assert held["DE*OBD*E1"]["HotlinePhoneNumber"] == "+49301234567"  # the bridge's record replaced it
+
+
+async def test_a_603_when_hubject_lost_the_data_pushes_the_data_again(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, _s):
+        await put_two(cpo)
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
+        simulator.evse_data.reset()  # Hubject lost the data (or someone deleted it)
+        await cpo.call("PATCH", "/L1/e1", {"status": "CHARGING", "last_updated": cpo.stamp()})
+        await until(lambda: simulator.evse_data.count() >= 1 and _charging(simulator))
+        data = bridge.dispatcher.data
+        assert data is not None
+        assert data.lanes[OperatorID(OPERATOR).canonical_key].last_error is None
+    codes = [(e.operation, e.action_type, e.result_code) for e in simulator.request_log]
+    assert ("push", "update", "603") in codes
+    after = codes[codes.index(("push", "update", "603")) :]
+    assert ("data-push", "insert", "000") in after  # the data again, as an insert, then the status
+
+
+async def test_without_data_push_a_603_stays_parked(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    operators = [{"operator_id": OPERATOR, "operator_name": "OBD Charging"}]
+    async with bridge_with(tmp_path, simulator, operators=operators) as (bridge, cpo, _s):
+        await put_two(cpo)
+
+        async def parked() -> bool:
+            counts = await bridge.outbox.counts_by_state()
+            return counts.get(OPERATOR, {}).get(RecordState.PARKED.value, 0) == 2
+
+        await wait_for(parked)
+    assert not any(e.operation == "data-push" for e in simulator.request_log)
+
+
+async def until(check: Callable[[], bool], within: float = 10.0) -> None:
+    async def condition() -> bool:
+        await asyncio.sleep(0)
+        return check()
+
+    await wait_for(condition, within)
+
+
+def _charging(simulator: HubjectSimulator) -> bool:
+    return simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED
