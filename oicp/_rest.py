@@ -32,7 +32,7 @@ from oicp._http import (
 )
 from oicp._retry import RetryPolicy
 from oicp._throttle import Throttle
-from oicp.errors import ConfigurationError, ResponseDecodeError
+from oicp.errors import ConfigurationError, RejectedError, ResponseDecodeError
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import (
     Acknowledgement,
@@ -47,6 +47,7 @@ from oicp.models import (
     PushEvseStatusRequest,
 )
 
+DATA_TRANSACTION_ERROR = "009"
 PULL_BY_ID_MAX = 100  # eRoamingPullEVSEStatusByID: EvseID maxItems 100 (EMP OpenAPI)
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -308,7 +309,14 @@ class RestClient:
 
         async def once() -> tuple[Acknowledgement, str | None]:
             answer = await self._http.post(url, body, JSON_HEADERS, operation=operation)
-            return decode_push(answer, url, str(operator_id)), answer.process_id
+            try:
+                return decode_push(answer, url, str(operator_id)), answer.process_id
+            except RejectedError as error:
+                if data and error.code == DATA_TRANSACTION_ERROR:
+                    # for EVSE data, 009 is an insert of a held record or an update of a missing one
+                    # (OICP 2.3 EMP 02 action types): the same request would fail again
+                    error.retryable = False
+                raise
 
         return await self._http.push(once, operation=operation)
 

@@ -63,8 +63,9 @@ def data_config(tmp_path: Path, hubject: ServedSimulator, **extra: Any) -> Bridg
 class Cpo:
     """A CPO's pushes to the bridge's OCPI 2.2.1 Locations receiver, with a moving clock."""
 
-    def __init__(self, session: aiohttp.ClientSession, receiver_url: str) -> None:
+    def __init__(self, session: aiohttp.ClientSession, receiver_url: str, token: str = TOKEN) -> None:
         self.session = session
+        self.token = token
         self.base = f"{receiver_url}/ocpi/2.2.1/locations/DE/OBD"
         self.moment = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
@@ -73,7 +74,7 @@ class Cpo:
         return self.moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     async def call(self, method: str, path: str, body: dict[str, Any]) -> None:
-        headers = {"Authorization": authorization(TOKEN, OcpiVersion.V2_2_1)}
+        headers = {"Authorization": authorization(self.token, OcpiVersion.V2_2_1)}
         async with self.session.request(method, self.base + path, json=body, headers=headers) as answer:
             envelope = await answer.json(content_type=None)
         assert answer.status < 300, envelope

@@ -120,7 +120,9 @@ async def test_an_insert_of_data_hubject_already_holds_is_reclassified_as_an_upd
     assert ("insert", "009") in actions  # refused as a whole, E1 named
     assert actions[-1] == ("update", "000") or ("update", "000") in actions
     held = simulator.evse_data.records(OPERATOR)
-    assert held[EvseID("DE*OBD*E1")]["HotlinePhoneNumber"] == "+49301234567"  # the bridge's record replaced it
+    assert (
+        held[EvseID("DE*OBD*E1")]["HotlinePhoneNumber"] == "+49301234567"
+    )  # the bridge's record replaced it
 
 
 async def test_a_603_when_hubject_lost_the_data_pushes_the_data_again(tmp_path: Path) -> None:
