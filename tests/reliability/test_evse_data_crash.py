@@ -28,8 +28,8 @@ from bridge.ocpi.v221 import models as v221
 from oicp.evse_data import EvseDataRecord
 from oicp.ids import OperatorID
 from oicp.models import ActionType, EvseStatus, PushEvseStatusRequest
-from oicp.simulator import HubjectSimulator, serve_simulator
-from oicp.simulator.evse_data_state import EvseDataState, PushOutcome, Record, missing_data
+from oicp.simulator import HubjectSimulator, PushOutcome, serve_simulator
+from oicp.simulator.evse_data_state import EvseDataState, Record, missing_data
 from tests.reliability.daemon import ADMIN_TOKEN, CPO_TOKEN, Daemon, DaemonConfig
 from tests.test_evse_data_end_to_end import Cpo
 
