@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from bridge.app import Bridge
+from bridge.commands.status import render
 from bridge.outbox import RecordState
 from oicp import ActionType, ClientSettings, RestClient
 from oicp.evse_data import EvseDataRecord
@@ -166,3 +167,26 @@ async def until(check: Callable[[], bool], within: float = 10.0) -> None:
 
 def _charging(simulator: HubjectSimulator) -> bool:
     return simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED
+
+
+async def test_operators_see_pending_data_held_statuses_and_evses_without_data(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, session):
+        evses = [cpo.evse("e1", "DE*OBD*E1"), cpo.evse("e2", "DE*OBD*E2", standard="GBT_DC")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", evses))
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 1)
+        async with session.get(f"{bridge.admin_url}/status.json") as answer:
+            body = await answer.json()
+        data = body["operators"][OPERATOR]["evse_data"]
+        assert data["not_pushable"] == ["1 EVSE: no OICP plug for GBT_DC"]
+        assert data["held_statuses"] == 1  # E2's status waits for data that cannot be made
+        assert data["delivered"] == 1
+        async with session.get(f"{bridge.admin_url}/status") as answer:
+            page = await answer.text()
+        assert "Statuses held for data" in page
+        assert "1 EVSE: no OICP plug for GBT_DC" in page
+        async with session.get(f"{bridge.admin_url}/metrics") as answer:
+            metrics = await answer.text()
+        assert 'oicp_bridge_evse_data_held_statuses{operator_id="DE*OBD"} 1.0' in metrics
+        assert 'oicp_bridge_evse_data_not_pushable{operator_id="DE*OBD",reason="no OICP plug"} 1.0' in metrics
+        assert "EVSE data: 0 pending, 1 statuses held for data" in render(body)
