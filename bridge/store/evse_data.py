@@ -136,12 +136,8 @@ class DataOutboxStore:
         was_pending = row is not None and row.state is _S.PENDING
         return new.state is _S.PENDING and not was_pending
 
-    @staticmethod
-    def _next_version(tx: Tx) -> int:
-        (version,) = tx.execute(
-            "UPDATE sequence SET value = value + 1 WHERE name = 'evse_data_version' RETURNING value"
-        ).fetchone()
-        return int(version)
+    def _next_version(self, tx: Tx) -> int:
+        return self.db.next_in_sequence(tx, "evse_data_version")
 
     @staticmethod
     def note_not_pushable(
@@ -248,17 +244,14 @@ class DataOutboxStore:
 
         return await self.db.write(run)
 
-    @staticmethod
-    def _release_statuses(tx: Tx, operator_id: str, evse_ids: Sequence[str], now: float) -> int:
+    def _release_statuses(self, tx: Tx, operator_id: str, evse_ids: Sequence[str], now: float) -> int:
         """Status rows of EvseIDs whose data Hubject holds now: a new version (a status fullLoad snapshot
         that left them out must not mark them delivered), and pending again if a 603 had parked them."""
         released = 0
         for start in range(0, len(evse_ids), 500):
             chunk = list(evse_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            (version,) = tx.execute(
-                "UPDATE sequence SET value = value + 1 WHERE name = 'outbox_version' RETURNING value"
-            ).fetchone()
+            version = self.db.next_in_sequence(tx, "outbox_version")
             cursor = tx.execute(
                 "UPDATE outbox SET version = ?, state = ?, pending_since = COALESCE(pending_since, ?) "
                 f"WHERE operator_id = ? AND action = ? AND state IN (?, ?) AND evse_id IN ({marks})",
