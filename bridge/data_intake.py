@@ -148,6 +148,8 @@ class DataIntake:
         operator_id, settings = pushing
         op = str(operator_id)
         mapped = map_evse(location, evse, settings, at=at)
+        if isinstance(mapped, NotPushable) and mapped.reason is NotPushableReason.PLANNED:
+            return  # as the status table's 'skip' for PLANNED: Hubject keeps what it holds
         if isinstance(mapped, EvseDataRecord):
             desired = DataDesired(Action.UPDATE, mapped.canonical_json(), mapped.canonical_hash(), source)
             self.store.note_not_pushable(tx, op, source, None, now)
