@@ -7,7 +7,8 @@ with ``push_evse_data = false`` a 603 stays parked as before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import aiohttp
 from bridge.app import Bridge
 from bridge.commands.status import render
 from bridge.outbox import RecordState
+from bridge.store.port import Tx
 from oicp import ActionType, ClientSettings, RestClient
 from oicp.evse_data import EvseDataRecord
 from oicp.ids import EvseID, OperatorID
@@ -190,3 +192,84 @@ async def test_operators_see_pending_data_held_statuses_and_evses_without_data(t
         assert 'oicp_bridge_evse_data_held_statuses{operator_id="DE*OBD"} 1.0' in metrics
         assert 'oicp_bridge_evse_data_not_pushable{operator_id="DE*OBD",reason="no OICP plug"} 1.0' in metrics
         assert "EVSE data: 0 pending, 1 statuses held for data" in render(body)
+
+
+def data_versions(bridge: Bridge) -> Callable[[], Awaitable[int]]:
+    async def read() -> int:
+        def run(tx: Tx) -> int:
+            found = tx.execute("SELECT COUNT(*), COALESCE(MAX(version), 0) FROM evse_data_outbox").fetchone()
+            return int(found[0]) * 1_000_000 + int(found[1])
+
+        return await bridge.db.read(run)
+
+    return read
+
+
+async def test_withdrawals_delete_the_status_first_then_the_data(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (_bridge, cpo, _s):
+        evses = [cpo.evse("e1", "DE*OBD*E1"), cpo.evse("e2", "DE*OBD*E2"), cpo.evse("e3", "DE*OBD*E3")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", evses))
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 3)
+        # e2 vanishes from a re-PUT Location (treated as REMOVED), e3 is renamed
+        evses = [cpo.evse("e1", "DE*OBD*E1"), cpo.evse("e3", "DE*OBD*E3B")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", evses))
+        await until(
+            lambda: (
+                set(simulator.evse_data.records(OPERATOR)) == {"DE*OBD*E1", "DE*OBD*E3B"}
+                and set(simulator.statuses(OPERATOR)) == {"DE*OBD*E1", "DE*OBD*E3B"}
+            )
+        )
+    for withdrawn in ("DE*OBD*E2", "DE*OBD*E3"):
+        status_delete = _index(simulator, "push", "delete", withdrawn)
+        data_delete = _index(simulator, "data-push", "delete", withdrawn)
+        assert status_delete < data_delete, f"{withdrawn}: the data went before the status"
+    assert [e for e in simulator.request_log if e.result_code == "603"] == []
+
+
+def _index(simulator: HubjectSimulator, operation: str, action: str, evse_id: str) -> int:
+    for index, entry in enumerate(simulator.request_log):
+        if entry.operation == operation and entry.action_type == action and evse_id in json.dumps(entry.body):
+            return index
+    raise AssertionError(f"no {operation} {action} of {evse_id}")
+
+
+async def test_a_status_patch_and_a_change_that_does_not_reach_the_record_push_no_data(
+    tmp_path: Path,
+) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, _s):
+        await put_two(cpo)
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
+        versions = data_versions(bridge)
+        before, data_before = await versions(), _data_pushes(simulator)
+        # a status PATCH: the data outbox is not touched (not even read into a new version)
+        await cpo.call("PATCH", "/L1/e1", {"status": "CHARGING", "last_updated": cpo.stamp()})
+        # a structural PATCH whose fields do not reach the EvseDataRecord: the hash is unchanged
+        await cpo.call("PATCH", "/L1", {"tariff_ids": ["T1"], "last_updated": cpo.stamp()})
+        await until(lambda: simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED)
+        assert await versions() == before
+        assert _data_pushes(simulator) == data_before
+        # a change that does reach it: one update
+        await cpo.call("PATCH", "/L1", {"name": "New name", "last_updated": cpo.stamp()})
+        await until(lambda: _data_pushes(simulator) == data_before + 1)
+    assert simulator.request_log[-1].action_type == "update"
+
+
+def _data_pushes(simulator: HubjectSimulator) -> int:
+    return sum(1 for e in simulator.request_log if e.operation == "data-push")
+
+
+async def test_a_status_full_load_carries_only_evses_whose_data_hubject_holds(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, session):
+        evses = [cpo.evse("e1", "DE*OBD*E1"), cpo.evse("e2", "DE*OBD*E2", standard="GBT_DC")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", evses))
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 1)
+        async with session.post(f"{bridge.admin_url}/resync", headers=ADMIN) as answer:
+            body = await answer.json()
+        assert answer.status == 200, body
+        assert body["outcomes"][0]["records"] == 1  # E2 has no data at Hubject: not in the set
+        counts = await bridge.outbox.counts_by_state()
+        assert counts[OPERATOR]["pending"] == 1  # and still held, not marked delivered
+    assert [e for e in simulator.request_log if e.result_code == "603"] == []
