@@ -224,6 +224,9 @@ class Bridge:
             self.log.info(
                 "configuration changed since the last start: every EvseID decided again", evse_ids=redecided
             )
+        if self.intake.data is not None and (remapped := await self.intake.data.reconcile(self.db)):
+            self.log.info("EVSE data settings changed since the last start: every EVSE mapped again",
+                          evses=remapped)  # fmt: skip
         stop_intake, stop_dispatch = asyncio.Event(), asyncio.Event()
         receiver = self.config.ocpi.receiver
         own_party = Party.of(receiver.country_code, receiver.party_id)

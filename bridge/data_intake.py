@@ -18,6 +18,7 @@ picks an owner; the data side follows the latest change).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,12 +33,14 @@ from bridge.ocpi.locations import MODELS, ObjectPath, Touched, WriteResult, vali
 from bridge.ocpi.store import OcpiStore, oicp_key
 from bridge.ocpi.versions import OcpiVersion
 from bridge.ownership import PartyBinding, owner
+from bridge.store.database import Database
 from bridge.store.evse_data import DataOutboxStore
 from bridge.store.port import Tx
 from oicp.evse_data import EvseDataRecord
 from oicp.ids import OperatorID
 
 _WITHDRAWN = DataDesired(Action.DELETE, None, None, "")
+RULES_VERSION = "1"  # bump when a mapping rule changes: the next start maps every EVSE again
 
 
 class DataNotifier(Protocol):
@@ -182,6 +185,53 @@ class DataIntake:
                     return
         op = str(operator_id)
         recorded.add(op, self.store.observe(tx, op, key, _WITHDRAWN, now))
+
+    # --- at start ------------------------------------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """What the records depend on besides the OCPI state: the operators' settings and these rules."""
+        text = RULES_VERSION + "|" + "|".join(f"{k}={v!r}" for k, v in sorted(self._settings.items()))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    async def reconcile(self, db: Database) -> int:
+        """At start: if the settings changed since the records were mapped (or data push was just switched
+        on for an operator with EVSEs already stored), map every stored EVSE again, in one transaction; an
+        unchanged record pushes nothing. Returns how many EVSEs were mapped."""
+        fingerprint = self.fingerprint()
+
+        def write(tx: Tx) -> tuple[int, DataRecorded]:
+            found = tx.execute("SELECT value FROM bridge_meta WHERE name = 'evse_data_decisions'").fetchone()
+            recorded = DataRecorded()
+            if found is not None and found[0] == fingerprint:
+                return 0, recorded
+            now = self.clock()
+            at = datetime.fromtimestamp(now, UTC)
+            mapped = 0
+            paths = [
+                ObjectPath(r[0], r[1], r[2])
+                for r in tx.execute("SELECT country_code, party_id, location_id FROM ocpi_location")
+            ]
+            for path in paths:
+                version, document = OcpiStore.load_in(tx, path)
+                if version is None or document is None:
+                    continue
+                location = validate(MODELS[OcpiVersion(version)].location, document, "Location")
+                for evse in location.evses or ():
+                    key = oicp_key(evse.evse_id)
+                    if key:
+                        source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
+                        self._decide(tx, key, source, path, location, evse, at, now, recorded)
+                        mapped += 1
+            tx.execute(
+                "INSERT INTO bridge_meta (name, value) VALUES ('evse_data_decisions', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (fingerprint,),
+            )
+            return mapped, recorded
+
+        mapped, recorded = await db.write(write)
+        self.after_commit(recorded)
+        return mapped
 
     # --- after the commit --------------------------------------------------------------------------------
 

@@ -273,3 +273,14 @@ async def test_a_status_full_load_carries_only_evses_whose_data_hubject_holds(tm
         counts = await bridge.outbox.counts_by_state()
         assert counts[OPERATOR]["pending"] == 1  # and still held, not marked delivered
     assert [e for e in simulator.request_log if e.result_code == "603"] == []
+
+
+async def test_switching_data_push_on_maps_the_evses_already_stored(tmp_path: Path) -> None:
+    simulator = HubjectSimulator()  # data uploaded by other means until now: status only
+    operators = [{"operator_id": OPERATOR, "operator_name": "OBD Charging"}]
+    async with bridge_with(tmp_path, simulator, operators=operators) as (_bridge, cpo, _s):
+        await put_two(cpo)
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
+    assert simulator.evse_data.count() == 0
+    async with bridge_with(tmp_path, simulator) as (_bridge, _cpo, _s):  # push_evse_data = true now
+        await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 2)
