@@ -427,8 +427,11 @@ class DataLanes:
             if not request.done.done():
                 request.done.set_result(outcome)
 
-    async def resync(self, lane: DataLane, *, force: bool, reason: ResyncReason) -> DataResyncOutcome:
-        """A data fullLoad of the operator, then (if it was acknowledged) a status fullLoad."""
+    async def resync(
+        self, lane: DataLane, *, force: bool, reason: ResyncReason, then_status: bool = True
+    ) -> DataResyncOutcome:
+        """A data fullLoad of the operator, then (if it was acknowledged, and ``then_status``: not for the
+        benchmark, which runs no status lane) a status fullLoad."""
         operator_id = lane.operator_id
         log = self.log.bind(operator_id=str(operator_id), reason=reason.value, force=force)
         if reason is ResyncReason.SETTLE:
@@ -480,6 +483,8 @@ class DataLanes:
             log.info("EVSE data fullLoad done", records=snapshot.count, dead=len(dead))
             if released:
                 self.dispatcher.notify(operator_id, pending=released, new_evses=0)
+            if not then_status:
+                return DataResyncOutcome(operator_id, "done", snapshot.count, "done")
             status = await self.dispatcher.request_resync(operator_id, force=force)
             return DataResyncOutcome(
                 operator_id, "done", snapshot.count, "done", status[0] if status else None
