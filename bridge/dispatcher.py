@@ -639,6 +639,10 @@ class Dispatcher:
                 except RejectedError as error:
                     keys = named_keys(error.additional_info)
                     if not error.retryable and keys:
+                        if error.code == UNKNOWN_EVSE and data_first and self.data is not None:
+                            # Hubject lost their EVSE data: pushed again; the statuses follow it
+                            await self.data.store.unknown_to_hubject(operator_id, keys)
+                            self.data.notify_data(operator_id, pending=len(keys))
                         state = RecordState.PARKED if error.code == UNKNOWN_EVSE else RecordState.DEAD
                         named = await self.store.set_aside(operator_id, keys, state, error.code, str(error))
                         if named - excluded:
