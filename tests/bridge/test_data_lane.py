@@ -284,3 +284,23 @@ async def test_switching_data_push_on_maps_the_evses_already_stored(tmp_path: Pa
     assert simulator.evse_data.count() == 0
     async with bridge_with(tmp_path, simulator) as (_bridge, _cpo, _s):  # push_evse_data = true now
         await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 2)
+
+
+async def test_a_failing_data_push_backs_off_and_its_records_arrive_later(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    simulator.faults.error_5xx_status, simulator.faults.retry_after = 503, 0.2
+    simulator.faults.error_5xx_rate = 1.0  # an outage: every request answered 503 with Retry-After
+    push = {"flush_interval": 0.05, "max_retry_interval": 0.5, "retry_budget": 0.3}
+    async with bridge_with(tmp_path, simulator, push=push) as (bridge, cpo, _s):
+        await put_two(cpo)
+        data = bridge.dispatcher.data
+        assert data is not None
+        lane = data.lane(OPERATOR)
+        await until(lambda: lane.failures >= 1)
+        assert lane.last_error is not None
+        assert "503" in lane.last_error
+        assert lane.request_floor > 0  # backing off, never before Hubject's Retry-After
+        simulator.faults.error_5xx_rate = 0.0
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
+        assert lane.failures == 0
+    assert len(simulator.evse_data.records(OPERATOR)) == 2
