@@ -304,3 +304,47 @@ async def test_a_failing_data_push_backs_off_and_its_records_arrive_later(tmp_pa
         await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
         assert lane.failures == 0
     assert len(simulator.evse_data.records(OPERATOR)) == 2
+
+
+async def test_a_change_during_a_data_full_load_is_neither_lost_nor_overtaken(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, session):
+        await put_two(cpo)
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
+        simulator.faults.latency = 0.5  # the fullLoad takes a while at Hubject
+        resync = asyncio.ensure_future(
+            session.post(f"{bridge.admin_url}/resync", params={"data": "1"}, headers=ADMIN)
+        )
+        await until(lambda: any(e.action_type == "fullLoad" for e in simulator.request_log))
+        await cpo.call("PATCH", "/L1", {"name": "Renamed meanwhile", "last_updated": cpo.stamp()})
+        answer = await resync
+        assert answer.status == 200
+        answer.release()
+        simulator.faults.latency = 0.0
+
+        def renamed() -> bool:
+            held = simulator.evse_data.records(OPERATOR).values()
+            return len(held) == 2 and all(
+                r["ChargingStationNames"][0]["value"] == "Renamed meanwhile" for r in held
+            )
+
+        await until(renamed)
+    kinds = [e.action_type for e in simulator.request_log if e.operation == "data-push"]
+    assert kinds.index("fullLoad") < len(kinds) - 1  # the change followed the fullLoad as an update
+    assert kinds[-1] == "update"
+
+
+async def test_the_data_full_load_is_scheduled_every_data_interval(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    resync = {"interval": 0, "data_interval": 1, "first_fullload_quiet": 0.1}
+    async with bridge_with(tmp_path, simulator, initial_resync=True, resync=resync) as (_b, cpo, _s):
+        await put_two(cpo)
+
+        def full_loads() -> int:
+            return sum(
+                1 for e in simulator.request_log if e.operation == "data-push" and e.action_type == "fullLoad"
+            )
+
+        await until(lambda: full_loads() >= 2)
+    pushes = [(e.operation, e.action_type) for e in simulator.request_log if e.action_type == "fullLoad"]
+    assert pushes[:2] == [("data-push", "fullLoad"), ("push", "fullLoad")]  # each followed by a status one
