@@ -230,6 +230,11 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
 
 def _read_evse_data(conn: sqlite3.Connection) -> dict[str, DataView]:
     """Per operator with EVSE data rows: counts, held statuses, dead letters by code, not pushable."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'evse_data_outbox'"
+    ).fetchone()
+    if found is None:  # a store the daemon has not opened since its upgrade (``status`` reads files too)
+        return {}
     counts: dict[str, dict[str, int]] = {}
     for operator_id, state, count in conn.execute(
         "SELECT operator_id, state, COUNT(*) FROM evse_data_outbox GROUP BY operator_id, state"
