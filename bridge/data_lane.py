@@ -28,7 +28,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -136,6 +136,8 @@ class DataLanes:
         self.timing = Timing(push.flush_interval, push.max_batch)
         self.lanes = {op.operator_id.canonical_key: DataLane(op) for op in operators if op.push_evse_data}
         self.log = structlog.get_logger("bridge.data_lane")
+        # maps every stored EVSE again (bridge.data_intake.DataIntake.reconcile), before each data fullLoad
+        self.remap: Callable[[], Awaitable[int]] | None = None
 
     def pushes(self, operator_id: OperatorID) -> bool:
         return operator_id.canonical_key in self.lanes
@@ -436,6 +438,10 @@ class DataLanes:
         log = self.log.bind(operator_id=str(operator_id), reason=reason.value, force=force)
         if reason is ResyncReason.SETTLE:
             lane.settle_fullload_at = None
+        if self.remap is not None:
+            # the records as the OCPI state maps them today (a UTC offset moves with daylight saving time)
+            remapped = await self.remap()
+            log.info("EVSE data mapped again before the fullLoad", evses=remapped)
         _, last_count = await self.store.last_fullload(operator_id)
         count = await self.store.fullload_count(operator_id)
         if count == 0 and reason is ResyncReason.FIRST_START:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -348,3 +349,24 @@ async def test_the_data_full_load_is_scheduled_every_data_interval(tmp_path: Pat
         await until(lambda: full_loads() >= 2)
     pushes = [(e.operation, e.action_type) for e in simulator.request_log if e.action_type == "fullLoad"]
     assert pushes[:2] == [("data-push", "fullLoad"), ("push", "fullLoad")]  # each followed by a status one
+
+
+async def test_records_are_mapped_again_before_a_data_full_load(tmp_path: Path) -> None:
+    """Europe/Berlin is UTC+01:00 in winter and UTC+02:00 in summer: the fullLoad carries today's offset."""
+    simulator = HubjectSimulator(require_evse_data=True)
+    shift = [0.0]
+    async with serve_simulator(simulator) as hubject:
+        config = data_config(tmp_path, hubject)
+        bridge = Bridge.build(config, initial_resync=False, wall_clock=lambda: time.time() + shift[0])
+        async with bridge.running(), aiohttp.ClientSession() as session:
+            assert bridge.receiver_url is not None
+            cpo = Cpo(session, bridge.receiver_url)
+            await put_two(cpo)
+            await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 2)
+            offsets = {r["Address"].get("TimeZone") for r in simulator.evse_data.records(OPERATOR).values()}
+            shift[0] = 182 * 86400.0  # half a year later: the other side of daylight saving time
+            async with session.post(f"{bridge.admin_url}/resync", params={"data": "1"}, headers=ADMIN) as r:
+                assert r.status == 200, await r.text()
+            later = {r["Address"].get("TimeZone") for r in simulator.evse_data.records(OPERATOR).values()}
+    assert offsets | later == {"UTC+01:00", "UTC+02:00"}
+    assert len(offsets) == len(later) == 1
