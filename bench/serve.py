@@ -114,7 +114,14 @@ async def bridge() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         async with hubject_process() as (hubject_url, _):
-            built = Bridge.build(bridge_config(Path(tmp) / "bridge.db", hubject_url), initial_resync=False)
+            # BENCH_FLUSH_INTERVAL: e.g. 3600 to measure intake alone, with no push during the rounds
+            push = (
+                {"flush_interval": float(os.environ["BENCH_FLUSH_INTERVAL"])}
+                if "BENCH_FLUSH_INTERVAL" in os.environ
+                else {}
+            )
+            config = bridge_config(Path(tmp) / "bridge.db", hubject_url, **push)
+            built = Bridge.build(config, initial_resync=False)
             async with built.running():
                 _as_the_daemon_does()
                 assert built.receiver_url is not None
