@@ -370,3 +370,17 @@ async def test_records_are_mapped_again_before_a_data_full_load(tmp_path: Path) 
             later = {r["Address"].get("TimeZone") for r in simulator.evse_data.records(OPERATOR).values()}
     assert offsets | later == {"UTC+01:00", "UTC+02:00"}
     assert len(offsets) == len(later) == 1
+
+
+async def test_a_status_held_for_data_that_cannot_be_made_does_not_age_the_backlog(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, session):
+        evses = [cpo.evse("e1", "DE*OBD*E1"), cpo.evse("e2", "DE*OBD*E2", standard="GBT_DC")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", evses))
+        await until(lambda: len(simulator.statuses(OPERATOR)) == 1)
+        async with session.get(f"{bridge.admin_url}/status.json") as answer:
+            body = await answer.json()
+    operator = body["operators"][OPERATOR]
+    assert operator["pending"] == 1  # E2's status: held, shown under evse_data.held_statuses
+    assert operator["oldest_unacknowledged_age_s"] is None  # but no backlog for Hubject to work off
+    assert operator["evse_data"]["held_statuses"] == 1
