@@ -148,9 +148,9 @@ async def child(spec: Json) -> Json:
         await db.close()
     return {
         "seconds": seconds,
-        "result": outcome.result,
+        "result": outcome.result.value,
         "records": outcome.records,
-        "ok": outcome.result == "done",
+        "ok": outcome.result.value == "done",
         "message": outcome.message,
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -301,6 +301,10 @@ async def test_a_failing_data_push_backs_off_and_its_records_arrive_later(tmp_pa
         assert lane.last_error is not None
         assert "503" in lane.last_error
         assert lane.request_floor > 0  # backing off, never before Hubject's Retry-After
+        # while it keeps failing, the lane's requests are counted over a window: a backoff, not a hot loop
+        before = _data_pushes(simulator)
+        await asyncio.sleep(2.0)
+        assert _data_pushes(simulator) - before <= 20
         simulator.faults.error_5xx_rate = 0.0
         await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
         assert lane.failures == 0
