@@ -352,6 +352,9 @@ class DataLanes:
             await self._failed(lane, records, error)
             return DataResult.FAILED
         if len(records) == 1:
+            if error.code == REFUSED_INSERT_OR_UPDATE:  # alone, the 009 can only be about this record
+                await self._dead(lane, records, error.code, str(error))
+                return DataResult.SETTLED
             return DataResult.UNNAMED
         left, right = halves(records)
         first = await self._push(lane, action, left)
