@@ -83,6 +83,26 @@ async def test_coldstart_reaches_ready() -> None:
         assert result[side]["idle_rss_mb"] > 0
 
 
+async def test_data_fullload_pushes_every_stored_record_streamed() -> None:
+    result = await load("data_fullload").run(TINY)
+    assert set(result) >= REQUIRED
+    assert result["bridge"]["ok"], result["bridge"]
+    assert result["bridge"]["records"] == TINY.data_fullload_evses
+    assert result["bridge"]["peak_rss_mb"] > 0
+    assert all(run["ok"] for run in result["baseline"]["runs"])
+
+
+async def test_data_churn_coalesces_structural_changes_within_the_bound() -> None:
+    result = await load("data_churn").run(TINY)
+    assert set(result) >= REQUIRED
+    churn = result["bridge"]
+    assert churn["changed_evses"] >= 1
+    assert 1 <= churn["data_requests"] <= result["baseline"]["bound"]
+    assert churn["data_requests"] < churn["changes"]  # coalesced: far fewer requests than changes
+    assert churn["answered_603"] == 0
+    assert result["target_met"]
+
+
 def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["resync", "--tiny", "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / "resync.json").read_text())

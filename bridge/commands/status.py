@@ -48,6 +48,16 @@ def render(status: dict[str, Any]) -> str:
         last = info.get("last_success") or "never"
         error = info.get("last_error")
         lines.append(f"{operator_id:<12}{counts}  {last}" + (f" / {error}" if error else ""))
+    for operator_id, info in status["operators"].items():
+        data = info.get("evse_data")
+        if data:
+            dead = ", ".join(f"{code}: {n}" for code, n in data["dead_by_code"].items()) or "none"
+            pending = (data.get("pending") or 0) + (data.get("in_flight") or 0)
+            lines.append(
+                f"{operator_id} EVSE data: {pending} pending, "
+                f"{data['held_statuses']} statuses held for data, dead {dead}"
+            )
+            lines += [f"  {line}" for line in data["not_pushable"]]
     if status["records_by_oicp_status"]:
         lines.append("")
         lines.append(
