@@ -158,7 +158,8 @@ class DataIntake:
             self.store.note_not_pushable(tx, op, source, None, now)
         else:
             desired = DataDesired(Action.DELETE, None, None, source)
-            shown: NotPushable | None = None if mapped.reason is NotPushableReason.REMOVED else mapped
+            withdrawn = mapped.reason is NotPushableReason.REMOVED or evse.status == OcpiEvseStatus.REMOVED
+            shown: NotPushable | None = None if withdrawn else mapped  # a REMOVED EVSE is no problem
             self.store.note_not_pushable(tx, op, source, shown, now)
         recorded.add(op, self.store.observe(tx, op, key, desired, now))
 
