@@ -18,6 +18,8 @@ import aiohttp
 
 from bridge.app import Bridge
 from bridge.commands.status import render
+from bridge.evse_data.decide import DataDesired
+from bridge.mapping import Action
 from bridge.outbox import RecordState
 from bridge.store.port import Tx
 from oicp import ActionType, ClientSettings, RestClient
@@ -388,3 +390,24 @@ async def test_a_status_held_for_data_that_cannot_be_made_does_not_age_the_backl
     assert operator["pending"] == 1  # E2's status: held, shown under evse_data.held_statuses
     assert operator["oldest_unacknowledged_age_s"] is None  # but no backlog for Hubject to work off
     assert operator["evse_data"]["held_statuses"] == 1
+
+
+async def test_a_record_local_validation_refuses_is_dead_and_the_rest_of_the_batch_goes(
+    tmp_path: Path,
+) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, _s):
+        data = bridge.dispatcher.data
+        assert data is not None
+        # a stored record Hubject would refuse (a hotline number that is not one): never sent
+        bad = json.loads(EvseDataRecord.model_validate(record("DE*OBD*E9")).canonical_json())
+        bad["HotlinePhoneNumber"] = "call us"
+        text = json.dumps(bad, sort_keys=True, separators=(",", ":"))
+        desired = DataDesired(Action.UPDATE, text, "bad-hash", "DE/OBD/L9/e9")
+        await bridge.db.write(lambda tx: data.store.observe(tx, OPERATOR, "DE*OBD*E9", desired, time.time()))
+        await put_two(cpo)
+        data.notify_data(OperatorID(OPERATOR), pending=1)
+        await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 2)
+        status = await data.store.lane_status(OperatorID(OPERATOR))
+        assert status.dead == {"local": 1}
+    assert "DE*OBD*E9" not in json.dumps([e.body for e in simulator.request_log])
