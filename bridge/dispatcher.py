@@ -398,7 +398,9 @@ class Dispatcher:
         """Claim up to ``max_batch`` pending records (in flight now) and keep the lane's estimate honest."""
         notified, started = lane.notified, self.monotonic()
         if self._data_first(lane):  # the statuses whose EVSE data Hubject holds (design §6.1)
-            records = await self.store.claim_held(lane.operator_id, self.push.max_batch, ahead=ahead)
+            records = await self.store.claim(
+                lane.operator_id, self.push.max_batch, ahead=ahead, data_first=True
+            )
         else:
             records = await self.store.claim(lane.operator_id, self.push.max_batch, ahead=ahead)
         more = lane.notified != notified  # changes came in while claiming

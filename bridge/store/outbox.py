@@ -233,21 +233,20 @@ class OutboxStore:
 
         return await self.db.read(run)
 
-    async def claim_held(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
-        """``claim`` for an operator that pushes EVSE data: an update only once Hubject holds the EvseID's
-        data (``bridge.store.evse_data.HELD``); the others wait, durably, in their coalesced rows."""
-        return await self._claim(operator_id, limit, ahead, f" AND (action = 'delete' OR {HELD})")
-
-    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+    async def claim(
+        self, operator_id: OperatorID, limit: int, *, ahead: bool = False, data_first: bool = False
+    ) -> list[Record]:
         """Take up to ``limit`` pending records, oldest first, and mark them in flight.
 
         ``ahead``: claimed while a push is still out, so only rows no push is out for (``sent_version``
         unset): a row of that push that changed meanwhile waits for its answer, or its acknowledgement
-        would find the row claimed again and take it out of flight (``bridge.outbox.delivered``)."""
-        return await self._claim(operator_id, limit, ahead, "")
+        would find the row claimed again and take it out of flight (``bridge.outbox.delivered``).
 
-    async def _claim(self, operator_id: OperatorID, limit: int, ahead: bool, where: str) -> list[Record]:
-        unsent = (" AND sent_version IS NULL" if ahead else "") + where
+        ``data_first`` (the operator pushes EVSE data): an update only once Hubject holds the EvseID's data
+        (``bridge.store.evse_data.HELD``); the others wait, durably, in their coalesced rows."""
+        unsent = " AND sent_version IS NULL" if ahead else ""
+        if data_first:
+            unsent += f" AND (action = '{Action.DELETE.value}' OR {HELD})"
 
         def run(tx: Tx) -> list[Record]:
             found = tx.execute(

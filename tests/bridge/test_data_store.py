@@ -104,7 +104,7 @@ async def test_a_data_acknowledgement_releases_the_held_status_with_a_new_versio
     outbox = OutboxStore(engine)
     await status(engine, outbox, 1)
     await observe(engine, store, 1, record(1))
-    held = await outbox.claim_held(OP, 10)
+    held = await outbox.claim(OP, 10, data_first=True)
     assert held == []  # the status waits for its data
 
     def version(tx: Tx) -> int:
@@ -115,7 +115,7 @@ async def test_a_data_acknowledgement_releases_the_held_status_with_a_new_versio
     assert claimed.records[0].action is ActionType.INSERT
     assert await store.delivered(OP, claimed.records, NOW) == 1
     assert await engine.read(version) > before
-    assert [str(r.evse_id) for r in await outbox.claim_held(OP, 10)] == ["DE*ABC*E1"]
+    assert [str(r.evse_id) for r in await outbox.claim(OP, 10, data_first=True)] == ["DE*ABC*E1"]
 
 
 async def test_a_data_delete_waits_for_the_status_delete(engine: Database) -> None:
@@ -124,7 +124,7 @@ async def test_a_data_delete_waits_for_the_status_delete(engine: Database) -> No
     await status(engine, outbox, 1)
     await observe(engine, store, 1, record(1))
     await store.delivered(OP, (await store.claim(OP, 10)).records, NOW)
-    await outbox.delivered(OP, await outbox.claim_held(OP, 10), NOW)
+    await outbox.delivered(OP, await outbox.claim(OP, 10, data_first=True), NOW)
     # withdrawn: the status delete first
     gone = Desired(Action.DELETE, None, "REMOVED", 2, "DE/ABC/L/1")
     await engine.write(lambda tx: outbox.observe(tx, str(OP), "DE*ABC*E1", gone, NOW))
@@ -132,6 +132,6 @@ async def test_a_data_delete_waits_for_the_status_delete(engine: Database) -> No
     waiting = await store.claim(OP, 10)
     assert waiting.records == []
     assert waiting.waiting == 1
-    await outbox.delivered(OP, await outbox.claim_held(OP, 10), NOW)
+    await outbox.delivered(OP, await outbox.claim(OP, 10, data_first=True), NOW)
     deletes = await store.claim(OP, 10)
     assert [(r.action, r.record) for r in deletes.records] == [(ActionType.DELETE, record(1).record)]
