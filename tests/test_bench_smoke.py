@@ -53,6 +53,9 @@ async def test_wrk_drives_the_bare_handler_and_the_bridge() -> None:
             assert cpu["server"] > 0
     assert result["bridge"]["ratio"] > 0
     assert result["bridge"]["p99_ratio"] > 0
+    # the bare handler with a durable commit per request: what durability alone costs
+    assert result["sides"]["durable"]["per_second"] > 0
+    assert result["sides"]["durable"]["ratio"] > 0
 
 
 async def test_storm_reaches_hubject_coalesced_and_times_the_probes() -> None:
