@@ -1,6 +1,6 @@
 """What the console, ``/status.json``, ``/metrics`` and ``oicp-bridge status`` show.
 
-``read_store`` is a plain function over a SQLite connection, so the CLI can read a stopped bridge's file and
+``read_store`` is a plain function over the store's ``Tx``, so the CLI can read a stopped bridge's store and
 the admin app the running one's (on the store's reader thread, never on the event loop). The SQL on the
 outbox tables outside ``bridge/store`` is a known wart (architecture review K3), kept in this one module.
 
@@ -11,13 +11,14 @@ outbox tables outside ``bridge/store`` is a known wart (architecture review K3),
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from bridge.feeds import FeedKind, FeedReport, FeedState, is_stale, silence
+from bridge.leadership import Leader
+from bridge.store.port import Tx
 
 if TYPE_CHECKING:
     from bridge.dispatcher import Lane
@@ -117,18 +118,20 @@ def lane_report(lane: Lane, monotonic_now: float) -> LaneReport:
     )
 
 
-def read_store(conn: sqlite3.Connection, operator_ids: list[str], *, details: bool = True) -> StoreView:
+def read_store(conn: Tx, operator_ids: list[str], *, details: bool = True) -> StoreView:
     """One consistent read (a single read transaction) of everything the views show. ``details``: also
     the dead letters and the counts by status (the page and JSON); a scrape and readiness skip them, which
     saves two scans of the outbox."""
-    conn.execute("BEGIN")
+    # a savepoint, not BEGIN: on SQLite's autocommit reader it opens the transaction, and inside the read
+    # transaction PostgreSQL's engine already runs every read in, it is valid too
+    conn.execute("SAVEPOINT read_store")
     try:
         return _read_store(conn, operator_ids, details)
     finally:
-        conn.execute("COMMIT")
+        conn.execute("RELEASE read_store")
 
 
-def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool) -> StoreView:
+def _read_store(conn: Tx, operator_ids: list[str], details: bool) -> StoreView:
     counts: dict[str, dict[str, int]] = {op: dict.fromkeys(RECORD_STATES, 0) for op in operator_ids}
     oldest_pending: dict[str, float] = {}
     oldest_unacked: dict[str, float] = {}
@@ -140,9 +143,7 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
             if state == "pending":
                 oldest_pending[operator_id] = oldest
             oldest_unacked[operator_id] = min(oldest, oldest_unacked.get(operator_id, oldest))
-    kept: dict[str, sqlite3.Row] = {
-        row["operator_id"]: row for row in conn.execute("SELECT * FROM operator_state")
-    }
+    kept: dict[str, Any] = {row["operator_id"]: row for row in conn.execute("SELECT * FROM operator_state")}
     operators = {}
     for operator_id, by_state in counts.items():
         row = kept.get(operator_id)
@@ -222,6 +223,8 @@ class Snapshot:
     problems: list[str] = field(default_factory=list)  # why not ready
     warnings: list[str] = field(default_factory=list)  # why degraded
     rejected_unknown: int = 0  # rejected OCPI tokens on URLs naming no known party
+    replica: str = ""  # this process among the replicas (host:pid), "" where no process is asked
+    leaders: list[Leader] = field(default_factory=list)  # who leads which operator and source
 
     @property
     def ready(self) -> bool:
@@ -378,15 +381,27 @@ def snapshot_json(snap: Snapshot, history: list[dict[str, Any]] | None = None) -
         "dead_letters": [dead_letter_json(d) for d in store.dead_letters] if store else [],
         "dead_letters_total": store.dead_total if store else 0,
         "not_pushed": store.not_pushed if store else {},
+        "replica": snap.replica,
+        "leaders": [leader_json(leader) for leader in snap.leaders],
     }
     if history is not None:
         body["history"] = history
     return body
 
 
-def read_status(
-    conn: sqlite3.Connection, operator_ids: list[str], now: float, *, stale_after: float = 0.0
-) -> dict[str, Any]:
+def leader_json(leader: Leader) -> dict[str, Any]:
+    kind, _, name = leader.name.partition(":")
+    return {
+        "kind": kind,  # operator or source
+        "name": name,
+        "leader": leader.holder or None,  # None: nobody leads it now (a takeover is due)
+        "term": leader.token,
+        "lease_left_s": None if leader.expires_in == float("inf") else leader.expires_in,
+        "this_replica": leader.mine,
+    }
+
+
+def read_status(conn: Tx, operator_ids: list[str], now: float, *, stale_after: float = 0.0) -> dict[str, Any]:
     """The ``status`` command's view of a store file (the daemon may be stopped: no lanes, no
     in-memory feed counts; polled sources from the store)."""
     store = read_store(conn, operator_ids)
@@ -394,7 +409,7 @@ def read_status(
     problems, warnings = assess(store, None, {}, feeds)
     snap = Snapshot(now, now, "", store, None, {}, feeds, stale_after, problems, warnings)
     body = snapshot_json(snap)
-    for key in ("version", "started_at", "uptime_s", "ready", "problems", "state", "reason"):
+    for key in ("version", "started_at", "uptime_s", "ready", "problems", "state", "reason", "replica"):
         del body[key]  # facts of a running process, not of a file
     return body
 

@@ -43,6 +43,7 @@ from psycopg.rows import BaseRowFactory
 
 from bridge.errors import StoreClosedError, StoreError
 from bridge.store.answers import answer
+from bridge.store.dialect import POSTGRESQL
 from bridge.store.port import Rows
 
 if TYPE_CHECKING:  # psycopg exports the row factories' cursor type only from a private module
@@ -182,6 +183,19 @@ def connect(url: str, *, application_name: str = "oicp-bridge") -> psycopg.Conne
     )
 
 
+def read_once(url: str, fn: Callable[[PgTx], T], *, application_name: str = "oicp-bridge status") -> T:
+    """``fn`` in one read-only transaction on a connection of its own (``oicp-bridge status``): no
+    migration run. StoreError (without the connection string) if the server cannot be reached."""
+    try:
+        with connect(url, application_name=application_name) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            result = fn(PgTx(conn, {}))
+            conn.execute("COMMIT")
+            return result
+    except psycopg.Error as exc:
+        raise StoreError(_describe(exc)) from exc
+
+
 def _describe(exc: psycopg.Error) -> str:
     """The driver's message without the connection string (it may hold a password)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -198,6 +212,8 @@ class PostgresDatabase:
 
     Open, write and close on one event loop; a write from another loop is handed over to it.
     """
+
+    dialect = POSTGRESQL
 
     def __init__(
         self,

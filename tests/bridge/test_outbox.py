@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,6 +23,7 @@ from bridge.store.schema import MIGRATIONS
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 from tests.bridge.conftest import make_intake, observation
+from tests.engines import build_engine
 
 ABC = OperatorID("DE*ABC")
 E1 = EvseID("DE*ABC*E1")
@@ -216,9 +218,9 @@ observations_strategy = st.lists(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(observations_strategy)
 async def test_final_state_is_the_mapping_of_the_newest_observation(
-    tmp_path_factory: pytest.TempPathFactory, sequence: list[tuple[int, OcpiEvseStatus, int]]
+    emptied_engine_url: Callable[[], str], sequence: list[tuple[int, OcpiEvseStatus, int]]
 ) -> None:
-    db = Database(tmp_path_factory.mktemp("prop") / "p.db", MIGRATIONS)
+    db = build_engine(emptied_engine_url())
     await db.open()
     try:
         intake = make_intake(db)
