@@ -114,7 +114,13 @@ async def bridge() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         async with hubject_process() as (hubject_url, _):
-            built = Bridge.build(bridge_config(Path(tmp) / "bridge.db", hubject_url), initial_resync=False)
+            config = bridge_config(Path(tmp) / "bridge.db", hubject_url)
+            store_url = os.environ.get("BENCH_STORE_URL")  # bench/pg_intake.py: the bridge on PostgreSQL
+            if store_url:
+                config = config.model_copy(
+                    update={"store": config.store.model_copy(update={"url": store_url})}
+                )
+            built = Bridge.build(config, initial_resync=False)
             async with built.running():
                 _as_the_daemon_does()
                 assert built.receiver_url is not None

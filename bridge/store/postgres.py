@@ -56,6 +56,17 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
 # Serialises migrations between replicas starting at once (any constant; "oicp" in ASCII).
 MIGRATION_LOCK_KEY = 0x6F696370
+# Serialises the write groups of all replicas ("oicw"). Every intake write locks the one ``sequence`` row
+# (the outbox's version counter) and Location rows; two replicas' groups that lock them in different
+# orders deadlocked, each deadlock stalling both for deadlock_timeout (1 s), which made three replicas
+# ~20x slower than one (bench/pg_intake.py). Taken first in each group, this lock orders every group's row
+# locks after it: one group at a time, as on SQLite, each still committing many writes in one COMMIT.
+WRITE_LOCK_KEY = 0x6F696377
+GROUP_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+# A writer session idle inside a transaction this long is ended by the server, releasing its locks: a
+# replica paused mid-group (SIGSTOP, a frozen VM) must not stop every other replica's writes. The writer
+# never waits between its statements, so a healthy group is never idle that long.
+WRITER_IDLE_IN_TRANSACTION = "5s"
 
 
 # --- the port on psycopg ------------------------------------------------------------------------------
@@ -360,8 +371,13 @@ class PostgresDatabase:
 
     # --- migrations -----------------------------------------------------------------------------------
 
-    def _connect_and_migrate(self) -> psycopg.Connection[Row]:
+    def _connect_writer(self) -> psycopg.Connection[Row]:
         conn = self._connect()
+        conn.execute(f"SET idle_in_transaction_session_timeout = '{WRITER_IDLE_IN_TRANSACTION}'")
+        return conn
+
+    def _connect_and_migrate(self) -> psycopg.Connection[Row]:
+        conn = self._connect_writer()
         try:
             # Each step is one transaction under a transaction-scoped advisory lock, so replicas that start
             # together create the table and apply each migration once (PostgreSQL's DDL is transactional).
@@ -409,10 +425,10 @@ class PostgresDatabase:
         returned, never raised: a failure of the transaction itself fails each write with StoreError."""
         try:
             if self._write_conn is None:
-                self._write_conn = self._connect()
+                self._write_conn = self._connect_writer()
             conn = self._write_conn
             tx = PgTx(conn, self._translations)
-            conn.execute("BEGIN")
+            conn.execute(GROUP_BEGIN)  # one round trip: BEGIN and the replicas' write lock
             outcomes = [_run_job(conn, tx, job.fn) for job in group]
             conn.execute("COMMIT")
         except psycopg.Error as exc:

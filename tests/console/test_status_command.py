@@ -1,4 +1,5 @@
-"""``oicp-bridge status`` reads the store (a SQLite file, or PostgreSQL) when no daemon answers: the overall state, and a polled feed gone stale."""
+"""``oicp-bridge status`` reads the store (a SQLite file, or PostgreSQL) when no daemon answers: the
+overall state, and a polled feed gone stale."""
 
 from __future__ import annotations
 
