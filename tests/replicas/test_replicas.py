@@ -82,6 +82,7 @@ async def test_three_replicas_through_faults_and_kills_never_push_in_parallel_an
             standin.script(Busy(429, "1"), times=2)
             standin.script(Hang(5.0), times=2)
             await progressed(load, 30)
+            await wait_for(lambda: all(rule.times == 0 for rule in standin.rules), "every fault met", 60)
             leader = await bridge.leader_of(OPERATOR_LEASE)
             assert leader is not None
             await leader.kill9()  # the leader dies mid-whatever
