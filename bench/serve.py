@@ -114,7 +114,13 @@ async def bridge() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         async with hubject_process() as (hubject_url, _):
-            config = bridge_config(Path(tmp) / "bridge.db", hubject_url)
+            # BENCH_FLUSH_INTERVAL: e.g. 3600 to measure intake alone, with no push during the rounds
+            push = (
+                {"flush_interval": float(os.environ["BENCH_FLUSH_INTERVAL"])}
+                if "BENCH_FLUSH_INTERVAL" in os.environ
+                else {}
+            )
+            config = bridge_config(Path(tmp) / "bridge.db", hubject_url, **push)
             store_url = os.environ.get("BENCH_STORE_URL")  # bench/pg_intake.py: the bridge on PostgreSQL
             if store_url:
                 config = config.model_copy(

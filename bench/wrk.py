@@ -320,10 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_const", dest="size", const=QUICK.name)
     size.add_argument("--tiny", action="store_const", dest="size", const=TINY.name)
     parser.add_argument("--out", type=Path, default=Path("bench/results/wrk.json"))
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        help="the bridges' [push] flush_interval (default 1 s; e.g. 3600: intake alone, no push in a round)",
+    )
     args = parser.parse_args(argv)
+    if args.flush_interval is not None:
+        os.environ["BENCH_FLUSH_INTERVAL"] = str(args.flush_interval)  # read by bench/serve.py
     sizes = SIZES[args.size or FULL.name]
     result = asyncio.run(measure(sizes, [REPO_ROOT, *[t.resolve() for t in args.tree]]))
     result["machine"] = machine()
+    result["flush_interval"] = args.flush_interval or 1.0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(summary(result))

@@ -44,8 +44,8 @@ class LaneNotifier(Protocol):
 class Recorded:
     """What one transaction did, for after its commit."""
 
-    pending: dict[str, int] = field(default_factory=dict)  # operator -> rows that became pending
-    new_evses: dict[str, int] = field(default_factory=dict)  # operator -> EvseIDs seen for the first time
+    pending: dict[OperatorID, int] = field(default_factory=dict)  # operator -> rows that became pending
+    new_evses: dict[OperatorID, int] = field(default_factory=dict)  # operator -> EvseIDs seen the first time
     observed: list[OcpiEvseStatus] = field(default_factory=list)  # touched EVSEs' OCPI statuses
     not_pushed: list[SkipReason] = field(default_factory=list)
 
@@ -270,18 +270,17 @@ class Intake:
                 self._not_pushed(tx, chosen, decision.reason, recorded)
                 return  # e.g. PLANNED: Hubject keeps what it holds
             assert isinstance(decision, Push)
-            if source_key(chosen) not in unlisted:
-                self._pushed(tx, chosen)
+            source = source_key(chosen)
+            if source not in unlisted:
+                self._pushed(tx, source)
             desired = Desired(
-                decision.action, decision.status, chosen.status.value, to_micros(chosen.last_updated),
-                source_key(chosen),
+                decision.action, decision.status, chosen.status.value, to_micros(chosen.last_updated), source
             )  # fmt: skip
         observed = self.outbox.observe(tx, str(operator_id), evse_id, desired, self.clock())
-        op = str(operator_id)
         if observed.pending:
-            recorded.pending[op] = recorded.pending.get(op, 0) + 1
+            recorded.pending[operator_id] = recorded.pending.get(operator_id, 0) + 1
         if observed.created:
-            recorded.new_evses[op] = recorded.new_evses.get(op, 0) + 1
+            recorded.new_evses[operator_id] = recorded.new_evses.get(operator_id, 0) + 1
 
     def _not_pushed(self, tx: Tx, state: EvseObservation, reason: SkipReason, recorded: Recorded) -> None:
         recorded.not_pushed.append(reason)
@@ -297,8 +296,8 @@ class Intake:
         )  # fmt: skip
 
     @staticmethod
-    def _pushed(tx: Tx, state: EvseObservation) -> None:
-        tx.execute("DELETE FROM not_pushed WHERE source = ?", (source_key(state),))
+    def _pushed(tx: Tx, source: str) -> None:
+        tx.execute("DELETE FROM not_pushed WHERE source = ?", (source,))
 
     # --- after the commit ------------------------------------------------------------------------------
 
@@ -314,7 +313,7 @@ class Intake:
         if self.lanes is not None:
             for operator in recorded.pending.keys() | recorded.new_evses.keys():
                 self.lanes.notify(
-                    OperatorID(operator),
+                    operator,
                     pending=recorded.pending.get(operator, 0),
                     new_evses=recorded.new_evses.get(operator, 0),
                 )

@@ -173,12 +173,13 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
         )  # fmt: skip
     if (desired.action, desired.status) == row.content:
         # same content: the state stands (a dead record stays dead until a fullLoad); only the info follows
-        return replace(
-            row,
-            ocpi_status=desired.ocpi_status,
-            last_updated_us=desired.last_updated_us,
-            source=desired.source,
-        )
+        # (rows built field by field here, not with dataclasses.replace: this runs for every OCPI change)
+        return Row(
+            row.action, row.status, desired.ocpi_status, desired.last_updated_us, desired.source,
+            row.version, row.state, row.pending_since, row.sent_version, row.delivered_action,
+            row.delivered_status, row.unsure, row.unsure_until, row.attempts, row.last_error, row.dead_code,
+            row.dead_reason, row.dead_at, row.delivered_at,
+        )  # fmt: skip
     if row.state is RecordState.PARKED:
         # Hubject has no EVSE data for it: the new content waits for the next fullLoad (docs/bridge.md)
         state = RecordState.PARKED
@@ -189,20 +190,13 @@ def observe(row: Row | None, desired: Desired, version: int, now: float) -> Row 
     state = transition(row.state, Event.OBSERVE, state)
     pending = state is RecordState.PENDING
     parked = state is RecordState.PARKED
-    return replace(
-        row,
-        action=desired.action,
-        status=desired.status,
-        ocpi_status=desired.ocpi_status,
-        last_updated_us=desired.last_updated_us,
-        source=desired.source,
-        version=version,
-        state=state,
-        pending_since=(row.pending_since or now) if pending else None,
-        dead_code=row.dead_code if parked else None,
-        dead_reason=row.dead_reason if parked else None,
-        dead_at=row.dead_at if parked else None,
-    )
+    return Row(
+        desired.action, desired.status, desired.ocpi_status, desired.last_updated_us, desired.source,
+        version, state, (row.pending_since or now) if pending else None, row.sent_version,
+        row.delivered_action, row.delivered_status, row.unsure, row.unsure_until, row.attempts,
+        row.last_error, row.dead_code if parked else None, row.dead_reason if parked else None,
+        row.dead_at if parked else None, row.delivered_at,
+    )  # fmt: skip
 
 
 def claimed(row: Row) -> Row:

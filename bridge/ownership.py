@@ -53,6 +53,9 @@ def default_party(operator_id: OperatorID) -> PartyRef | None:
     return None
 
 
+ANSWERS_KEPT = 10_000  # (operator, party) pairs remembered; a few per deployment, bounded against junk
+
+
 class PartyBinding:
     """The OCPI parties allowed to publish each operator's EVSEs."""
 
@@ -62,10 +65,19 @@ class PartyBinding:
             fallback = default_party(operator_id)
             chosen = listed if listed is not None else ([fallback] if fallback is not None else [])
             self._allowed[operator_id.canonical_key] = frozenset(chosen)
+        # the same question for every OCPI change: (operator as written, country, party) -> answer
+        self._answers: dict[tuple[str, str, str], bool] = {}
 
     def allows(self, operator_id: OperatorID, country_code: str, party_id: str) -> bool:
-        allowed = self._allowed.get(operator_id.canonical_key, frozenset())
-        return PartyRef(country_code.upper(), party_id.upper()) in allowed
+        asked = (operator_id, country_code, party_id)
+        answer = self._answers.get(asked)
+        if answer is None:
+            allowed = self._allowed.get(operator_id.canonical_key, frozenset())
+            answer = PartyRef(country_code.upper(), party_id.upper()) in allowed
+            if len(self._answers) >= ANSWERS_KEPT:
+                self._answers.clear()
+            self._answers[asked] = answer
+        return answer
 
     def allowed(self, operator_id: OperatorID) -> frozenset[PartyRef]:
         return self._allowed.get(operator_id.canonical_key, frozenset())
@@ -82,6 +94,8 @@ def source_key(observation: EvseObservation) -> str:
 
 def owner(candidates: Iterable[EvseObservation]) -> EvseObservation | None:
     """The EVSE whose state decides an EvseID, among the allowed candidates holding it."""
+    if isinstance(candidates, list | tuple) and len(candidates) == 1:
+        return candidates[0]  # the commonest case: one EVSE holds the EvseID
     ranked = sorted(
         candidates,
         key=lambda c: (c.status is not OcpiEvseStatus.REMOVED, c.last_updated, source_key(c)),

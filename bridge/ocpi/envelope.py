@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -55,11 +56,19 @@ def respond(
     message: str = "Success",
     http_status: int = 200,
 ) -> web.Response:
-    return web.Response(
-        status=http_status,
-        body=_encode(envelope(data, status_code, message)).encode(),
-        headers=_headers(request.headers),
-    )
+    if data is None and status_code == SUCCESS:
+        body = _success_body(timestamp(), message)
+    else:
+        body = _encode(envelope(data, status_code, message)).encode()
+    return web.Response(status=http_status, body=body, headers=_headers(request.headers))
+
+
+@functools.lru_cache(maxsize=8)
+def _success_body(stamp: str, message: str) -> bytes:
+    """The body of a success without data (nearly every answer to a CPO's push): a pure function of the
+    response's timestamp (one a second) and message, so encoded once for all answers of that second."""
+    body = {"status_code": SUCCESS, "status_message": message, "timestamp": stamp}
+    return _encode(body).encode()
 
 
 def respond_error(request: web.Request, error: OcpiStatusError) -> web.Response:

@@ -53,6 +53,13 @@ class ObjectKind(StrEnum):
     CONNECTOR = "Connector"
 
 
+OWN_ID = {
+    ObjectKind.LOCATION: "id",
+    ObjectKind.EVSE: "uid",
+    ObjectKind.CONNECTOR: "id",
+}  # the body's id field
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectPath:
     """The URL segments of a Locations receiver request: which object of which party."""
@@ -70,6 +77,12 @@ class ObjectPath:
         if self.evse_uid is not None:
             return ObjectKind.EVSE
         return ObjectKind.LOCATION
+
+    def own_id(self, kind: ObjectKind) -> str | None:
+        """The URL's id of the object itself (``kind`` is ``self.kind``, passed where already known)."""
+        if kind is ObjectKind.LOCATION:
+            return self.location_id
+        return self.evse_uid if kind is ObjectKind.EVSE else self.connector_id
 
     def __str__(self) -> str:
         parts = [self.country_code, self.party_id, self.location_id, self.evse_uid, self.connector_id]
@@ -333,15 +346,13 @@ def check_ids(version: OcpiVersion, path: ObjectPath, body: Any) -> None:
     """Ids in the body, where present, must equal the URL's (mod_locations PUT request parameters)."""
     if not isinstance(body, dict):
         return
-    own_id = {ObjectKind.LOCATION: "id", ObjectKind.EVSE: "uid", ObjectKind.CONNECTOR: "id"}[path.kind]
-    expected = {ObjectKind.LOCATION: path.location_id, ObjectKind.EVSE: path.evse_uid}.get(
-        path.kind, path.connector_id
-    )
-    checks = [(own_id, expected)]
-    if version is OcpiVersion.V2_2_1 and path.kind is ObjectKind.LOCATION:
+    kind = path.kind
+    own_id = OWN_ID[kind]
+    checks = [(own_id, path.own_id(kind))]
+    if version is OcpiVersion.V2_2_1 and kind is ObjectKind.LOCATION:
         checks += [("country_code", path.country_code), ("party_id", path.party_id)]
     for field, value in checks:
         if field in body and body[field] != value:
             raise InvalidParametersError(
-                f"{path.kind.value} {field} {body[field]!r} in the body differs from {value!r} in the URL"
+                f"{kind.value} {field} {body[field]!r} in the body differs from {value!r} in the URL"
             )

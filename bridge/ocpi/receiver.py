@@ -46,7 +46,7 @@ from bridge.ocpi.errors import (
     StoreUnavailableError,
     UnknownLocationError,
 )
-from bridge.ocpi.locations import ObjectKind, ObjectPath, Outcome, WriteResult
+from bridge.ocpi.locations import OWN_ID, ObjectKind, ObjectPath, Outcome, WriteResult
 from bridge.ocpi.service import LocationsService
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
@@ -66,6 +66,7 @@ STORE_KEY = web.AppKey("ocpi_store", LocationsService)
 TOKENS_KEY = web.AppKey("ocpi_tokens", TokenStore)
 SESSION_KEY = web.AppKey("ocpi_client_session", aiohttp.ClientSession)
 
+URL_ID_NAMES = ("location_id", "evse_uid", "connector_id")
 URL_LIMITS = {
     OcpiVersion.V2_1_1: (v211.LOCATION_ID_MAX, v211.EVSE_UID_MAX, v211.CONNECTOR_ID_MAX),
     OcpiVersion.V2_2_1: (v221.LOCATION_ID_MAX, v221.EVSE_UID_MAX, v221.CONNECTOR_ID_MAX),
@@ -266,16 +267,13 @@ def align_ids(version: OcpiVersion, path: ObjectPath, body: Any) -> Any:
     plain strings: compared as they are."""
     if version is not OcpiVersion.V2_2_1 or not isinstance(body, dict):
         return body
-    own = {ObjectKind.LOCATION: "id", ObjectKind.EVSE: "uid", ObjectKind.CONNECTOR: "id"}[path.kind]
-    expected = {ObjectKind.LOCATION: path.location_id, ObjectKind.EVSE: path.evse_uid}.get(
-        path.kind, path.connector_id
-    )
-    wanted = {own: expected}
-    if path.kind is ObjectKind.LOCATION:
-        wanted |= {"country_code": path.country_code, "party_id": path.party_id}
+    kind = path.kind
+    wanted = [(OWN_ID[kind], path.own_id(kind))]
+    if kind is ObjectKind.LOCATION:
+        wanted += [("country_code", path.country_code), ("party_id", path.party_id)]
     changes = {
         key: value
-        for key, value in wanted.items()
+        for key, value in wanted
         if isinstance(body.get(key), str)
         and value is not None
         and body[key] != value
@@ -293,25 +291,17 @@ def answer_write(request: web.Request, result: WriteResult) -> web.Response:
 
 def object_path(request: web.Request, version: OcpiVersion, caller: Caller) -> ObjectPath:
     info = request.match_info
-    party = Party.of(info["cc"], info["pid"])
-    if party != caller.party:
-        raise PartyMismatchError(f"this token belongs to {caller.party}; it cannot write or read {party}")
-    location_max, evse_max, connector_max = URL_LIMITS[version]
-    for name, limit in (
-        ("location_id", location_max),
-        ("evse_uid", evse_max),
-        ("connector_id", connector_max),
-    ):
-        value = info.get(name)
+    own = caller.party
+    country_code, party_id = info["cc"].upper(), info["pid"].upper()
+    if (country_code, party_id) != (own.country_code, own.party_id):
+        party = Party(country_code, party_id)
+        raise PartyMismatchError(f"this token belongs to {own}; it cannot write or read {party}")
+    location_id, evse_uid, connector_id = info["location_id"], info.get("evse_uid"), info.get("connector_id")
+    ids = (location_id, evse_uid, connector_id)
+    for name, value, limit in zip(URL_ID_NAMES, ids, URL_LIMITS[version], strict=True):
         if value is not None and len(value) > limit:
             raise InvalidParametersError(f"{name} in the URL is longer than {limit} characters")
-    return ObjectPath(
-        party.country_code,
-        party.party_id,
-        info["location_id"],
-        info.get("evse_uid"),
-        info.get("connector_id"),
-    )
+    return ObjectPath(country_code, party_id, location_id, evse_uid, connector_id)
 
 
 async def read_json(request: web.Request, max_body_bytes: int, within: float | None = None) -> Any:
@@ -321,8 +311,11 @@ async def read_json(request: web.Request, max_body_bytes: int, within: float | N
             " ([ocpi.receiver] max_body_size)"
         )
     try:
-        async with asyncio.timeout(within):
+        if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
             raw = await request.read()
+        else:
+            async with asyncio.timeout(within):
+                raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise BodyTooLargeError(
             f"the body exceeds the limit of {max_body_bytes} bytes ([ocpi.receiver] max_body_size)"
@@ -335,7 +328,11 @@ async def read_json(request: web.Request, max_body_bytes: int, within: float | N
             f"the body cannot be read: it does not decode as its Content-Encoding ({encoding[:40]}) says"
         ) from exc
     try:
-        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads
+        # as json.loads does; an object's first two bytes ("{" and any non-NUL) can only be UTF-8
+        encoding = (
+            "utf-8" if raw[:1] == b"{" and raw[1:2] not in (b"", b"\x00") else json.detect_encoding(raw)
+        )
+        body = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedJsonError(f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from bridge.errors import StoreClosedError, StoreError, StoreLockedError
 from bridge.store.answers import answer
 from bridge.store.dialect import SQLITE
+from bridge.store.port import Tx
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class Database:
         self._read_conn: sqlite3.Connection | None = None
         self._open = False
         self._lock_fd: int | None = None
+        # the sequences' values handed out (``next_in_sequence``) and those not yet written to the table
+        self._sequences: dict[str, int] = {}
+        self._unwritten: set[str] = set()
 
     @property
     def is_open(self) -> bool:
@@ -151,6 +155,8 @@ class Database:
         except OSError as exc:
             raise StoreError(f"cannot create the store's folder {self.path.parent}: {exc.strerror}") from exc
         self._lock_fd = lock_store(self.path)
+        self._sequences.clear()  # another process may have written the store since this one last had it
+        self._unwritten.clear()
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         try:
             create_private(self.path)
@@ -242,6 +248,33 @@ class Database:
                 await loop.run_in_executor(thread, conn.close)
             thread.shutdown(wait=False)
 
+    def next_in_sequence(self, tx: Tx, name: str) -> int:
+        """The next value of the named row of the ``sequence`` table, from inside a write function.
+
+        One process writes this store (the flock), so the values are counted here and the row is written
+        once per group, just before its COMMIT, rather than with an ``UPDATE … RETURNING`` per value (a
+        statement on the intake's hot path). Values follow the commit order: writes run one after another,
+        and a group that does not commit leaves a gap, never a value handed out twice (the count goes on
+        from where it was, and is written by the next group that commits)."""
+        value = self._sequences.get(name)
+        if value is None:
+            found = tx.execute("SELECT value FROM sequence WHERE name = ?", (name,)).fetchone()
+            if found is None:
+                raise StoreError(f"no sequence {name!r} in the store")
+            value = int(found[0])
+        value += 1
+        self._sequences[name] = value
+        self._unwritten.add(name)
+        return value
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """On the store's thread: write the sequences this group advanced, then COMMIT."""
+        written = list(self._unwritten)
+        for name in written:
+            conn.execute("UPDATE sequence SET value = ? WHERE name = ?", (self._sequences[name], name))
+        conn.execute("COMMIT")
+        self._unwritten.difference_update(written)
+
     # --- writing ----------------------------------------------------------------------------------
 
     def _connect_and_migrate(self) -> sqlite3.Connection:
@@ -294,7 +327,7 @@ class Database:
                     outcomes.append(_run_job(conn, job.fn))
                 else:
                     outcomes.append(await loop.run_in_executor(self._writer, _run_job, conn, job.fn))
-            await loop.run_in_executor(self._writer, conn.execute, "COMMIT")
+            await loop.run_in_executor(self._writer, self._commit, conn)
         except sqlite3.Error as exc:
             error = StoreError(f"write transaction failed: {exc}")
             error.__cause__ = exc

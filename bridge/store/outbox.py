@@ -32,6 +32,7 @@ COLUMNS = (
     "attempts", "last_error", "dead_code", "dead_reason", "dead_at", "delivered_at",
 )  # fmt: skip
 _SELECT = f"SELECT evse_id, {', '.join(COLUMNS)} FROM outbox"
+_SELECT_WITH_OPERATOR = f"SELECT evse_id, {', '.join(COLUMNS)}, operator_id FROM outbox"
 _UPSERT = (
     f"INSERT INTO outbox (operator_id, evse_id, {', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))}) ON CONFLICT (operator_id, evse_id) DO UPDATE SET "
@@ -56,13 +57,11 @@ def _action(value: str | None) -> Action | None:
 
 
 def to_row(found: Any) -> Row:
+    """A row read with ``_SELECT`` (``evse_id`` first, then ``COLUMNS``), by index: cheaper than by name."""
     return Row(
-        _ACTION[found["action"]], _status(found["oicp_status"]), found["ocpi_status"],
-        found["last_updated_us"], found["source"], found["version"], _STATE[found["state"]],
-        found["pending_since"], found["sent_version"], _action(found["delivered_action"]),
-        _status(found["delivered_status"]), bool(found["unsure"]), found["unsure_until"], found["attempts"],
-        found["last_error"], found["dead_code"], found["dead_reason"], found["dead_at"],
-        found["delivered_at"],
+        _ACTION[found[1]], _STATUSES[found[2]], found[3], found[4], found[5], found[6], _STATE[found[7]],
+        found[8], found[9], _ACTIONS[found[10]], _STATUSES[found[11]], bool(found[12]), found[13],
+        found[14], found[15], found[16], found[17], found[18], found[19],
     )  # fmt: skip
 
 
@@ -176,12 +175,8 @@ class OutboxStore:
         now_pending = new.state is _S.PENDING
         return Observed(pending=now_pending and not was_pending, created=row is None)
 
-    @staticmethod
-    def _next_version(tx: Tx) -> int:
-        (version,) = tx.execute(
-            "UPDATE sequence SET value = value + 1 WHERE name = 'outbox_version' RETURNING value"
-        ).fetchone()
-        return int(version)
+    def _next_version(self, tx: Tx) -> int:
+        return self.db.next_in_sequence(tx, "outbox_version")
 
     def evse_ids(self, tx: Tx) -> list[tuple[str, str]]:
         """Every (operator, EvseID) the outbox holds (the start-up reconciliation re-decides them)."""
@@ -226,7 +221,7 @@ class OutboxStore:
             rows = [
                 (found["operator_id"], found["evse_id"], to_row(found))
                 for found in tx.execute(
-                    f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE state = ?{only}",
+                    f"{_SELECT_WITH_OPERATOR} WHERE state = ?{only}",
                     (_S.IN_FLIGHT.value, *args),
                 )
             ]
@@ -356,7 +351,7 @@ class OutboxStore:
             where, args = where + " AND operator_id = ?", [*args, operator_id]
         rows = [
             (f["operator_id"], f["evse_id"], to_row(f))
-            for f in tx.execute(f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE {where}", args)
+            for f in tx.execute(f"{_SELECT_WITH_OPERATOR} WHERE {where}", args)
         ]
         tx.executemany(_UPSERT, [to_params(op, e, rules.retried(r, now)) for op, e, r in rows])
         counts: dict[str, int] = {}

@@ -44,7 +44,7 @@ from psycopg.rows import BaseRowFactory
 from bridge.errors import StoreClosedError, StoreError
 from bridge.store.answers import answer
 from bridge.store.dialect import POSTGRESQL
-from bridge.store.port import Rows
+from bridge.store.port import Rows, Tx
 
 if TYPE_CHECKING:  # psycopg exports the row factories' cursor type only from a private module
     from psycopg._cursor_base import BaseCursor
@@ -296,6 +296,16 @@ class PostgresDatabase:
 
     def _connect(self) -> psycopg.Connection[Row]:
         return connect(self.url, application_name=self.application_name)
+
+    def next_in_sequence(self, tx: Tx, name: str) -> int:
+        """The next value of the named row of the ``sequence`` table, from inside a write function. The row
+        stays locked until the group commits, so values follow the commit order across replicas too."""
+        found = tx.execute(
+            "UPDATE sequence SET value = value + 1 WHERE name = ? RETURNING value", (name,)
+        ).fetchone()
+        if found is None:
+            raise StoreError(f"no sequence {name!r} in the store")
+        return int(found[0])
 
     async def write(self, fn: Callable[[PgTx], T], *, inline: bool = False) -> T:
         """Run ``fn`` in a write transaction; return its result once that transaction is committed.

@@ -189,3 +189,58 @@ async def test_an_unexpected_failure_of_a_group_fails_its_writes_and_later_write
         assert await db.read(values) == [2]
     finally:
         await db.close()
+
+
+SEQUENCE_SCHEMA = [
+    "CREATE TABLE sequence (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "INSERT INTO sequence VALUES ('v', 0);"
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+    "CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);"
+]
+
+
+async def test_sequence_values_are_counted_in_memory_written_before_each_commit_and_never_repeat(
+    tmp_path: Path,
+) -> None:
+    def stored(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM sequence WHERE name = 'v'").fetchone()[0])
+
+    db = Database(tmp_path / "store.db", SEQUENCE_SCHEMA)
+    await db.open()
+    try:
+        three = await db.write(lambda tx: [db.next_in_sequence(tx, "v") for _ in range(3)], inline=True)
+        assert three == [1, 2, 3]
+        assert await db.read(stored) == 3  # written with the commit that used them
+
+        def taken_then_refused(tx: sqlite3.Connection) -> None:
+            db.next_in_sequence(tx, "v")
+            raise ValueError("this write is refused")
+
+        results = await asyncio.gather(
+            db.write(taken_then_refused, inline=True),
+            db.write(lambda tx: db.next_in_sequence(tx, "v")),  # on the store's thread
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], ValueError)
+        assert results[1] == 5  # the refused write's value is a gap, not handed out again
+        assert await db.read(stored) == 5
+
+        def breaks_the_commit(tx: sqlite3.Connection) -> int:
+            tx.execute("INSERT INTO child VALUES (42)")  # a deferred foreign key: COMMIT fails
+            return db.next_in_sequence(tx, "v")
+
+        with pytest.raises(StoreError):
+            await db.write(breaks_the_commit, inline=True)
+        assert await db.read(stored) == 5  # that group did not commit
+        assert await db.write(lambda tx: db.next_in_sequence(tx, "v"), inline=True) == 7  # 6 never again
+        assert await db.read(stored) == 7
+        with pytest.raises(StoreError, match="no sequence 'missing'"):
+            await db.write(lambda tx: db.next_in_sequence(tx, "missing"), inline=True)
+    finally:
+        await db.close()
+    reopened = Database(tmp_path / "store.db", SEQUENCE_SCHEMA)  # a restart goes on from the table
+    await reopened.open()
+    try:
+        assert await reopened.write(lambda tx: reopened.next_in_sequence(tx, "v"), inline=True) == 8
+    finally:
+        await reopened.close()

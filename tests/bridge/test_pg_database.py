@@ -337,3 +337,30 @@ async def test_two_replicas_groups_never_interleave_so_they_cannot_deadlock(pg_u
     assert rows == {"first-own": 1, "second-own": 2, "x": 11, "y": 11}
     assert spans["x"][1] <= spans["y"][0]  # one group after the other, never both at once
     assert (first.commits, second.commits) == (2, 1)  # the seed, then one group each
+
+
+async def test_sequence_values_follow_the_commit_order_and_a_refused_write_leaves_a_gap(pg_url: str) -> None:
+    db = await opened(pg_url, schema_pg.MIGRATIONS)
+    try:
+        first = await db.write(lambda tx: db.next_in_sequence(tx, "outbox_version"))
+
+        def taken_then_refused(tx: Tx) -> None:
+            db.next_in_sequence(tx, "outbox_version")
+            raise ValueError("this write is refused")
+
+        results = await asyncio.gather(
+            db.write(taken_then_refused),
+            db.write(lambda tx: db.next_in_sequence(tx, "outbox_version")),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], ValueError)
+        # the refused write's savepoint rolled its increment back: PostgreSQL's row, unlike SQLite's count
+        assert results[1] == first + 1
+        stored = await db.read(
+            lambda tx: tx.execute("SELECT value FROM sequence WHERE name = 'outbox_version'").fetchone()[0]
+        )
+        assert stored == first + 1
+        with pytest.raises(StoreError, match="no sequence 'missing'"):
+            await db.write(lambda tx: db.next_in_sequence(tx, "missing"))
+    finally:
+        await db.close()
