@@ -27,6 +27,7 @@ from bridge.leases import LeaseLostError
 from bridge.store.port import Tx
 
 SOLE_TERM = 0
+SOLE_HOLDER = "this process"
 
 
 def operator_lease(operator_id: object) -> str:
@@ -103,7 +104,7 @@ class SoleLeader:
     shared = False
     recheck = 1.0
 
-    def __init__(self, names: list[str], holder: str = "this process") -> None:
+    def __init__(self, names: list[str], holder: str = SOLE_HOLDER) -> None:
         self.names = sorted(names)
         self.holder = holder
 

@@ -20,7 +20,8 @@ import aiohttp
 from bridge.commands import CommandExit, add_config_argument, admin_url, load_config_or_exit
 from bridge.config import BridgeConfig
 from bridge.errors import StoreError
-from bridge.status import read_status
+from bridge.leadership import operator_lease, source_lease
+from bridge.status import leader_json, read_status
 from bridge.store.database import read_file
 from bridge.store.port import Tx
 
@@ -100,9 +101,18 @@ def read_store(config: BridgeConfig, url: str) -> dict[str, Any]:
     shown = config.store.display_url
     try:
         if config.store.is_postgres:
-            from bridge.store.postgres import read_once  # the postgres extra, only when configured
+            from bridge.store.pg_leases import leaders  # the postgres extra, only when configured
+            from bridge.store.postgres import read_once
 
-            status = read_once(config.store.url, read)
+            names = [operator_lease(op.operator_id) for op in config.operators]
+            names += [source_lease(source.versions_url) for source in config.ocpi.sources]
+
+            def read_with_leaders(tx: Tx) -> dict[str, Any]:
+                body = read(tx)
+                body["leaders"] = [leader_json(leader) for leader in leaders(tx, names)]
+                return body
+
+            status = read_once(config.store.url, read_with_leaders)
         else:
             store = config.store.sqlite_path
             shown = str(store)

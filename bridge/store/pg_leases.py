@@ -19,6 +19,7 @@ second, sees the new token and fails): never both.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -229,17 +230,24 @@ class LeaseLeadership:
         await self.keeper.run(self.names, stop)
 
     async def report(self) -> list[Leader]:
-        def read(tx: Tx) -> tuple[float, list[Lease]]:
-            return _server_now(tx), read_leases(tx)
+        shown = await self.keeper.db.read(lambda tx: leaders(tx, self.names))
+        return [
+            dataclasses.replace(
+                leader, mine=leader.holder == self.holder and self.term(leader.name) == leader.token
+            )
+            for leader in shown
+        ]
 
-        now, rows = await self.keeper.db.read(read)
-        by_name = {row.name: row for row in rows}
-        shown = []
-        for name in self.names:
-            row = by_name.get(name)
-            if row is None or not row.held_at(now):
-                shown.append(Leader(name, "", 0 if row is None else row.token, 0.0, False))
-                continue
-            mine = row.holder == self.holder and self.term(name) == row.token
-            shown.append(Leader(name, row.holder, row.token, round(row.expires_at - now, 3), mine))
-        return shown
+
+def leaders(tx: Tx, names: Iterable[str]) -> list[Leader]:
+    """Who leads each of ``names`` now, on the server's clock (``mine`` left False: the caller knows)."""
+    now = _server_now(tx)
+    by_name = {row.name: row for row in read_leases(tx)}
+    shown = []
+    for name in names:
+        row = by_name.get(name)
+        if row is None or not row.held_at(now):
+            shown.append(Leader(name, "", 0 if row is None else row.token, 0.0, False))
+        else:
+            shown.append(Leader(name, row.holder, row.token, round(row.expires_at - now, 3), False))
+    return shown

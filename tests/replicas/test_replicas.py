@@ -33,6 +33,7 @@ from tests.reliability.hubject_standin import Accept, Busy, Hang, HubjectStandIn
 from tests.replicas.rig import (
     OPERATOR,
     ConnectionAwareStandIn,
+    Replicas,
     SpreadLoad,
     converged,
     log_lines,
@@ -228,8 +229,9 @@ async def test_scheduled_resync_and_sender_poll_run_once_per_operator_and_source
         source = str(server.make_url("/ocpi/versions"))
         extra = f'[[ocpi.sources]]\nversions_url = "{source}"\ntoken = "sender-token"\npoll_interval = "1s"\n'
         env = {"RESYNC__INTERVAL": "3s", "RESYNC__FIRST_FULLLOAD_QUIET": "500ms"}
-        async with replicas(tmp_path, pg_url, standin.url, 3, extra, **env):
+        async with replicas(tmp_path, pg_url, standin.url, 3, extra, **env) as bridge:
             await wait_for(lambda: bool(standin.pushes(OPERATOR, action="fullLoad")), "a first fullLoad", 30)
+            await every_replica_says_who_leads(bridge, [f"operator:{OPERATOR}", f"source:{source}"])
             started = time.monotonic()
             polls_before = len(sender.sender.stats.list_requests)
             loads_before = len(standin.pushes(OPERATOR, action="fullLoad"))
@@ -241,6 +243,34 @@ async def test_scheduled_resync_and_sender_poll_run_once_per_operator_and_source
     # one replica polls the source every 1 s (a page each), one runs the 3 s schedule: not three of each
     assert 5 <= polls <= 12, polls
     assert 2 <= fullloads <= 4, fullloads
+
+
+async def every_replica_says_who_leads(bridge: Replicas, names: list[str]) -> None:
+    """``/status.json`` of each replica names the same leader per operator and source, and exactly one
+    replica says it is itself; ``/status`` shows it; ``/ready`` of each is about itself (all ready)."""
+    bodies = [await bridge.status(daemon) for daemon in bridge.daemons]
+    assert all(body is not None for body in bodies)
+    seen: dict[str, set[str]] = {}
+    mine: dict[str, int] = {}
+    for body in bodies:
+        assert body is not None
+        assert body["ready"], body["problems"]
+        for leader in body["leaders"]:
+            name = f"{leader['kind']}:{leader['name']}"
+            seen.setdefault(name, set()).add(leader["leader"])
+            mine[name] = mine.get(name, 0) + int(leader["this_replica"])
+        assert body["replica"].rsplit(":", 1)[1].isdigit()  # host:pid
+    assert set(seen) == set(names)
+    assert all(len(holders) == 1 and None not in holders for holders in seen.values()), seen
+    assert mine == dict.fromkeys(names, 1)
+    async with aiohttp.ClientSession() as session:
+        for daemon in bridge.daemons:
+            async with session.get(f"{daemon.config.admin_url}/status") as response:
+                page = await response.text()
+            assert "<h2>Replicas</h2>" in page
+            assert next(iter(seen[names[0]])) in page
+            async with session.get(f"{daemon.config.admin_url}/ready") as response:
+                assert response.status == 200
 
 
 async def test_a_cpo_registered_on_one_replica_pushes_to_another(
