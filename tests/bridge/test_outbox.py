@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +18,6 @@ from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.outbox import EPOCH, Desired, fullload_refusal, to_micros
 from bridge.store.database import Database
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
-from bridge.store.schema import MIGRATIONS
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 from tests.bridge.conftest import make_intake, observation
@@ -134,16 +132,15 @@ async def test_delete_of_an_evse_hubject_never_had_needs_no_push(outbox: OutboxS
     assert withdrawal.action is Action.DELETE
 
 
-async def test_in_flight_records_are_pending_again_after_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "restart.db"
-    first = Database(path, MIGRATIONS)
+async def test_in_flight_records_are_pending_again_after_a_restart(engine_url: str) -> None:
+    first = build_engine(engine_url)
     await first.open()
     intake = make_intake(first)
     await accept(intake, observation("1", OcpiEvseStatus.CHARGING))
     assert len(await intake.outbox.claim(ABC, 10)) == 1
     await first.close()  # the process "dies" with the record in flight
 
-    second = Database(path, MIGRATIONS)
+    second = build_engine(engine_url)
     await second.open()
     intake = make_intake(second)
     store = intake.outbox
