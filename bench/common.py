@@ -53,11 +53,14 @@ class Sizes:
     storm_probes: int
     resync_evses: int
     coldstart_evses: int
+    data_fullload_evses: int = 100_000  # bench.data_fullload
+    data_churn_evses: int = 10_000  # bench.data_churn
+    data_churn_seconds: float = 10.0
 
 
 FULL = Sizes("full", 10_000, 64, 5, 2_500, 1_000_000, 10_000, 200, 100_000, 100_000)
-QUICK = Sizes("quick", 3_000, 64, 3, 500, 100_000, 10_000, 100, 20_000, 20_000)
-TINY = Sizes("tiny", 200, 16, 1, 20, 2_000, 200, 10, 500, 500)
+QUICK = Sizes("quick", 3_000, 64, 3, 500, 100_000, 10_000, 100, 20_000, 20_000, 20_000, 2_000, 5.0)
+TINY = Sizes("tiny", 200, 16, 1, 20, 2_000, 200, 10, 500, 500, 300, 100, 1.0)
 SIZES = {s.name: s for s in (FULL, QUICK, TINY)}
 
 

@@ -105,6 +105,36 @@ async def bare() -> None:
         await runner.cleanup()
 
 
+async def durable() -> None:
+    """The bare handler plus the one thing the bridge may not skip: the change is durable before the
+    answer. The bridge's own store engine (``Database``: SQLite WAL, synchronous=FULL, group commit, the
+    write inline on the event loop as the bridge's status fast path runs it), one INSERT per request. What
+    durability alone costs on this machine, with none of the bridge's OCPI or outbox work."""
+    from bridge.store.database import Database
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.json()
+        row = (request.match_info["evse_uid"], body.get("status"), body.get("last_updated"))
+        await db.write(lambda tx: tx.execute("INSERT INTO change VALUES (?, ?, ?)", row), inline=True)
+        return web.json_response({"status_code": 1000})
+
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-durable-") as tmp:
+        db = Database(Path(tmp) / "durable.db", ["CREATE TABLE change (uid TEXT, status TEXT, at TEXT);"])
+        await db.open()
+        app = web.Application()
+        app.router.add_patch(PATH, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        _ready(f"http://127.0.0.1:{runner.addresses[0][1]}")
+        try:
+            await _until_stdin_closes()
+        finally:
+            await runner.cleanup()
+            await db.close()
+
+
 async def bridge() -> None:
     """The whole bridge (``Bridge.running()``, SQLite file, synchronous=FULL, group commit), pushing to
     the Hubject simulator in a process of its own."""
@@ -139,7 +169,7 @@ async def _main(kind: str) -> None:
     watch = Watch() if where else None
     watcher = asyncio.create_task(watch.watch_loop()) if watch else None
     try:
-        await {"bare": bare, "bridge": bridge}[kind]()
+        await {"bare": bare, "durable": durable, "bridge": bridge}[kind]()
     finally:
         if watcher is not None and watch is not None and where:
             watcher.cancel()

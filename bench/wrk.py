@@ -15,7 +15,9 @@ request of wrk itself (``getrusage`` of the finished child) next to that of each
 so the result shows that the generator is the cheapest party.
 
 ``python -m bench.wrk [--tree DIR ...] [--quick|--tiny]`` compares this tree's bridge with the bridge of
-each DIR (e.g. ``git worktree add /tmp/old <commit>``) in the same interleaved rounds.
+each DIR (e.g. ``git worktree add /tmp/old <commit>``) in the same interleaved rounds. ``--durable`` (always
+on in ``python -m bench``) adds the bare handler with a durable group commit of each request through the
+bridge's own store engine: what durability alone costs, the ceiling for any bridge on this machine.
 """
 
 from __future__ import annotations
@@ -218,7 +220,7 @@ def _median(values: Sequence[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
-async def measure(sizes: Sizes, trees: Sequence[Path] = (REPO_ROOT,)) -> Json:
+async def measure(sizes: Sizes, trees: Sequence[Path] = (REPO_ROOT,), *, durable: bool = False) -> Json:
     seconds, count = ROUNDS.get(sizes.name, ROUNDS["full"])
     cpo = fleet()
     paths = [f"{BASE}/{loc.id}/{evse.uid}" for loc in cpo.locations() for evse in loc.evses]
@@ -232,6 +234,9 @@ async def measure(sizes: Sizes, trees: Sequence[Path] = (REPO_ROOT,)) -> Json:
         async with AsyncExitStack() as stack:
             url, pid = await stack.enter_async_context(server("bare", REPO_ROOT, Path(tmp)))
             sides = [Server("bare", url, pid, "")]
+            if durable:
+                url, pid = await stack.enter_async_context(server("durable", REPO_ROOT, Path(tmp)))
+                sides.append(Server("durable", url, pid, ""))
             for tree in trees:
                 url, pid = await stack.enter_async_context(server("bridge", tree, Path(tmp)))
                 await seed(url, token, cpo)
@@ -290,7 +295,7 @@ async def measure(sizes: Sizes, trees: Sequence[Path] = (REPO_ROOT,)) -> Json:
 
 
 async def run(sizes: Sizes) -> Json:
-    return await measure(sizes)
+    return await measure(sizes, durable=True)
 
 
 def summary(result: Json) -> str:
@@ -304,7 +309,7 @@ def summary(result: Json) -> str:
         f"errors {result['errors']} (target: {'met' if result['target_met'] else 'NOT met'})"
     ]
     for name, side in result["sides"].items():
-        if name not in ("bare", "bridge"):
+        if name not in ("bare", "bridge"):  # another tree's bridge, or the durable bare handler
             lines.append(
                 f"  {name}: {side['per_second']:.0f} req/s, p50 {side['p50_ms']:.1f} ms, p99 "
                 f"{side['p99_ms']:.1f} ms, ratio {side['ratio']:.2f}, "
@@ -321,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--tiny", action="store_const", dest="size", const=TINY.name)
     parser.add_argument("--out", type=Path, default=Path("bench/results/wrk.json"))
     parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="also the bare handler with a durable commit of each request (what durability alone costs)",
+    )
+    parser.add_argument(
         "--flush-interval",
         type=float,
         help="the bridges' [push] flush_interval (default 1 s; e.g. 3600: intake alone, no push in a round)",
@@ -329,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.flush_interval is not None:
         os.environ["BENCH_FLUSH_INTERVAL"] = str(args.flush_interval)  # read by bench/serve.py
     sizes = SIZES[args.size or FULL.name]
-    result = asyncio.run(measure(sizes, [REPO_ROOT, *[t.resolve() for t in args.tree]]))
+    result = asyncio.run(measure(sizes, [REPO_ROOT, *[t.resolve() for t in args.tree]], durable=args.durable))
     result["machine"] = machine()
     result["flush_interval"] = args.flush_interval or 1.0
     args.out.parent.mkdir(parents=True, exist_ok=True)

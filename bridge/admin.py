@@ -101,7 +101,10 @@ class AdminApp:
         }
         store, store_error = None, None
         try:
-            store = await self.db.read(lambda conn: read_store(conn, list(lanes), details=details))
+            dialect = self.db.dialect
+            store = await self.db.read(
+                lambda conn: read_store(conn, list(lanes), details=details, dialect=dialect)
+            )
         except StoreError as exc:  # closed or failing: the views say so instead of failing themselves
             store_error = str(exc)
         now = self.clock()
@@ -271,9 +274,34 @@ class AdminApp:
                 await self.refetch()
             except OcpiError as exc:
                 return web.json_response({"error": f"full OCPI re-fetch failed: {exc}"}, status=502)
+        if request.query.get("data", "").lower() in ("1", "true", "yes"):
+            return await self._resync_data(operator, force)
         outcomes = await self.dispatcher.request_resync(operator, force=force)
         failed = any(o.result is not ResyncResult.DONE for o in outcomes)
         return web.json_response({"outcomes": _outcomes_json(outcomes)}, status=409 if failed else 200)
+
+    async def _resync_data(self, operator: OperatorID | None, force: bool) -> web.Response:
+        """``POST /resync?data=1``: an EVSE data fullLoad, then a status fullLoad (bridge.data_lane)."""
+        lanes = self.dispatcher.data
+        if lanes is None or (operator is not None and not lanes.pushes(operator)):
+            which = "any operator" if operator is None else str(operator)
+            return web.json_response(
+                {"error": f"EVSE data push is off for {which} (push_evse_data = false)"}, status=400
+            )
+        data = await lanes.request_resync(operator, force=force)
+        statuses = [o.status for o in data if o.status is not None]
+        failed = any(o.result != ResyncResult.DONE.value for o in data) or any(
+            o.result is not ResyncResult.DONE for o in statuses
+        )
+        body = {
+            "data_outcomes": [
+                {"operator_id": str(o.operator_id), "result": o.result, "records": o.records,
+                 "message": o.message}
+                for o in data
+            ],
+            "outcomes": _outcomes_json(statuses),
+        }  # fmt: skip
+        return web.json_response(body, status=409 if failed else 200)
 
     async def _retry(self, operator: OperatorID | None) -> int:
         now = self.clock()

@@ -24,14 +24,18 @@ from aiohttp import web
 
 from bridge.admin import AdminApp
 from bridge.config import BridgeConfig, Protocol, ReceiverConfig, StoreConfig, parse_listen
+from bridge.data_intake import DataIntake
+from bridge.data_lane import DataLanes
 from bridge.dispatcher import Dispatcher
 from bridge.errors import ConfigError, ListenError
+from bridge.evse_data import RecordSettings
 from bridge.feeds import FeedHealth
 from bridge.intake import Decider, Intake
 from bridge.leadership import Leadership, SoleLeader, operator_lease, source_lease
 from bridge.leases import LeasePolicy
 from bridge.mapping import StatusMapper, parse_overrides
 from bridge.metrics import CountingClient, Metrics, client_cert_expiry
+from bridge.observation import OcpiEvseStatus
 from bridge.ocpi.auth import Party
 from bridge.ocpi.poller import SenderPoller
 from bridge.ocpi.receiver import FetchMissing, build_receiver_app
@@ -39,9 +43,10 @@ from bridge.ocpi.store import OcpiStore
 from bridge.ownership import PartyBinding
 from bridge.store.database import Database
 from bridge.store.engine import Engine
+from bridge.store.evse_data import DataOutboxStore
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
-from oicp import EvseStatusClient, RequestError, RestClient, RetryHook, SoapClient
+from oicp import EvseStatus, EvseStatusClient, RequestError, RestClient, RetryHook, SoapClient
 
 # File descriptors kept free below the process's limit for everything but the OCPI receiver's
 # connections: the store (a few), the Hubject connection pool, the admin listener, pollers, logs.
@@ -51,6 +56,52 @@ ADMIN_IDLE_TIMEOUT = 15.0
 # One line per this many seconds for repeated accept() failures (EMFILE...), with the count suppressed.
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
 LINGERING_TIME = 1.0
+
+
+def wire_evse_data(
+    config: BridgeConfig,
+    db: Engine,
+    intake: Intake,
+    dispatcher: Dispatcher,
+    mapper: StatusMapper,
+    binding: PartyBinding,
+    metrics: Metrics,
+    wall_clock: Callable[[], float],
+) -> DataLanes:
+    """The EVSE data outbox and lanes (issue 14) for the operators with ``push_evse_data = true``."""
+    leadership = dispatcher.leadership  # the status lanes' (bridge.leadership): one gate for both lanes
+    fence = (lambda tx, op: leadership.fence(tx, operator_lease(op))) if leadership.shared else None
+    store = DataOutboxStore(db, clock=wall_clock, fence=fence)
+    push_planned = isinstance(mapper.table[OcpiEvseStatus.PLANNED], EvseStatus)
+    settings = {
+        op.operator_id: RecordSettings.of(
+            op.hotline_phone_number or "",
+            config.evse_data,
+            op.evse_data,
+            include_unpublished=config.push.include_unpublished,
+            push_planned=push_planned,
+        )
+        for op in config.operators
+        if op.push_evse_data
+    }
+    data_intake = DataIntake(store, settings, intake.decider.operator_for, binding, clock=wall_clock)
+    assert isinstance(dispatcher.client, CountingClient)  # its data methods need the REST client
+    lanes = DataLanes(
+        store,
+        dispatcher.client,
+        config.operators,
+        config.push,
+        config.resync,
+        dispatcher,
+        metrics=metrics,
+        wall_clock=wall_clock,
+        initial_resync=dispatcher.initial_resync,
+        unsure_for=dispatcher.unsure_for,
+    )
+    data_intake.lanes = lanes
+    intake.data = data_intake
+    dispatcher.data = lanes
+    return lanes
 
 
 def build_client(config: BridgeConfig, on_retry: RetryHook | None = None) -> EvseStatusClient:
@@ -171,6 +222,8 @@ class Bridge:
             leadership=leadership,
         )
         intake.lanes = dispatcher
+        if any(op.push_evse_data for op in config.operators):
+            wire_evse_data(config, db, intake, dispatcher, mapper, binding, metrics, wall_clock)
         pollers += [
             SenderPoller(source, intake, db, feeds=feeds, leadership=leadership)
             for source in config.ocpi.sources
@@ -219,6 +272,9 @@ class Bridge:
             self.log.info(
                 "configuration changed since the last start: every EvseID decided again", evse_ids=redecided
             )
+        if self.intake.data is not None and (remapped := await self.intake.data.reconcile(self.db)):
+            self.log.info("EVSE data settings changed since the last start: every EVSE mapped again",
+                          evses=remapped)  # fmt: skip
         stop_intake, stop_dispatch = asyncio.Event(), asyncio.Event()
         receiver = self.config.ocpi.receiver
         own_party = Party.of(receiver.country_code, receiver.party_id)

@@ -27,6 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -46,13 +47,25 @@ from bridge.lanes import (
 from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, operator_lease, while_leading
 from bridge.leases import LeaseLostError
 from bridge.metrics import Metrics
-from bridge.outbox import Record, RecordState, fullload_refusal, halves, named_in, named_keys, split_by_action
+from bridge.outbox import (
+    Record,
+    RecordState,
+    evse_key,
+    fullload_refusal,
+    halves,
+    named_in,
+    named_keys,
+    split_by_action,
+)
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore, Recovered
 from oicp import EvseStatusClient
 from oicp.codes import RECORD_LEVEL_CODES
 from oicp.errors import RejectedError, RequestError, TransportError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
+
+if TYPE_CHECKING:
+    from bridge.data_lane import DataLanes
 
 # OICP requires EvseStatus in every EvseStatusRecord, also in a delete, where Hubject ignores it.
 _DELETE_PLACEHOLDER = EvseStatus.UNKNOWN
@@ -178,6 +191,11 @@ class Dispatcher:
         self.leadership = leadership or SoleLeader([lane.lease for lane in self.lanes.values()])
         self.log = structlog.get_logger("bridge.dispatcher")
         self._started = False
+        self.data: DataLanes | None = None  # EVSE data lanes (bridge.data_lane), beside these
+
+    def _data_first(self, lane: Lane) -> bool:
+        """Whether the operator pushes EVSE data: its statuses then wait for their data (design §6.1)."""
+        return self.data is not None and self.data.pushes(lane.operator_id)
 
     # --- control -------------------------------------------------------------------------------------
 
@@ -257,14 +275,15 @@ class Dispatcher:
         if self._started:
             return
         self._started = True
-        if self.leadership.shared:
-            return
-        recovered = await self.store.recover(self.unsure_for)
-        if recovered.records:
-            self.log.info("recovered in-flight records as pending", records=recovered.records)
-        for lane in self.lanes.values():
-            await self._init_lane(lane, recovered)
-            lane.term = SOLE_TERM
+        if not self.leadership.shared:
+            recovered = await self.store.recover(self.unsure_for)
+            if recovered.records:
+                self.log.info("recovered in-flight records as pending", records=recovered.records)
+            for lane in self.lanes.values():
+                await self._init_lane(lane, recovered)
+                lane.term = SOLE_TERM
+        if self.data is not None:
+            await self.data.start()
 
     async def _take_over(self, lane: Lane, term: int) -> None:
         """This replica leads the operator from ``term`` on: what the previous leader had in flight is
@@ -345,6 +364,8 @@ class Dispatcher:
             asyncio.create_task(self._run_lane(lane, stop), name=f"lane {lane.operator_id}")
             for lane in self.lanes.values()
         ]
+        if self.data is not None:
+            tasks += self.data.tasks(stop)
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -461,7 +482,12 @@ class Dispatcher:
     async def _claim(self, lane: Lane, *, ahead: bool = False) -> list[Record]:
         """Claim up to ``max_batch`` pending records (in flight now) and keep the lane's estimate honest."""
         notified, started = lane.notified, self.monotonic()
-        records = await self.store.claim(lane.operator_id, self.push.max_batch, ahead=ahead)
+        if self._data_first(lane):  # the statuses whose EVSE data Hubject holds (design §6.1)
+            records = await self.store.claim(
+                lane.operator_id, self.push.max_batch, ahead=ahead, data_first=True
+            )
+        else:
+            records = await self.store.claim(lane.operator_id, self.push.max_batch, ahead=ahead)
         more = lane.notified != notified  # changes came in while claiming
         if len(records) == self.push.max_batch or (more and not records):
             lane.pending = max(1, lane.pending - len(records))  # more may be pending, older ones too
@@ -594,6 +620,18 @@ class Dispatcher:
         return _SETTLED
 
     async def _refuse(self, lane: Lane, records: Sequence[Record], error: RejectedError) -> None:
+        if error.code == UNKNOWN_EVSE and self.data is not None and self.data.pushes(lane.operator_id):
+            # Hubject lacks their EVSE data: the data goes again, the statuses wait for it (design §6.1)
+            keys = {evse_key(r.evse_id) for r in records}
+            await self.data.store.unknown_to_hubject(lane.operator_id, keys)
+            await self.store.release(lane.operator_id, records, str(error), 0.0)
+            self.data.notify_data(lane.operator_id, pending=len(records))
+            self.log.warning(
+                "Hubject lacks EVSE data (603): data pushed again, statuses held",
+                operator_id=str(lane.operator_id),
+                evse_ids=[str(r.evse_id) for r in records][:20],
+            )
+            return
         state = RecordState.PARKED if error.code == UNKNOWN_EVSE else RecordState.DEAD
         reason = str(error)
         await self.store.refuse(lane.operator_id, records, state, error.code, reason)
@@ -676,7 +714,8 @@ class Dispatcher:
         _, last_count = await self.store.last_fullload(operator_id)
         lane.busy = True
         try:
-            count = await self.store.fullload_count(operator_id)
+            data_first = self._data_first(lane)
+            count = await self.store.fullload_count(operator_id, data_first=data_first)
             if count == 0 and reason is ResyncReason.FIRST_START:
                 lane.waiting_for_evses = True  # nothing to send yet: wait for the CPO's EVSEs
                 return ResyncOutcome(operator_id, ResyncResult.REFUSED, message="no EVSE yet")
@@ -692,12 +731,16 @@ class Dispatcher:
                         await self.client.push_evse_status_stream(
                             operator_id,
                             ActionType.FULL_LOAD,
-                            self._fullload_pages(operator_id, frozenset(excluded), opened),
+                            self._fullload_pages(operator_id, frozenset(excluded), opened, data_first),
                             operator_name=lane.operator.operator_name,
                         )
                 except RejectedError as error:
                     keys = named_keys(error.additional_info)
                     if not error.retryable and keys:
+                        if error.code == UNKNOWN_EVSE and data_first and self.data is not None:
+                            # Hubject lost their EVSE data: pushed again; the statuses follow it
+                            await self.data.store.unknown_to_hubject(operator_id, keys)
+                            self.data.notify_data(operator_id, pending=len(keys))
                         state = RecordState.PARKED if error.code == UNKNOWN_EVSE else RecordState.DEAD
                         named = await self.store.set_aside(operator_id, keys, state, error.code, str(error))
                         if named - excluded:
@@ -709,7 +752,9 @@ class Dispatcher:
                 except RequestError as error:
                     return await self._resync_failed(lane, error, log)
                 snapshot = opened[-1]
-                await self.store.fullload_finished(operator_id, snapshot, frozenset(excluded), sent_at)
+                await self.store.fullload_finished(
+                    operator_id, snapshot, frozenset(excluded), sent_at, data_first=data_first
+                )
                 self._fullload_done(lane, started)
                 log.info("fullLoad done", records=snapshot.count, set_aside=len(excluded))
                 return self._resync_outcome(
@@ -746,14 +791,20 @@ class Dispatcher:
         return self._resync_outcome(lane.operator_id, ResyncResult.REFUSED, message=message)
 
     def _fullload_pages(
-        self, operator_id: OperatorID, excluded: frozenset[EvseID], opened: list[FullLoadSnapshot]
+        self,
+        operator_id: OperatorID,
+        excluded: frozenset[EvseID],
+        opened: list[FullLoadSnapshot],
+        data_first: bool = False,
     ) -> Callable[[], AsyncIterator[Sequence[EvseStatusRecord]]]:
         """The client calls this once per attempt; each attempt reads its own consistent snapshot, and the
         one whose request was acknowledged is the last one opened."""
         store = self.store
 
         async def pages() -> AsyncIterator[Sequence[EvseStatusRecord]]:
-            async for page in store.fullload_pages(operator_id, excluded, opened.append):
+            async for page in store.fullload_pages(
+                operator_id, excluded, opened.append, data_first=data_first
+            ):
                 yield [EvseStatusRecord(evse_id=EvseID(e), evse_status=EvseStatus(s)) for e, s in page]
 
         return pages

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bridge.data_intake import DataIntake, DataRecorded, touched_removed
 from bridge.mapping import Action, Push, Skip, SkipReason, StatusMapper
 from bridge.metrics import Metrics
 from bridge.observation import EvseObservation, OcpiEvseStatus
-from bridge.ocpi.locations import Document, ObjectPath, Touched, WriteResult
+from bridge.ocpi.locations import Document, ObjectPath, Outcome, Touched, WriteResult
 from bridge.ocpi.store import OcpiStore, oicp_key
 from bridge.ocpi.versions import OcpiVersion
 from bridge.outbox import Desired, to_micros
@@ -48,6 +49,8 @@ class Recorded:
     new_evses: dict[OperatorID, int] = field(default_factory=dict)  # operator -> EvseIDs seen the first time
     observed: list[OcpiEvseStatus] = field(default_factory=list)  # touched EVSEs' OCPI statuses
     not_pushed: list[SkipReason] = field(default_factory=list)
+    data_checks: set[str] = field(default_factory=set)  # EvseIDs whose EVSE data must be decided too
+    data: DataRecorded = field(default_factory=DataRecorded)
 
     def add(self, other: Recorded) -> None:
         for mine, theirs in ((self.pending, other.pending), (self.new_evses, other.new_evses)):
@@ -55,6 +58,9 @@ class Recorded:
                 mine[key] = mine.get(key, 0) + count
         self.observed += other.observed
         self.not_pushed += other.not_pushed
+        self.data_checks |= other.data_checks
+        for operator, count in other.data.pending.items():
+            self.data.pending[operator] = self.data.pending.get(operator, 0) + count
 
 
 class Decider:
@@ -103,6 +109,7 @@ class Intake:
         self.metrics = metrics
         self.lanes = lanes
         self.clock = clock
+        self.data: DataIntake | None = None  # EVSE data (operators with push_evse_data), bridge.data_intake
         self._keys: dict[str, str] = {}  # raw evse_id -> oicp_key ('' for none), see _key
         self._observed: dict[OcpiEvseStatus, Any] | None = None
         self._skipped: dict[SkipReason, Any] = {}
@@ -118,7 +125,9 @@ class Intake:
     async def put(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PUT replaces the Location, EVSE or Connector at ``path`` (mod_locations PUT)."""
         updated = self.ocpi.check_put(version, path, body)
-        return await self._write(lambda tx: self.ocpi.put_in(tx, version, path, body, updated), inline=False)
+        return await self._write(
+            lambda tx: self.ocpi.put_in(tx, version, path, body, updated), inline=False, path=path
+        )
 
     async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PATCH merges the fields given into the stored object (mod_locations PATCH)."""
@@ -127,7 +136,7 @@ class Intake:
         # the store's thread, so a 10 000-EVSE Location never holds the event loop (docs/benchmarks.md)
         inline = self.ocpi.is_status_patch(path, merged)
         return await self._write(
-            lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated), inline=inline
+            lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated), inline=inline, path=path
         )
 
     async def apply_sender_locations(
@@ -142,7 +151,9 @@ class Intake:
             for path, document, updated in accepted:
                 result = self.ocpi.put_in(tx, version, path, document, updated)
                 changed += result.outcome.value in ("created", "updated")
-                recorded.add(self._decide(tx, result.touched))
+                decided = self._decide(tx, result.touched)
+                self._decide_data(tx, path, result, decided)
+                recorded.add(decided)
             return changed, recorded
 
         changed, recorded = await self.db.write(write)
@@ -158,7 +169,10 @@ class Intake:
             for state in states:
                 touched = self.ocpi.upsert_evse_state(tx, state)
                 if touched is not None:
-                    recorded.add(self._decide(tx, [touched]))
+                    decided = self._decide(tx, [touched])
+                    path = ObjectPath(state.country_code, state.party_id, state.location_id)
+                    self._decide_data(tx, path, WriteResult(Outcome.UPDATED, (touched,)), decided)
+                    recorded.add(decided)
             return recorded
 
         self._after_commit(await self.db.write(write))
@@ -192,14 +206,30 @@ class Intake:
 
     # --- inside the transaction ------------------------------------------------------------------------
 
-    async def _write(self, change: Callable[[Tx], WriteResult], *, inline: bool) -> WriteResult:
+    async def _write(
+        self, change: Callable[[Tx], WriteResult], *, inline: bool, path: ObjectPath
+    ) -> WriteResult:
         def write(tx: Tx) -> tuple[WriteResult, Recorded]:
             result = change(tx)
-            return result, self._decide(tx, result.touched)
+            recorded = self._decide(tx, result.touched)
+            self._decide_data(tx, path, result, recorded)
+            return result, recorded
 
         result, recorded = await self.db.write(write, inline=inline)
         self._after_commit(recorded)
         return result
+
+    def _decide_data(self, tx: Tx, path: ObjectPath, result: WriteResult, recorded: Recorded) -> None:
+        """The EVSE data rows of the change (``bridge.data_intake``): only after a change that rewrote the
+        Location document, or for the few EvseIDs a status change created, revived or withdrew; a plain
+        status PATCH costs one attribute test."""
+        if self.data is None:
+            return
+        if result.location is None:  # the status fast path (or an EVSE observed alone)
+            recorded.data_checks.update(touched_removed(result.touched))
+            if not recorded.data_checks:
+                return
+        self.data.decide_write(tx, path, result, recorded.data_checks, recorded.data)
 
     def _key(self, evse_id: str | None) -> str | None:
         """``oicp_key`` remembered (bounded): the same few thousand ids come back with every change, and
@@ -277,6 +307,8 @@ class Intake:
                 decision.action, decision.status, chosen.status.value, to_micros(chosen.last_updated), source
             )  # fmt: skip
         observed = self.outbox.observe(tx, str(operator_id), evse_id, desired, self.clock())
+        if (observed.created or observed.revived) and self.data is not None and self.data.pushes(operator_id):
+            recorded.data_checks.add(evse_id)  # its data must go before (and with) its first status
         if observed.pending:
             recorded.pending[operator_id] = recorded.pending.get(operator_id, 0) + 1
         if observed.created:
@@ -302,6 +334,8 @@ class Intake:
     # --- after the commit ------------------------------------------------------------------------------
 
     def _after_commit(self, recorded: Recorded) -> None:
+        if self.data is not None and recorded.data.pending:
+            self.data.after_commit(recorded.data)
         if self.metrics is not None:
             if self._observed is None:  # the counters' children, looked up once (a lookup takes a lock)
                 self._observed = {s: self.metrics.observations.labels(s.value) for s in OcpiEvseStatus}

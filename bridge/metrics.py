@@ -15,7 +15,7 @@ output instead.
 from __future__ import annotations
 
 import platform
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Self
 
@@ -38,8 +38,8 @@ from bridge.config import HubjectConfig
 from bridge.feeds import UNKNOWN_PARTY, FeedKind
 from bridge.mapping import SkipReason
 from bridge.observation import OcpiEvseStatus
-from bridge.status import RECORD_STATES, Snapshot
-from oicp import EvseStatusClient, PushResult
+from bridge.status import RECORD_STATES, DataView, Snapshot
+from oicp import ConfigurationError, EvseDataClient, EvseStatusClient, PushResult, RestClient, WireRecord
 from oicp.codes import CODE_CATALOGUE, RECORD_LEVEL_CODES
 from oicp.errors import HTTPStatusError, RejectedError, RequestError
 from oicp.ids import EvseID, OperatorID, ProviderID
@@ -149,7 +149,42 @@ def _live_families(snap: Snapshot) -> Iterator[Metric]:
         started = row.failing_since if row is not None else None
         failing_for.add_metric([op], max(0.0, now - started) if is_failing and started is not None else 0.0)
     yield from (pending, oldest, records, failing, failing_for, last_success, last_fullload)
+    if store is not None and store.evse_data:
+        yield from _data_families(store.evse_data)
     yield from _feed_families(snap)
+
+
+def _data_families(views: dict[str, DataView]) -> Iterator[Metric]:
+    """EVSE data (operators with push_evse_data = true): the data outbox and what waits for it."""
+    records = GaugeMetricFamily(
+        "oicp_bridge_evse_data_records",
+        "EVSE data records by delivery state",
+        labels=["operator_id", "state"],
+    )
+    held = GaugeMetricFamily(
+        "oicp_bridge_evse_data_held_statuses",
+        "statuses held until Hubject acknowledges their EVSE data",
+        labels=["operator_id"],
+    )
+    dead = GaugeMetricFamily(
+        "oicp_bridge_evse_data_dead_records",
+        "EVSE data records refused for good, by Hubject's code ('local': refused before sending)",
+        labels=["operator_id", "code"],
+    )
+    not_pushable = GaugeMetricFamily(
+        "oicp_bridge_evse_data_not_pushable",
+        "EVSEs without an EvseDataRecord, by reason (bridge.evse_data.NotPushableReason)",
+        labels=["operator_id", "reason"],
+    )
+    for op, view in sorted(views.items()):
+        for state in RECORD_STATES:
+            records.add_metric([op, state], view.counts.get(state, 0))
+        held.add_metric([op], view.held_statuses)
+        for code, count in sorted(view.dead_by_code.items()):
+            dead.add_metric([op, code], count)
+        for reason, count in sorted(view.not_pushable_by_reason.items()):
+            not_pushable.add_metric([op, reason], count)
+    yield from (records, held, dead, not_pushable)
 
 
 def _feed_families(snap: Snapshot) -> Iterator[Metric]:
@@ -264,6 +299,18 @@ class Metrics:
         self.dead_letters = Counter(
             "oicp_bridge_dead_letters",
             "records Hubject refused for good, by code",
+            ["operator_id", "code"],
+            registry=r,
+        )
+        self.data_records_pushed = Counter(
+            "oicp_bridge_evse_data_records_pushed",
+            "EVSE data records sent to Hubject, by result (delivered, retry, dead)",
+            ["operator_id", "result"],
+            registry=r,
+        )
+        self.data_dead_letters = Counter(
+            "oicp_bridge_evse_data_dead_letters",
+            "EVSE data records Hubject (or local validation: code 'local') refused for good, by code",
             ["operator_id", "code"],
             registry=r,
         )
@@ -402,6 +449,45 @@ class CountingClient:
                 pages,
                 operator_name=operator_name,
             )
+        except RequestError as error:
+            self.metrics.count_hubject_answer(error)
+            raise
+        self.metrics.count_hubject_answer(None)
+        return result
+
+    async def push_evse_data(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        records: Sequence[WireRecord],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        return await self._counted(
+            self._data_client().push_evse_data(operator_id, action, records, operator_name=operator_name)
+        )
+
+    async def push_evse_data_stream(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        pages: Callable[[], AsyncIterator[Sequence[str]]],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        return await self._counted(
+            self._data_client().push_evse_data_stream(operator_id, action, pages, operator_name=operator_name)
+        )
+
+    def _data_client(self) -> EvseDataClient:
+        if not isinstance(self.inner, RestClient):
+            # check-config refuses push_evse_data with protocol = "soap" (bridge.config)
+            raise ConfigurationError('EVSE data push needs the REST client (protocol = "rest")')
+        return self.inner
+
+    async def _counted(self, push: Awaitable[PushResult]) -> PushResult:
+        try:
+            result = await push
         except RequestError as error:
             self.metrics.count_hubject_answer(error)
             raise

@@ -11,13 +11,16 @@ outbox tables outside ``bridge/store`` is a known wart (architecture review K3),
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.feeds import FeedKind, FeedReport, FeedState, is_stale, silence
 from bridge.leadership import Leader
+from bridge.store.dialect import SQLITE, Dialect
 from bridge.store.port import Tx
 
 if TYPE_CHECKING:
@@ -81,6 +84,21 @@ class PollRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DataView:
+    """One operator's EVSE data outbox (push_evse_data = true), as stored (bridge.store.evse_data)."""
+
+    counts: dict[str, int]  # data records by delivery state
+    held_statuses: int  # statuses waiting for their EVSE data to be acknowledged
+    dead_by_code: dict[str, int]  # Hubject's code (or 'local': refused before sending) -> records
+    not_pushable: list[str]  # "2 EVSEs: no OICP plug for GBT_DC"
+    last_fullload_at: float | None = None
+    last_fullload_count: int | None = None
+    fullload_refusal: str | None = None
+    last_error: str | None = None
+    not_pushable_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class StoreView:
     operators: dict[str, OperatorRow]
     polls: dict[str, PollRow]
@@ -90,6 +108,7 @@ class StoreView:
     by_ocpi_status: dict[str, int]
     not_pushed: dict[str, int]
     registered_parties: list[str] = field(default_factory=list)  # CPOs registered through credentials
+    evse_data: dict[str, DataView] = field(default_factory=dict)  # operators pushing EVSE data
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +137,9 @@ def lane_report(lane: Lane, monotonic_now: float) -> LaneReport:
     )
 
 
-def read_store(conn: Tx, operator_ids: list[str], *, details: bool = True) -> StoreView:
+def read_store(
+    conn: Tx, operator_ids: list[str], *, details: bool = True, dialect: Dialect = SQLITE
+) -> StoreView:
     """One consistent read (a single read transaction) of everything the views show. ``details``: also
     the dead letters and the counts by status (the page and JSON); a scrape and readiness skip them, which
     saves two scans of the outbox."""
@@ -126,12 +147,12 @@ def read_store(conn: Tx, operator_ids: list[str], *, details: bool = True) -> St
     # transaction PostgreSQL's engine already runs every read in, it is valid too
     conn.execute("SAVEPOINT read_store")
     try:
-        return _read_store(conn, operator_ids, details)
+        return _read_store(conn, operator_ids, details, dialect)
     finally:
         conn.execute("RELEASE read_store")
 
 
-def _read_store(conn: Tx, operator_ids: list[str], details: bool) -> StoreView:
+def _read_store(conn: Tx, operator_ids: list[str], details: bool, dialect: Dialect) -> StoreView:
     counts: dict[str, dict[str, int]] = {op: dict.fromkeys(RECORD_STATES, 0) for op in operator_ids}
     oldest_pending: dict[str, float] = {}
     oldest_unacked: dict[str, float] = {}
@@ -205,7 +226,71 @@ def _read_store(conn: Tx, operator_ids: list[str], details: bool) -> StoreView:
     registered = [
         f"{cc}/{pid}" for cc, pid in conn.execute("SELECT country_code, party_id FROM ocpi_registration")
     ]
-    return StoreView(operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed, registered)
+    return StoreView(
+        operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed, registered,
+        _read_evse_data(conn, dialect),
+    )  # fmt: skip
+
+
+def _read_evse_data(conn: Tx, dialect: Dialect) -> dict[str, DataView]:
+    """Per operator with EVSE data rows: counts, held statuses, dead letters by code, not pushable."""
+    found = conn.execute(dialect.table_exists, ("evse_data_outbox",)).fetchone()
+    if found is None:  # a store the daemon has not opened since its upgrade (``status`` reads files too)
+        return {}
+    counts: dict[str, dict[str, int]] = {}
+    for operator_id, state, count in conn.execute(
+        "SELECT operator_id, state, COUNT(*) FROM evse_data_outbox GROUP BY operator_id, state"
+    ):
+        counts.setdefault(operator_id, dict.fromkeys(RECORD_STATES, 0))[state] = count
+    dead: dict[str, dict[str, int]] = {}
+    for operator_id, code, count in conn.execute(
+        "SELECT operator_id, dead_code, COUNT(*) FROM evse_data_outbox WHERE state = 'dead' "
+        "GROUP BY operator_id, dead_code"
+    ):
+        dead.setdefault(operator_id, {})[code or "?"] = count
+    reasons: dict[str, list[NotPushable]] = {}
+    for operator_id, reason, detail in conn.execute(
+        "SELECT operator_id, reason, detail FROM evse_data_not_pushable"
+    ):
+        reasons.setdefault(operator_id, []).append(NotPushable(NotPushableReason(reason), detail))
+    held = dict(
+        conn.execute(
+            "SELECT o.operator_id, COUNT(*) FROM outbox AS o WHERE o.action = 'update' "
+            "AND o.state IN ('pending', 'parked') AND NOT EXISTS (SELECT 1 FROM evse_data_outbox AS d "
+            "WHERE d.operator_id = o.operator_id AND d.evse_id = o.evse_id AND d.held = 1) "
+            "AND o.operator_id IN (SELECT operator_id FROM evse_data_outbox) GROUP BY o.operator_id"
+        )
+    )
+    kept = {row["operator_id"]: row for row in conn.execute("SELECT * FROM evse_data_operator")}
+    views = {}
+    for operator_id in sorted({*counts, *reasons, *kept}):
+        row = kept.get(operator_id)
+        views[operator_id] = DataView(
+            counts.get(operator_id, dict.fromkeys(RECORD_STATES, 0)),
+            int(held.get(operator_id, 0)),
+            dead.get(operator_id, {}),
+            summarise(reasons.get(operator_id, [])),
+            last_fullload_at=None if row is None else row["last_fullload_at"],
+            last_fullload_count=None if row is None else row["last_fullload_count"],
+            fullload_refusal=None if row is None else row["fullload_refusal"],
+            last_error=None if row is None else row["last_error"],
+            not_pushable_by_reason=dict(Counter(r.reason.value for r in reasons.get(operator_id, []))),
+        )
+    return views
+
+
+def data_json(view: DataView) -> dict[str, Any]:
+    """``/status.json`` operators[...].evse_data."""
+    return {
+        **view.counts,
+        "held_statuses": view.held_statuses,
+        "dead_by_code": view.dead_by_code,
+        "not_pushable": view.not_pushable,
+        "last_fullload": iso(view.last_fullload_at),
+        "last_fullload_count": view.last_fullload_count,
+        "fullload_refused": view.fullload_refusal,
+        "last_error": view.last_error,
+    }
 
 
 @dataclass(frozen=True)
@@ -372,6 +457,7 @@ def snapshot_json(snap: Snapshot, history: list[dict[str, Any]] | None = None) -
         "warnings": snap.warnings,
         "operators": {
             op: operator_json(store.operators.get(op) if store else None, snap.lanes.get(op), snap.now)
+            | ({"evse_data": data_json(store.evse_data[op])} if store and op in store.evse_data else {})
             for op in operator_ids
         },
         "feeds": [feed_json(f) for f in snap.feeds],
@@ -401,10 +487,12 @@ def leader_json(leader: Leader) -> dict[str, Any]:
     }
 
 
-def read_status(conn: Tx, operator_ids: list[str], now: float, *, stale_after: float = 0.0) -> dict[str, Any]:
+def read_status(
+    conn: Tx, operator_ids: list[str], now: float, *, stale_after: float = 0.0, dialect: Dialect = SQLITE
+) -> dict[str, Any]:
     """The ``status`` command's view of a store file (the daemon may be stopped: no lanes, no
     in-memory feed counts; polled sources from the store)."""
-    store = read_store(conn, operator_ids)
+    store = read_store(conn, operator_ids, dialect=dialect)
     feeds = [_stored_feed(source, row, now, stale_after) for source, row in sorted(store.polls.items())]
     problems, warnings = assess(store, None, {}, feeds)
     snap = Snapshot(now, now, "", store, None, {}, feeds, stale_after, problems, warnings)

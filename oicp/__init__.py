@@ -10,7 +10,15 @@ names below are defined in), ``oicp.wsdl`` (the shipped SOAP service description
 (a Hubject stand-in for tests; the ``simulator`` extra). See docs/oicp.md.
 """
 
-from oicp._client import PRODUCTION_URL, QA_URL, ClientSettings, EvseStatusClient, PushResult
+from oicp._client import (
+    PRODUCTION_URL,
+    QA_URL,
+    ClientSettings,
+    EvseDataClient,
+    EvseStatusClient,
+    PushResult,
+    WireRecord,
+)
 from oicp._rest import RestClient
 from oicp._retry import RetryHook, RetryPolicy
 from oicp._soap import SoapClient, soap_endpoint
@@ -60,6 +68,7 @@ __all__ = [
     "ConnectError",
     "ConnectionLostError",
     "Disposition",
+    "EvseDataClient",
     "EvseID",
     "EvseStatus",
     "EvseStatusClient",
@@ -87,6 +96,7 @@ __all__ = [
     "TLSError",
     "Throttle",
     "TransportError",
+    "WireRecord",
     "__version__",
     "classify",
     "client_ssl_context",

@@ -2,7 +2,7 @@
 
 ``EvseStatusClient`` is the interface the bridge codes against; ``oicp.RestClient`` and
 ``oicp.SoapClient`` implement it with the same models, errors and retry policy (both compose the one
-HTTP core, ``oicp._http.HubjectSession``).
+HTTP core, ``oicp._http.HubjectSession``). ``EvseDataClient`` (EVSE data) is REST only.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -33,7 +33,8 @@ class ClientSettings(BaseModel):
     ca_cert: Path | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     timeout: float = Field(default=30.0, gt=0, description="read timeout for one request, seconds")
-    max_calls_per_minute: int = Field(default=2000, gt=0)
+    max_calls_per_minute: int = Field(default=2000, gt=0)  # PushEVSEStatus (Acceptable Use Policy)
+    max_data_calls_per_minute: int = Field(default=375, gt=0)  # PushEVSEData (Acceptable Use Policy)
     max_retry_interval: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     retry_budget: float = Field(default=300.0, gt=0, description="seconds one call may spend retrying")
@@ -86,4 +87,39 @@ class EvseStatusClient(Protocol):
         evse_ids: Sequence[EvseID] | None = None,
     ) -> dict[EvseID, EvseStatus]:
         """eRoamingPullEvseStatus (or ByOperatorID / ByID): what Hubject holds, as a flat map."""
+        ...
+
+
+class WireRecord(Protocol):
+    """A record that writes itself in Hubject's wire names: ``oicp.evse_data.EvseDataRecord``. (The client
+    does not import that module: its validation needs the OpenAPI extras, PyYAML and jsonschema.)"""
+
+    def to_wire(self) -> dict[str, Any]: ...
+
+
+class EvseDataClient(Protocol):
+    """Push EVSE data as a CPO (OICP 2.3 REST eRoamingPushEvseData; the SOAP client does not offer it)."""
+
+    async def push_evse_data(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        records: Sequence[WireRecord],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        """Send one eRoamingPushEvseData, retrying per the policy; raise an ``oicp.errors`` type. Never in
+        parallel with another data push of the same client (OICP 2.3 CPO 01)."""
+        ...
+
+    async def push_evse_data_stream(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        pages: Callable[[], AsyncIterator[Sequence[str]]],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        """The same push with the records as wire JSON texts (``EvseDataRecord.canonical_json()``) read page
+        by page (``pages()`` once per attempt): a data fullLoad of any size in bounded memory."""
         ...

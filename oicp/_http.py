@@ -6,10 +6,13 @@ policy with its ``on_retry`` hook, the mapping of aiohttp's exceptions to ``oicp
 (``status_error`` and ``accept_acknowledgement``). The codecs (``oicp._rest``, ``oicp._soap_codec``) only
 encode requests and decode ``Answer``s.
 
-Pushes are strictly sequential, whatever the operator: "data push requests that address the same
-operation MUST always be processed sequentially ... a partner system MUST always wait for the Hubject
-system's operation response before initiating the next request" (OICP 2.3 CPO 01, Data push operations;
-02, eRoamingPushEvseStatus note). Pulls are not pushes and may overlap.
+Pushes of one operation are strictly sequential, whatever the operator: "data push requests that address
+the same operation MUST always be processed sequentially ... a partner system MUST always wait for the
+Hubject system's operation response before initiating the next request" (OICP 2.3 CPO 01, Data push
+operations; 02, eRoamingPushEvseStatus note). The lock and the throttle are per operation: an EVSE data
+push and a status push may overlap, two data pushes never do; each operation has its own allowance in
+Hubject's Acceptable Use Policy (PushEVSEStatus 2000, PushEVSEData 375 calls per minute). Pulls are not
+pushes and may overlap (they share the status throttle).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ from oicp.errors import (
 from oicp.models import Acknowledgement
 
 T = TypeVar("T")
+
+PUSH_EVSE_STATUS = "PushEVSEStatus"  # the operations, as Hubject's Acceptable Use Policy names them
+PUSH_EVSE_DATA = "PushEVSEData"
 
 PROCESS_ID_HEADER = "Process-ID"
 BODY_EXCERPT_CHARS = 300
@@ -225,13 +231,21 @@ class HubjectSession:
             budget=settings.retry_budget,
         )
         self.throttle = throttle or Throttle(settings.max_calls_per_minute)
+        self._throttles = {
+            PUSH_EVSE_STATUS: self.throttle,
+            PUSH_EVSE_DATA: Throttle(settings.max_data_calls_per_minute),
+        }
         self._on_retry = on_retry
         self._clock = clock
         self._sleep = sleep
         self._session: aiohttp.ClientSession | None = None
         # OICP 2.3 CPO 01, "Data push operations": one push of an operation in flight at a time.
-        self._push_lock = asyncio.Lock()
+        self._push_locks = {operation: asyncio.Lock() for operation in self._throttles}
         self._throttle_lock = asyncio.Lock()
+
+    def throttle_of(self, operation: str) -> Throttle:
+        """The throttle of one operation (``PUSH_EVSE_STATUS``, ``PUSH_EVSE_DATA``)."""
+        return self._throttles[operation]
 
     async def open(self) -> None:
         ssl_context = client_ssl_context(self.settings) if self.settings.url.startswith("https://") else False
@@ -250,13 +264,16 @@ class HubjectSession:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: Body, headers: dict[str, str]) -> Answer:
-        """POST once, after the throttle. Raises for what no codec can read differently: transport
+    async def post(
+        self, url: str, body: Body, headers: dict[str, str], *, operation: str = PUSH_EVSE_STATUS
+    ) -> Answer:
+        """POST once, after the operation's throttle. Raises for what no codec can read differently: transport
         failures, 429, and 5xx with Retry-After (a gateway's 503 is honoured whatever its body says)."""
         if self._session is None:
             raise ConfigurationError(f"{self.owner} used outside 'async with'")
+        throttle = self._throttles[operation]
         async with self._throttle_lock:
-            wait = self.throttle.reserve(self._clock())
+            wait = throttle.reserve(self._clock())
         if wait > 0:
             await self._sleep(wait)
         try:
@@ -274,7 +291,7 @@ class HubjectSession:
                 error.hint = NO_CLIENT_CERT
             raise error from exc
         if answer.status == 429:
-            self.throttle.rate_limited()
+            throttle.rate_limited()
             raise status_error(answer, url)
         if answer.status >= 500 and answer.retry_after is not None:
             raise HTTPStatusError(
@@ -285,12 +302,18 @@ class HubjectSession:
                 retry_after=answer.retry_after,
             )
         if answer.status == 200:
-            self.throttle.succeeded()
+            throttle.succeeded()
         return answer
 
-    async def push(self, attempt: Callable[[], Awaitable[tuple[Acknowledgement, str | None]]]) -> PushResult:
-        """One push: sequential with every other push of this client, retried per the policy."""
-        async with self._push_lock:
+    async def push(
+        self,
+        attempt: Callable[[], Awaitable[tuple[Acknowledgement, str | None]]],
+        *,
+        operation: str = PUSH_EVSE_STATUS,
+    ) -> PushResult:
+        """One push: sequential with every other push of the same operation by this client, retried per the
+        policy."""
+        async with self._push_locks[operation]:
             (acknowledgement, process_id), attempts = await self.call(attempt)
         return PushResult(acknowledgement, process_id, attempts)
 

@@ -16,9 +16,11 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
-from oicp._client import ClientSettings, PushResult
+from oicp._client import ClientSettings, PushResult, WireRecord
 from oicp._hints import hint_for
 from oicp._http import (
+    PUSH_EVSE_DATA,
+    PUSH_EVSE_STATUS,
     Answer,
     Body,
     HubjectSession,
@@ -30,7 +32,7 @@ from oicp._http import (
 )
 from oicp._retry import RetryPolicy
 from oicp._throttle import Throttle
-from oicp.errors import ResponseDecodeError
+from oicp.errors import ConfigurationError, RejectedError, ResponseDecodeError
 from oicp.ids import EvseID, OperatorID, ProviderID
 from oicp.models import (
     Acknowledgement,
@@ -45,6 +47,7 @@ from oicp.models import (
     PushEvseStatusRequest,
 )
 
+DATA_TRANSACTION_ERROR = "009"
 PULL_BY_ID_MAX = 100  # eRoamingPullEVSEStatusByID: EvseID maxItems 100 (EMP OpenAPI)
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -53,6 +56,11 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 def push_path(operator_id: OperatorID) -> str:
     return f"/evsepush/v21/operators/{quote(str(operator_id), safe='*')}/status-records"
+
+
+def data_push_path(operator_id: OperatorID) -> str:
+    """eRoamingPushEvseData (OICP 2.3 CPO 02; ``eRoamingPushEvseData`` in the CPO OpenAPI)."""
+    return f"/evsepush/v23/operators/{quote(str(operator_id), safe='*')}/data-records"
 
 
 def pull_path(provider_id: ProviderID) -> str:
@@ -82,6 +90,47 @@ def stream_push(
             if not page:
                 continue
             chunk = json.dumps([record.to_wire() for record in page])[1:-1]  # one dumps a page
+            yield (chunk if first else "," + chunk).encode()
+            first = False
+        yield ("]" + suffix).encode()
+
+    return body
+
+
+def data_push_request(
+    operator_id: OperatorID, operator_name: str, action: ActionType, records: Sequence[WireRecord]
+) -> dict[str, Any]:
+    """The eRoamingPushEvseData envelope (``eRoamingPushEvseData.yaml``), as
+    ``oicp.evse_data.PushEvseDataRequest.to_wire()`` writes it (a test pins the two together); built here so
+    the client needs none of that module's validation extras."""
+    return {
+        "ActionType": action.value,
+        "OperatorEvseData": {
+            "OperatorID": str(operator_id),
+            "OperatorName": operator_name,
+            "EvseDataRecord": [record.to_wire() for record in records],
+        },
+    }
+
+
+def stream_data_push(
+    operator_id: OperatorID,
+    operator_name: str,
+    action: ActionType,
+    pages: Callable[[], AsyncIterator[Sequence[str]]],
+) -> Callable[[], AsyncIterator[bytes]]:
+    """An eRoamingPushEvseData body written page by page from records already in wire JSON, so a data
+    fullLoad of 100 000 EVSEs is never parsed or held whole."""
+    head = data_push_request(operator_id, operator_name, action, ())
+    prefix, suffix = json.dumps(head).split('"EvseDataRecord": []')
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (prefix + '"EvseDataRecord": [').encode()
+        first = True
+        async for page in pages():
+            if not page:
+                continue
+            chunk = ",".join(page)
             yield (chunk if first else "," + chunk).encode()
             first = False
         yield ("]" + suffix).encode()
@@ -148,6 +197,13 @@ def read_statuses_by_id(payload: Any, url: str) -> dict[EvseID, EvseStatus]:
         return PullEvseStatusByIDResponse.model_validate(payload).statuses()
     except ValidationError as exc:
         raise ResponseDecodeError(f"not an eRoamingEVSEStatusByID: {exc}", url=url) from exc
+
+
+def _operator_name(name: str | None) -> str:
+    if not name:
+        # OperatorName is mandatory in eRoamingPushEvseData (OICP 2.3 release notes)
+        raise ConfigurationError("eRoamingPushEvseData needs the operator's name (OperatorName)")
+    return name
 
 
 # --- the client ---------------------------------------------------------------------------------------
@@ -219,14 +275,50 @@ class RestClient:
         operator_id = OperatorID(operator_id)
         return await self._push(operator_id, stream_push(operator_id, action, pages, operator_name))
 
-    async def _push(self, operator_id: OperatorID, body: Body) -> PushResult:
-        url = self.base_url + push_path(operator_id)
+    async def push_evse_data(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        records: Sequence[WireRecord],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        """eRoamingPushEvseData: the same errors and retry policy as the status push, its own push lock and
+        throttle (PushEVSEData, 375 calls per minute in Hubject's Acceptable Use Policy)."""
+        operator_id = OperatorID(operator_id)
+        request = data_push_request(operator_id, _operator_name(operator_name), action, records)
+        return await self._push(operator_id, json.dumps(request).encode(), data=True)
+
+    async def push_evse_data_stream(
+        self,
+        operator_id: OperatorID,
+        action: ActionType,
+        pages: Callable[[], AsyncIterator[Sequence[str]]],
+        *,
+        operator_name: str | None = None,
+    ) -> PushResult:
+        """Like ``push_evse_data`` with the records as wire JSON texts, page by page; ``pages()`` is called
+        once per attempt."""
+        operator_id = OperatorID(operator_id)
+        body = stream_data_push(operator_id, _operator_name(operator_name), action, pages)
+        return await self._push(operator_id, body, data=True)
+
+    async def _push(self, operator_id: OperatorID, body: Body, *, data: bool = False) -> PushResult:
+        url = self.base_url + (data_push_path(operator_id) if data else push_path(operator_id))
+        operation = PUSH_EVSE_DATA if data else PUSH_EVSE_STATUS
 
         async def once() -> tuple[Acknowledgement, str | None]:
-            answer = await self._http.post(url, body, JSON_HEADERS)
-            return decode_push(answer, url, str(operator_id)), answer.process_id
+            answer = await self._http.post(url, body, JSON_HEADERS, operation=operation)
+            try:
+                return decode_push(answer, url, str(operator_id)), answer.process_id
+            except RejectedError as error:
+                if data and error.code == DATA_TRANSACTION_ERROR:
+                    # for EVSE data, 009 is an insert of a held record or an update of a missing one
+                    # (OICP 2.3 EMP 02 action types): the same request would fail again
+                    error.retryable = False
+                raise
 
-        return await self._http.push(once)
+        return await self._http.push(once, operation=operation)
 
     async def pull_evse_status(
         self,

@@ -53,6 +53,9 @@ async def test_wrk_drives_the_bare_handler_and_the_bridge() -> None:
             assert cpu["server"] > 0
     assert result["bridge"]["ratio"] > 0
     assert result["bridge"]["p99_ratio"] > 0
+    # the bare handler with a durable commit per request: what durability alone costs
+    assert result["sides"]["durable"]["per_second"] > 0
+    assert result["sides"]["durable"]["ratio"] > 0
 
 
 async def test_storm_reaches_hubject_coalesced_and_times_the_probes() -> None:
@@ -81,6 +84,26 @@ async def test_coldstart_reaches_ready() -> None:
     for side in ("bridge", "baseline"):
         assert 0 < result[side]["build_to_ready_s"] < result[side]["spawn_to_ready_s"]
         assert result[side]["idle_rss_mb"] > 0
+
+
+async def test_data_fullload_pushes_every_stored_record_streamed() -> None:
+    result = await load("data_fullload").run(TINY)
+    assert set(result) >= REQUIRED
+    assert result["bridge"]["ok"], result["bridge"]
+    assert result["bridge"]["records"] == TINY.data_fullload_evses
+    assert result["bridge"]["peak_rss_mb"] > 0
+    assert all(run["ok"] for run in result["baseline"]["runs"])
+
+
+async def test_data_churn_coalesces_structural_changes_within_the_bound() -> None:
+    result = await load("data_churn").run(TINY)
+    assert set(result) >= REQUIRED
+    churn = result["bridge"]
+    assert churn["changed_evses"] >= 1
+    assert 1 <= churn["data_requests"] <= result["baseline"]["bound"]
+    assert churn["data_requests"] < churn["changes"]  # coalesced: far fewer requests than changes
+    assert churn["answered_603"] == 0
+    assert result["target_met"]
 
 
 @pytest.mark.skipif(

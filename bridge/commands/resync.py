@@ -11,13 +11,21 @@ import aiohttp
 
 from bridge.commands import add_config_argument, admin_url, load_config_or_exit
 
-HELP = "send a full status resync (OICP fullLoad) through the running bridge; waits for the outcome"
+HELP = (
+    "send a full status resync (OICP fullLoad; --data: of EVSE data first) through the running bridge; "
+    "waits for the outcome"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("--operator", metavar="ID", help="only this operator (default: all)")
     parser.add_argument("--force", action="store_true", help="send even an empty or sharply shrunken set")
+    parser.add_argument(
+        "--data",
+        action="store_true",
+        help="a fullLoad of EVSE data first (operators with push_evse_data = true), then of status",
+    )
     parser.add_argument(
         "--refetch",
         action="store_true",
@@ -47,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         params["refetch"] = "true"
     if args.operator:
         params["operator"] = args.operator
+    if args.data:
+        params["data"] = "1"
     url = f"{admin_url(config)}/resync"
     try:
         status, body = asyncio.run(request(url, config.admin.token.get_secret_value(), params, args.timeout))
@@ -60,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
         error = body.get("error", body) if isinstance(body, dict) else body
         print(f"the bridge refused: HTTP {status}: {error}", file=sys.stderr)
         return 1
+    for outcome in body.get("data_outcomes", []):
+        line = f"{outcome['operator_id']}: EVSE data {outcome['result']}"
+        line += (
+            f" ({outcome['records']} records)" if outcome["result"] == "done" else f": {outcome['message']}"
+        )
+        print(line)
     for outcome in body["outcomes"]:
         detail = f"{outcome['records']} records" + (
             f", {outcome['parked']} parked" if outcome["parked"] else ""

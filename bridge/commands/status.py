@@ -23,6 +23,7 @@ from bridge.errors import StoreError
 from bridge.leadership import operator_lease, source_lease
 from bridge.status import leader_json, read_status
 from bridge.store.database import read_file
+from bridge.store.dialect import POSTGRESQL, SQLITE
 from bridge.store.port import Tx
 
 HELP = (
@@ -51,6 +52,16 @@ def render(status: dict[str, Any]) -> str:
         last = info.get("last_success") or "never"
         error = info.get("last_error")
         lines.append(f"{operator_id:<12}{counts}  {last}" + (f" / {error}" if error else ""))
+    for operator_id, info in status["operators"].items():
+        data = info.get("evse_data")
+        if data:
+            dead = ", ".join(f"{code}: {n}" for code, n in data["dead_by_code"].items()) or "none"
+            pending = (data.get("pending") or 0) + (data.get("in_flight") or 0)
+            lines.append(
+                f"{operator_id} EVSE data: {pending} pending, "
+                f"{data['held_statuses']} statuses held for data, dead {dead}"
+            )
+            lines += [f"  {line}" for line in data["not_pushable"]]
     if status["records_by_oicp_status"]:
         lines.append("")
         lines.append(
@@ -96,7 +107,10 @@ def read_store(config: BridgeConfig, url: str) -> dict[str, Any]:
     operator_ids = [str(op.operator_id) for op in config.operators]
 
     def read(tx: Tx) -> dict[str, Any]:
-        return read_status(tx, operator_ids, time.time(), stale_after=config.ocpi.stale_after)
+        dialect = POSTGRESQL if config.store.is_postgres else SQLITE
+        return read_status(
+            tx, operator_ids, time.time(), stale_after=config.ocpi.stale_after, dialect=dialect
+        )
 
     shown = config.store.display_url
     try:

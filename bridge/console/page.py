@@ -15,7 +15,16 @@ from bridge.console.charts import line_chart
 from bridge.console.history import History
 from bridge.feeds import FeedKind, FeedReport
 from bridge.leadership import SOLE_HOLDER
-from bridge.status import DeadLetter, LaneReport, OperatorRow, Overall, Snapshot, describe_duration, iso
+from bridge.status import (
+    DataView,
+    DeadLetter,
+    LaneReport,
+    OperatorRow,
+    Overall,
+    Snapshot,
+    describe_duration,
+    iso,
+)
 
 RELOAD_SECONDS = 15
 STATE_TEXT = {Overall.OK: "OK", Overall.DEGRADED: "DEGRADED", Overall.NOT_READY: "NOT READY"}
@@ -140,13 +149,43 @@ def _operators(snap: Snapshot) -> str:
     store = snap.store
     ids = sorted({*snap.lanes, *(store.operators if store else {})})
     cards = "".join(
-        _operator_card(op, store.operators.get(op) if store else None, snap.lanes.get(op), snap.now)
+        _operator_card(
+            op,
+            store.operators.get(op) if store else None,
+            snap.lanes.get(op),
+            snap.now,
+            store.evse_data.get(op) if store else None,
+        )
         for op in ids
     )
     return f'<h2>Operators</h2><div class="cards">{cards or "<p>No operator configured.</p>"}</div>'
 
 
-def _operator_card(op: str, row: OperatorRow | None, lane: LaneReport | None, now: float) -> str:
+def _data_items(data: DataView, now: float) -> list[tuple[str, str]]:
+    """The EVSE data lines of an operator card (push_evse_data = true)."""
+    pending = data.counts.get("pending", 0) + data.counts.get("in_flight", 0)
+    dead = sum(data.dead_by_code.values())
+    codes = ", ".join(f"{esc(code)}: {n}" for code, n in sorted(data.dead_by_code.items()))
+    items = [
+        ("EVSE data pending", f"{pending} record{'' if pending == 1 else 's'}"),
+        ("Statuses held for data", str(data.held_statuses)),
+        ("EVSE data dead", f"{dead}" + (f" ({codes})" if codes else "")),
+        (
+            "EVSE data full load",
+            when(data.last_fullload_at, now)
+            + (f" ({data.last_fullload_count} records)" if data.last_fullload_count is not None else ""),
+        ),
+    ]
+    if data.fullload_refusal:
+        items.append(("EVSE data full load refused", esc(data.fullload_refusal)))
+    if data.not_pushable:
+        items.append(("EVSEs without data", "<br>".join(esc(line) for line in data.not_pushable)))
+    return items
+
+
+def _operator_card(
+    op: str, row: OperatorRow | None, lane: LaneReport | None, now: float, data: DataView | None = None
+) -> str:
     failing = lane is not None and lane.failures > 0
     backlog = row.unacknowledged if row else 0
     if failing:
@@ -196,6 +235,8 @@ def _operator_card(op: str, row: OperatorRow | None, lane: LaneReport | None, no
                 + (f" ({row.last_fullload_count} records)" if row.last_fullload_count is not None else ""),
             ),
         ]
+    if data is not None:
+        items += _data_items(data, now)
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
     return f'<section class="card" data-operator="{esc(op)}"><h3>{esc(op)} {pill}</h3><dl>{dl}</dl></section>'
 

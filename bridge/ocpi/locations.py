@@ -100,6 +100,9 @@ class Outcome(StrEnum):
 class WriteResult:
     outcome: Outcome
     touched: tuple[Touched, ...] = ()
+    # the Location as validated after a change that rewrote its document (None for the status fast path):
+    # the EVSE data decision maps it without parsing the document again
+    location: Any = None
 
 
 # --- pure helpers ------------------------------------------------------------------------------------

@@ -261,6 +261,12 @@ class OcpiStore:
         return await self.db.read(read)
 
     @staticmethod
+    def load_in(tx: Tx, path: ObjectPath, dialect: Dialect) -> tuple[str | None, Document | None]:
+        """The stored Location (its OCPI version and document, the fast path's columns laid over it), inside
+        the caller's transaction (the EVSE data decision maps it); ``dialect``: the engine's."""
+        return _load(tx, _Statements.of(dialect), path)
+
+    @staticmethod
     def evses_holding(tx: Tx, evse_id: str) -> list[EvseObservation]:
         """Every EVSE (of any party) whose evse_id is ``evse_id`` as Hubject writes it."""
         return [_state(f) for f in tx.execute("SELECT * FROM ocpi_evse WHERE oicp_evse_id = ?", (evse_id,))]
@@ -522,7 +528,7 @@ class OcpiStore:
             if previous.get(uid) != row
         ]
         tx.executemany(UPSERT_EVSE, changed)
-        return WriteResult(Outcome.CREATED if stored is None else Outcome.UPDATED, tuple(touched))
+        return WriteResult(Outcome.CREATED if stored is None else Outcome.UPDATED, tuple(touched), location)
 
 
 def oicp_key_or_none(evse_id: Any) -> str | None:

@@ -29,6 +29,15 @@ class Dialect:
             return f"json_each({document}, '$.{key}') AS {alias}"
         return f"jsonb_array_elements(({document})::jsonb -> '{key}') AS {alias}(value)"
 
+    @property
+    def table_exists(self) -> str:
+        """A query with one row if the table named by its one parameter exists (else none)."""
+        if self.name == "sqlite":
+            return "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return (
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+        )
+
     def json_array_agg(self, *columns: str) -> str:
         """An aggregate: the JSON text of an array of one array of ``columns`` per row ('[]' for none)."""
         listed = ", ".join(columns)

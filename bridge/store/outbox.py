@@ -21,7 +21,8 @@ from bridge import outbox as rules
 from bridge.mapping import Action
 from bridge.outbox import Desired, Record, RecordState, Row
 from bridge.store.engine import Engine
-from bridge.store.port import Tx
+from bridge.store.evse_data import HELD
+from bridge.store.port import Fence, Tx
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 
@@ -76,8 +77,6 @@ def to_params(operator_id: str, evse_id: str, row: Row) -> tuple[Any, ...]:
 
 
 RowStep = Callable[[Row, Record], Row]
-# In a lane's write transaction: raise (a StoreError) unless this replica still leads the operator.
-Fence = Callable[[Tx, str], None]
 T = TypeVar("T")
 
 
@@ -99,6 +98,7 @@ class Observed:
 
     pending: bool  # the row is pending now and was not before: the lane has work
     created: bool  # a new EvseID for this operator
+    revived: bool = False  # a withdrawn EvseID is to be shown again (its EVSE data must follow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,8 @@ class OutboxStore:
         tx.execute(_UPSERT, to_params(operator_id, evse_id, new))
         was_pending = row is not None and row.state is _S.PENDING
         now_pending = new.state is _S.PENDING
-        return Observed(pending=now_pending and not was_pending, created=row is None)
+        revived = row is not None and row.action is Action.DELETE and new.action is Action.UPDATE
+        return Observed(pending=now_pending and not was_pending, created=row is None, revived=revived)
 
     def _next_version(self, tx: Tx) -> int:
         return self.db.next_in_sequence(tx, "outbox_version")
@@ -257,13 +258,20 @@ class OutboxStore:
 
         return await self.db.read(run)
 
-    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+    async def claim(
+        self, operator_id: OperatorID, limit: int, *, ahead: bool = False, data_first: bool = False
+    ) -> list[Record]:
         """Take up to ``limit`` pending records, oldest first, and mark them in flight.
 
         ``ahead``: claimed while a push is still out, so only rows no push is out for (``sent_version``
         unset): a row of that push that changed meanwhile waits for its answer, or its acknowledgement
-        would find the row claimed again and take it out of flight (``bridge.outbox.delivered``)."""
+        would find the row claimed again and take it out of flight (``bridge.outbox.delivered``).
+
+        ``data_first`` (the operator pushes EVSE data): an update only once Hubject holds the EvseID's data
+        (``bridge.store.evse_data.HELD``); the others wait, durably, in their coalesced rows."""
         unsent = " AND sent_version IS NULL" if ahead else ""
+        if data_first:
+            unsent += f" AND (action = '{Action.DELETE.value}' OR {HELD})"
 
         def run(tx: Tx) -> list[Record]:
             found = tx.execute(
@@ -387,8 +395,10 @@ class OutboxStore:
     # --- fullLoad ---------------------------------------------------------------------------------------
 
     @staticmethod
-    def _fullload_where(excluded: Sequence[str]) -> str:
+    def _fullload_where(excluded: Sequence[str], data_first: bool = False) -> str:
         where = "operator_id = ? AND action = ?"
+        if data_first:  # only EVSEs whose data Hubject holds: one unknown EvseID fails the request (603)
+            where += f" AND {HELD}"
         if excluded:
             where += f" AND evse_id NOT IN ({','.join('?' * len(excluded))})"
         return where
@@ -399,12 +409,14 @@ class OutboxStore:
         excluded: frozenset[EvseID],
         opened: Callable[[FullLoadSnapshot], None],
         page_size: int = 1000,
+        *,
+        data_first: bool = False,
     ) -> AsyncIterator[list[tuple[str, str]]]:
         """The operator's set for a fullLoad, (EvseID, status) page by page from one consistent snapshot
         (``Database.snapshot``): every update row, dead and parked ones included (a fullLoad is their second
         chance), less ``excluded``. ``opened`` hears where the snapshot stands before the first page."""
         names = sorted(str(e) for e in excluded)
-        where = self._fullload_where(names)
+        where = self._fullload_where(names, data_first)
         args = (str(operator_id), Action.UPDATE.value, *names)
         async with self.db.snapshot() as snap:
 
@@ -457,10 +469,10 @@ class OutboxStore:
 
         await self._lane_write(operator_id, run)
 
-    async def fullload_count(self, operator_id: OperatorID) -> int:
+    async def fullload_count(self, operator_id: OperatorID, *, data_first: bool = False) -> int:
         def run(tx: Tx) -> int:
             (count,) = tx.execute(
-                "SELECT COUNT(*) FROM outbox WHERE operator_id = ? AND action = ?",
+                f"SELECT COUNT(*) FROM outbox WHERE {self._fullload_where((), data_first)}",
                 (str(operator_id), Action.UPDATE.value),
             ).fetchone()
             return int(count)
@@ -496,6 +508,7 @@ class OutboxStore:
         sent_at: float,
         *,
         refusal: str | None = None,
+        data_first: bool = False,
     ) -> None:
         """After a fullLoad. Acknowledged (``snapshot`` given): Hubject holds exactly the snapshot; rows not
         changed since (version ≤ watermark) are delivered (``bridge.outbox.fullload_delivered``, here as one
@@ -508,6 +521,8 @@ class OutboxStore:
             op = str(operator_id)
             if snapshot is not None:
                 not_excluded = f" AND evse_id NOT IN ({','.join('?' * len(names))})" if names else ""
+                if data_first:  # rows left out for lack of data were not sent: Hubject holds no status
+                    not_excluded += f" AND (action = '{Action.DELETE.value}' OR {HELD})"
                 tx.execute(
                     "UPDATE outbox SET state = ?, delivered_action = action, delivered_status = oicp_status, "
                     "delivered_at = ?, pending_since = NULL, sent_version = NULL, "

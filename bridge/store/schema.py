@@ -10,6 +10,9 @@ Append only: a released migration is never edited. Each area owns its tables:
 - 6: decisions from state: each EVSE's EvseID as Hubject writes it (indexed, to find the EVSEs that hold an
   EvseID), the outbox's doubt period and time of death, an interrupted fullLoad, and the configuration the
   decisions were last made with.
+- 7: the EVSE data outbox (bridge.store.evse_data): per (operator, EvseID) the latest mapped EvseDataRecord,
+  its hash, the last record Hubject acknowledged and whether Hubject holds one; EVSEs not pushable and why;
+  per-operator data fullLoad bookkeeping.
 """
 
 from __future__ import annotations
@@ -144,6 +147,61 @@ ALTER TABLE operator_state ADD COLUMN fullload_refusal TEXT;
 CREATE TABLE bridge_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
+
+# EVSE data (issue 14, bridge.evse_data.decide): one row per (operator, EvseID). ``record`` is the latest
+# mapped EvseDataRecord as canonical JSON (for a withdrawal: the last mapped one), ``acked_record`` the last
+# one Hubject acknowledged (a delete must send a full record), ``held`` whether Hubject holds a record for
+# the EvseID: a status is pushed only then (design §6.1). Flags are INTEGER 0/1 on both engines.
+EVSE_DATA = """
+CREATE TABLE evse_data_outbox (
+    operator_id     TEXT NOT NULL,
+    evse_id         TEXT NOT NULL,            -- normalised EvseID, as in outbox.evse_id
+    action          TEXT NOT NULL,            -- 'update' (record below) or 'delete'
+    record          TEXT,                     -- canonical JSON of the latest mapped record
+    record_hash     TEXT,                     -- its SHA-256 (NULL for delete)
+    source          TEXT NOT NULL,            -- country_code/party_id/location_id/evse_uid
+    version         INTEGER NOT NULL,         -- from the sequence 'evse_data_version'
+    state           TEXT NOT NULL,            -- pending | in_flight | delivered | dead
+    pending_since   REAL,
+    sent_version    INTEGER,
+    sent_action     TEXT,                     -- insert | update | delete, while in flight
+    acked_record    TEXT,
+    acked_hash      TEXT,
+    held            INTEGER NOT NULL DEFAULT 0,
+    unsure          INTEGER NOT NULL DEFAULT 0,
+    unsure_until    REAL,
+    reclassified    INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    dead_code       TEXT,
+    dead_reason     TEXT,
+    dead_at         REAL,
+    delivered_at    REAL,
+    PRIMARY KEY (operator_id, evse_id)
+) WITHOUT ROWID;
+CREATE INDEX evse_data_outbox_pending ON evse_data_outbox (operator_id, state, pending_since);
+INSERT INTO sequence (name, value) VALUES ('evse_data_version', 0);
+
+CREATE TABLE evse_data_not_pushable (
+    source          TEXT PRIMARY KEY,         -- country_code/party_id/location_id/evse_uid
+    operator_id     TEXT NOT NULL,
+    evse_id         TEXT,
+    reason          TEXT NOT NULL,            -- a bridge.evse_data.NotPushableReason value
+    detail          TEXT NOT NULL,
+    seen_at         REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE evse_data_operator (
+    operator_id         TEXT PRIMARY KEY,
+    last_fullload_at    REAL,
+    last_fullload_count INTEGER,
+    fullload_started_at REAL,
+    fullload_refusal    TEXT,
+    last_error          TEXT,
+    last_error_at       REAL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: list[str] = [
-    OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS, OUTBOX_UNSURE, DECIDED_FROM_STATE,
+    OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS, OUTBOX_UNSURE, DECIDED_FROM_STATE, EVSE_DATA,
 ]  # fmt: skip

@@ -152,9 +152,62 @@ CREATE TABLE bridge_lease (
 );
 """
 
-# Numbers 1-6 are schema.py's 1-6; the engines diverge only after that.
-SQLITE_MIGRATIONS_MIRRORED = 6
+
+# schema.py's 7 (EVSE data, bridge.store.evse_data), here number 8: the leases came first on PostgreSQL.
+EVSE_DATA = """
+CREATE TABLE evse_data_outbox (
+    operator_id     TEXT NOT NULL,
+    evse_id         TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    record          TEXT,
+    record_hash     TEXT,
+    source          TEXT NOT NULL,
+    version         BIGINT NOT NULL,
+    state           TEXT NOT NULL,
+    pending_since   DOUBLE PRECISION,
+    sent_version    BIGINT,
+    sent_action     TEXT,
+    acked_record    TEXT,
+    acked_hash      TEXT,
+    held            INTEGER NOT NULL DEFAULT 0,
+    unsure          INTEGER NOT NULL DEFAULT 0,
+    unsure_until    DOUBLE PRECISION,
+    reclassified    INTEGER NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    dead_code       TEXT,
+    dead_reason     TEXT,
+    dead_at         DOUBLE PRECISION,
+    delivered_at    DOUBLE PRECISION,
+    PRIMARY KEY (operator_id, evse_id)
+);
+CREATE INDEX evse_data_outbox_pending ON evse_data_outbox (operator_id, state, pending_since);
+INSERT INTO sequence (name, value) VALUES ('evse_data_version', 0);
+
+CREATE TABLE evse_data_not_pushable (
+    source          TEXT PRIMARY KEY,
+    operator_id     TEXT NOT NULL,
+    evse_id         TEXT,
+    reason          TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    seen_at         DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE evse_data_operator (
+    operator_id         TEXT PRIMARY KEY,
+    last_fullload_at    DOUBLE PRECISION,
+    last_fullload_count INTEGER,
+    fullload_started_at DOUBLE PRECISION,
+    fullload_refusal    TEXT,
+    last_error          TEXT,
+    last_error_at       DOUBLE PRECISION
+);
+"""
+
+# Numbers 1-6 are schema.py's 1-6, 8 is its 7 (EVSE_DATA); 7 (LEASES) is PostgreSQL's own.
+SQLITE_MIGRATIONS_MIRRORED = 7
 
 MIGRATIONS: list[str] = [
     OUTBOX, OCPI, OCPI_SENDER_POLL, OCPI_STATUS_COLUMNS, OUTBOX_UNSURE, DECIDED_FROM_STATE, LEASES,
+    EVSE_DATA,
 ]  # fmt: skip

@@ -270,8 +270,10 @@ class HeldOutboxStore(OutboxStore):
         self.hold: asyncio.Event | None = None
         self.held = asyncio.Event()
 
-    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
-        records = await super().claim(operator_id, limit, ahead=ahead)
+    async def claim(
+        self, operator_id: OperatorID, limit: int, *, ahead: bool = False, data_first: bool = False
+    ) -> list[Record]:
+        records = await super().claim(operator_id, limit, ahead=ahead, data_first=data_first)
         hold, self.hold = self.hold, None
         if hold is not None:
             self.held.set()
@@ -380,9 +382,11 @@ class RecordingOutboxStore(OutboxStore):
         super().__init__(*args, **kwargs)
         self.events: list[str] = []
 
-    async def claim(self, operator_id: OperatorID, limit: int, *, ahead: bool = False) -> list[Record]:
+    async def claim(
+        self, operator_id: OperatorID, limit: int, *, ahead: bool = False, data_first: bool = False
+    ) -> list[Record]:
         self.events.append("claim")
-        records = await super().claim(operator_id, limit, ahead=ahead)
+        records = await super().claim(operator_id, limit, ahead=ahead, data_first=data_first)
         self.events.append(f"claimed {len(records)}")
         return records
 

@@ -121,7 +121,8 @@ async def test_changes_that_arrive_while_a_push_is_out_wait_for_the_max_wait_not
         await asyncio.gather(*(churning(n) for n in range(len(ids))))
         pushes = standin.pushes(OPERATOR, since=start)
         # one push per flush_interval of changes (plus the one out when the churn began, and the last)
-        assert len(pushes) <= churn / flush + 2, f"{len(pushes)} pushes in {churn} s, flush_interval {flush} s"
+        told = f"{len(pushes)} pushes in {churn} s, flush_interval {flush} s"
+        assert len(pushes) <= churn / flush + 2, told
         expected = {e: {"CHARGING": "Occupied", "AVAILABLE": "Available"}[last[n]] for n, e in enumerate(ids)}
         await wait_until(
             lambda: all(standin.held(OPERATOR).get(e) == expected[e] for e in ids),

@@ -1,0 +1,118 @@
+"""The EVSE data outbox in a real SQLite store: the set-based settlement of a data fullLoad does exactly what
+folding ``decide.fullload_delivered`` over the rows does, statuses waiting for data are released by a data
+acknowledgement (with a new version) and by a data fullLoad, and a data delete waits for its status delete."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+from bridge.evse_data import decide
+from bridge.evse_data.decide import DataDesired, DataRow
+from bridge.mapping import Action
+from bridge.outbox import Desired, RecordState
+from bridge.store.database import Database
+from bridge.store.evse_data import DataOutboxStore, DataSnapshot, to_row
+from bridge.store.outbox import OutboxStore
+from bridge.store.port import Tx
+from oicp.ids import OperatorID
+from oicp.models import ActionType, EvseStatus
+
+OP = OperatorID("DE*ABC")
+NOW = 1_800_000_000.0
+
+
+def record(n: int, content: str = "a") -> DataDesired:
+    text = f'{{"EvseID":"DE*ABC*E{n}","c":"{content}"}}'
+    return DataDesired(Action.UPDATE, text, hashlib.sha256(text.encode()).hexdigest(), f"DE/ABC/L/{n}")
+
+
+WITHDRAWN = DataDesired(Action.DELETE, None, None, "")
+
+
+async def rows(db: Database) -> dict[str, DataRow]:
+    def run(tx: Tx) -> dict[str, DataRow]:
+        return {f["evse_id"]: to_row(f) for f in tx.execute("SELECT * FROM evse_data_outbox")}
+
+    return await db.read(run)
+
+
+async def observe(db: Database, store: DataOutboxStore, n: int, desired: DataDesired) -> None:
+    await db.write(lambda tx: store.observe(tx, str(OP), f"DE*ABC*E{n}", desired, NOW))
+
+
+async def status(db: Database, outbox: OutboxStore, n: int) -> None:
+    desired = Desired(Action.UPDATE, EvseStatus.AVAILABLE, "AVAILABLE", 1, f"DE/ABC/L/{n}")
+    await db.write(lambda tx: outbox.observe(tx, str(OP), f"DE*ABC*E{n}", desired, NOW))
+
+
+async def test_the_set_based_full_load_settlement_equals_the_pure_rule(database: Database) -> None:
+    store = DataOutboxStore(database, clock=lambda: NOW)
+    for n in range(1, 7):
+        await observe(database, store, n, record(n))
+    claimed = await store.claim(OP, 3)  # E1..E3 acknowledged: held
+    await store.delivered(OP, claimed.records, NOW)
+    await observe(database, store, 2, WITHDRAWN)  # a pending delete of a held record
+    await observe(database, store, 3, record(3, "b"))  # a pending update of a held record
+    out = await store.claim(OP, 1)  # E2's delete in flight (left to its answer)
+    assert [r.evse_id for r in out.records] == ["DE*ABC*E2"]
+    second = await store.claim(OP, 1)
+    await store.refuse(OP, second.records, "018", "refused")  # E3: dead
+    before = await rows(database)
+
+    def watermark(tx: Tx) -> int:
+        return int(tx.execute("SELECT value FROM sequence WHERE name = 'evse_data_version'").fetchone()[0])
+
+    mark = await database.read(watermark)
+    await observe(database, store, 6, record(6, "later"))  # changed after the snapshot
+    after_change = await rows(database)
+    await store.fullload_finished(OP, DataSnapshot(mark, 5), NOW + 1)
+    expected: dict[str, Any] = {}
+    for evse_id, row in after_change.items():
+        if row.state is RecordState.DEAD and row.action is Action.UPDATE:
+            expected[evse_id] = replace(row, held=False, acked_record=None, acked_hash=None)
+        elif row.state is RecordState.IN_FLIGHT:
+            expected[evse_id] = row
+        else:
+            expected[evse_id] = decide.fullload_delivered(row, mark, NOW + 1, NOW)
+    assert await rows(database) == expected
+    assert before["DE*ABC*E2"].state is RecordState.IN_FLIGHT
+
+
+async def test_a_data_acknowledgement_releases_the_held_status_with_a_new_version(database: Database) -> None:
+    store = DataOutboxStore(database, clock=lambda: NOW)
+    outbox = OutboxStore(database)
+    await status(database, outbox, 1)
+    await observe(database, store, 1, record(1))
+    held = await outbox.claim(OP, 10, data_first=True)
+    assert held == []  # the status waits for its data
+
+    def version(tx: Tx) -> int:
+        return int(tx.execute("SELECT version FROM outbox").fetchone()[0])
+
+    before = await database.read(version)
+    claimed = await store.claim(OP, 10)
+    assert claimed.records[0].action is ActionType.INSERT
+    assert await store.delivered(OP, claimed.records, NOW) == 1
+    assert await database.read(version) > before
+    assert [str(r.evse_id) for r in await outbox.claim(OP, 10, data_first=True)] == ["DE*ABC*E1"]
+
+
+async def test_a_data_delete_waits_for_the_status_delete(database: Database) -> None:
+    store = DataOutboxStore(database, clock=lambda: NOW)
+    outbox = OutboxStore(database)
+    await status(database, outbox, 1)
+    await observe(database, store, 1, record(1))
+    await store.delivered(OP, (await store.claim(OP, 10)).records, NOW)
+    await outbox.delivered(OP, await outbox.claim(OP, 10, data_first=True), NOW)
+    # withdrawn: the status delete first
+    gone = Desired(Action.DELETE, None, "REMOVED", 2, "DE/ABC/L/1")
+    await database.write(lambda tx: outbox.observe(tx, str(OP), "DE*ABC*E1", gone, NOW))
+    await observe(database, store, 1, WITHDRAWN)
+    waiting = await store.claim(OP, 10)
+    assert waiting.records == []
+    assert waiting.waiting == 1
+    await outbox.delivered(OP, await outbox.claim(OP, 10, data_first=True), NOW)
+    deletes = await store.claim(OP, 10)
+    assert [(r.action, r.record) for r in deletes.records] == [(ActionType.DELETE, record(1).record)]
