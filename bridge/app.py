@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import secrets
 import socket
 import ssl
 import time
@@ -113,8 +114,9 @@ def build_client(config: BridgeConfig, on_retry: RetryHook | None = None) -> Evs
 
 
 def replica_name() -> str:
-    """This process among the replicas (the lease rows' holder; unique per process)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This bridge among the replicas (the lease rows' holder): host, pid, and a random part, so two
+    bridges built in one process (tests, an embedding application) are two replicas, not one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def build_leadership(store: StoreConfig, db: Engine, names: list[str]) -> Leadership:

@@ -308,7 +308,7 @@ class Snapshot:
     problems: list[str] = field(default_factory=list)  # why not ready
     warnings: list[str] = field(default_factory=list)  # why degraded
     rejected_unknown: int = 0  # rejected OCPI tokens on URLs naming no known party
-    replica: str = ""  # this process among the replicas (host:pid), "" where no process is asked
+    replica: str = ""  # this bridge among the replicas (host:pid:random), "" where no process is asked
     leaders: list[Leader] = field(default_factory=list)  # who leads which operator and source
 
     @property

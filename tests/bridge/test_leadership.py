@@ -13,9 +13,12 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import aiohttp
 import pytest
 
+from bridge.app import Bridge
 from bridge.config import PushConfig, ResyncConfig
 from bridge.dispatcher import Dispatcher
 from bridge.intake import Intake
@@ -33,8 +36,10 @@ from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 from oicp.simulator import HubjectSimulator, serve_simulator
 from tests.bridge.conftest import OPERATORS, make_intake
+from tests.test_evse_data_end_to_end import Cpo, data_config
 
 ABC = OperatorID("DE*ABC")
+ABC_OBD = OperatorID("DE*OBD")
 LEASE_S = 1.5
 V = OcpiVersion.V2_2_1
 DEADLINE_S = 20.0
@@ -230,3 +235,42 @@ async def test_one_process_leads_everything_at_term_zero(client: tuple[HubjectSi
     assert {leadership.term(lane.lease) for lane in dispatcher.lanes.values()} == {SOLE_TERM}
     assert leadership.valid_until("operator:DE*ABC") is None  # so while_leading adds nothing
     assert [leader.mine for leader in await leadership.report()] == [True, True]
+
+
+async def test_two_replicas_push_evse_data_and_status_from_the_leader_only(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The EVSE data lane asks the status lane's question: with ``push_evse_data`` on two replicas (whole
+    bridges, one database), only the operator's leader pushes data and status, input taken by either,
+    without a single 603 from a Hubject that requires the data first."""
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with serve_simulator(simulator) as hubject:
+        configs = [data_config(tmp_path, hubject, store={"url": pg_url, "lease": LEASE_S}) for _ in range(2)]
+        bridges = [Bridge.build(config, initial_resync=False) for config in configs]
+        async with bridges[0].running(), bridges[1].running(), aiohttp.ClientSession() as session:
+
+            def leader() -> Bridge | None:
+                held = [b for b in bridges if b.dispatcher.leadership.term("operator:DE*OBD") is not None]
+                return held[0] if len(held) == 1 else None
+
+            await until(lambda: asyncio.sleep(0, leader() is not None), "a leader")
+            first = leader()
+            assert first is not None
+            other = next(b for b in bridges if b is not first)
+            assert other.receiver_url is not None
+            cpo = Cpo(session, other.receiver_url)  # input through the replica that does not lead
+            await cpo.call("PUT", "/L1", cpo.location("L1", [cpo.evse("e1", "DE*OBD*E1")]))
+            await cpo.call("PATCH", "/L1/e1", {"status": "CHARGING", "last_updated": cpo.stamp()})
+
+            def delivered() -> bool:
+                return set(simulator.evse_data.records("DE*OBD")) == {
+                    EvseID("DE*OBD*E1")
+                } and simulator.statuses("DE*OBD") == {EvseID("DE*OBD*E1"): EvseStatus.OCCUPIED}
+
+            await until(lambda: asyncio.sleep(0, delivered()), "the data and the status at Hubject")
+            assert first.dispatcher.data is not None
+            assert other.dispatcher.data is not None
+            assert first.dispatcher.data.lane(ABC_OBD).last_push_at is not None
+            assert other.dispatcher.data.lane(ABC_OBD).last_push_at is None  # the follower's data lane
+            assert other.dispatcher.lane(ABC_OBD).last_push_at is None  # and its status lane never pushed
+    assert not [e for e in simulator.request_log if e.result_code == "603"]

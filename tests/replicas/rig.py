@@ -112,7 +112,7 @@ class Replicas:
             body = await self.status(daemon)
             for leader in (body or {}).get("leaders", []):
                 if (leader["kind"], leader["name"]) == (kind, what) and leader["leader"]:
-                    pid = int(str(leader["leader"]).rsplit(":", 1)[1])
+                    pid = int(str(leader["leader"]).split(":")[1])  # host:pid:random
                     if pid in by_pid:
                         return by_pid[pid]
         return None

@@ -259,7 +259,7 @@ async def every_replica_says_who_leads(bridge: Replicas, names: list[str]) -> No
             name = f"{leader['kind']}:{leader['name']}"
             seen.setdefault(name, set()).add(leader["leader"])
             mine[name] = mine.get(name, 0) + int(leader["this_replica"])
-        assert body["replica"].rsplit(":", 1)[1].isdigit()  # host:pid
+        assert body["replica"].split(":")[1].isdigit()  # host:pid:random
     assert set(seen) == set(names)
     assert all(len(holders) == 1 and None not in holders for holders in seen.values()), seen
     assert mine == dict.fromkeys(names, 1)
