@@ -224,7 +224,7 @@ class DataLanes:
         leadership = self.dispatcher.leadership
         term = leadership.term(operator_lease(lane.operator_id))
         if term is None:
-            lane.term = None
+            lane.term, lane.failures, lane.refusal = None, 0, None  # /ready: this replica's own pushes
             await _wait(lane.wake, stop, leadership.recheck)
             return False
         if term != lane.term:

@@ -337,7 +337,8 @@ class Dispatcher:
                 operator_id=str(lane.operator_id),
                 replica=self.leadership.holder,
             )
-        lane.term, lane.prefetched = None, None
+        # /ready of this replica is about its own pushes: failures from when it led are not its now
+        lane.term, lane.prefetched, lane.failures, lane.refusal = None, None, 0, None
         for request in lane.resyncs:
             if not request.done.done():
                 message = f"replica {self.leadership.holder} does not lead {lane.operator_id}: ask the leader"
