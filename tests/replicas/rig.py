@@ -30,6 +30,7 @@ from tests.reliability.hubject_standin import HubjectStandIn, operator_key
 from tests.test_end_to_end import mapped
 
 OPERATOR = "DE*OBD"
+PACE_S = 0.01  # between a CPO's acknowledged changes
 
 
 class ConnectionAwareStandIn(HubjectStandIn):
@@ -154,12 +155,17 @@ class SpreadLoad:
         while not stop.is_set() or backlog:
             if not backlog:
                 backlog = self.fleet.step(3)
+                if not backlog:  # the fleet had nothing to change this instant
+                    await asyncio.sleep(0.01)
+                    continue
             change = backlog[0]
             index = self.rng.randrange(len(self.pushers))
             if await self._push(self.pushers[index], change):
                 self.acked.append(change)
                 self.by_replica[index] = self.by_replica.get(index, 0) + 1
                 backlog.pop(0)
+                # paced: REMOVED is final in the fleet, and an unpaced CPO would remove every EVSE soon
+                await asyncio.sleep(PACE_S)
             else:
                 self.refused += 1
                 await asyncio.sleep(0.02)
