@@ -290,12 +290,12 @@ class AdminApp:
             )
         data = await lanes.request_resync(operator, force=force)
         statuses = [o.status for o in data if o.status is not None]
-        failed = any(o.result != ResyncResult.DONE.value for o in data) or any(
+        failed = any(o.result is not ResyncResult.DONE for o in data) or any(
             o.result is not ResyncResult.DONE for o in statuses
         )
         body = {
             "data_outcomes": [
-                {"operator_id": str(o.operator_id), "result": o.result, "records": o.records,
+                {"operator_id": str(o.operator_id), "result": o.result.value, "records": o.records,
                  "message": o.message}
                 for o in data
             ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import resource
 import secrets
@@ -100,6 +101,7 @@ def wire_evse_data(
         unsure_for=dispatcher.unsure_for,
     )
     data_intake.lanes = lanes
+    lanes.remap = functools.partial(data_intake.reconcile, db, force=True)
     intake.data = data_intake
     dispatcher.data = lanes
     return lanes

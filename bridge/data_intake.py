@@ -158,7 +158,8 @@ class DataIntake:
             self.store.note_not_pushable(tx, op, source, None, now)
         else:
             desired = DataDesired(Action.DELETE, None, None, source)
-            shown: NotPushable | None = None if mapped.reason is NotPushableReason.REMOVED else mapped
+            withdrawn = mapped.reason is NotPushableReason.REMOVED or evse.status == OcpiEvseStatus.REMOVED
+            shown: NotPushable | None = None if withdrawn else mapped  # a REMOVED EVSE is no problem
             self.store.note_not_pushable(tx, op, source, shown, now)
         recorded.add(op, self.store.observe(tx, op, key, desired, now))
 
@@ -193,45 +194,62 @@ class DataIntake:
         text = RULES_VERSION + "|" + "|".join(f"{k}={v!r}" for k, v in sorted(self._settings.items()))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    async def reconcile(self, db: Engine) -> int:
-        """At start: if the settings changed since the records were mapped (or data push was just switched
-        on for an operator with EVSEs already stored), map every stored EVSE again, in one transaction; an
-        unchanged record pushes nothing. Returns how many EVSEs were mapped."""
+    async def reconcile(self, db: Engine, *, force: bool = False, page: int = 200) -> int:
+        """Map every stored EVSE again when the settings changed since the records were mapped (at start;
+        also when data push was just switched on for an operator with EVSEs already stored), or always with
+        ``force`` (before each data fullLoad: a time zone's UTC offset moves with daylight saving time,
+        design [A-13]). ``page`` Locations per transaction, so the intake is never held up for long and
+        memory stays bounded; an unchanged record pushes nothing. Returns how many EVSEs were mapped."""
         fingerprint = self.fingerprint()
 
-        def write(tx: Tx) -> tuple[int, DataRecorded]:
+        def current(tx: Tx) -> bool:
             found = tx.execute("SELECT value FROM bridge_meta WHERE name = 'evse_data_decisions'").fetchone()
-            recorded = DataRecorded()
-            if found is not None and found[0] == fingerprint:
-                return 0, recorded
-            now = self.clock()
-            at = datetime.fromtimestamp(now, UTC)
-            mapped = 0
-            paths = [
-                ObjectPath(r[0], r[1], r[2])
-                for r in tx.execute("SELECT country_code, party_id, location_id FROM ocpi_location")
-            ]
-            for path in paths:
-                version, document = OcpiStore.load_in(tx, path, self.store.db.dialect)
-                if version is None or document is None:
-                    continue
-                location = validate(MODELS[OcpiVersion(version)].location, document, "Location")
-                for evse in location.evses or ():
-                    key = oicp_key(evse.evse_id)
-                    if key:
-                        source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
-                        self._decide(tx, key, source, path, location, evse, at, now, recorded)
-                        mapped += 1
-            tx.execute(
-                "INSERT INTO bridge_meta (name, value) VALUES ('evse_data_decisions', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (fingerprint,),
-            )
-            return mapped, recorded
+            return found is not None and found[0] == fingerprint
 
-        mapped, recorded = await db.write(write)
-        self.after_commit(recorded)
-        return mapped
+        if not force and await db.read(current):
+            return 0
+        mapped, after = 0, ("", "", "")
+        while True:
+
+            def write(tx: Tx, after: tuple[str, str, str] = after) -> tuple[int, DataRecorded, Any]:
+                now = self.clock()
+                at = datetime.fromtimestamp(now, UTC)
+                recorded, count = DataRecorded(), 0
+                paths = [
+                    ObjectPath(r[0], r[1], r[2])
+                    for r in tx.execute(
+                        "SELECT country_code, party_id, location_id FROM ocpi_location "
+                        "WHERE (country_code, party_id, location_id) > (?, ?, ?) "
+                        "ORDER BY country_code, party_id, location_id LIMIT ?",
+                        (*after, page),
+                    )
+                ]
+                for path in paths:
+                    version, document = OcpiStore.load_in(tx, path, self.store.db.dialect)
+                    if version is None or document is None:
+                        continue
+                    location = validate(MODELS[OcpiVersion(version)].location, document, "Location")
+                    for evse in location.evses or ():
+                        key = oicp_key(evse.evse_id)
+                        if key:
+                            source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
+                            self._decide(tx, key, source, path, location, evse, at, now, recorded)
+                            count += 1
+                if not paths:
+                    tx.execute(
+                        "INSERT INTO bridge_meta (name, value) VALUES ('evse_data_decisions', ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        (fingerprint,),
+                    )
+                    return count, recorded, None
+                last = paths[-1]
+                return count, recorded, (last.country_code, last.party_id, last.location_id)
+
+            count, recorded, after = await db.write(write)
+            mapped += count
+            self.after_commit(recorded)
+            if after is None:
+                return mapped
 
     # --- after the commit --------------------------------------------------------------------------------
 

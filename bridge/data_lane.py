@@ -28,7 +28,7 @@ import collections
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
+from bridge.dispatcher import ResyncResult
 from bridge.errors import StoreError
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
 from bridge.lanes import Flush, LaneView, Resync, ResyncReason, Sleep, Timing, next_step, request_floor
@@ -69,7 +70,7 @@ class DataResult(Enum):
 @dataclass(frozen=True)
 class DataResyncOutcome:
     operator_id: OperatorID
-    result: str  # done | refused | failed (bridge.dispatcher.ResyncResult values)
+    result: ResyncResult
     records: int = 0
     message: str = ""
     status: ResyncOutcome | None = None  # the status fullLoad that followed
@@ -140,6 +141,8 @@ class DataLanes:
         self.timing = Timing(push.flush_interval, push.max_batch)
         self.lanes = {op.operator_id.canonical_key: DataLane(op) for op in operators if op.push_evse_data}
         self.log = structlog.get_logger("bridge.data_lane")
+        # maps every stored EVSE again (bridge.data_intake.DataIntake.reconcile), before each data fullLoad
+        self.remap: Callable[[], Awaitable[int]] | None = None
 
     def pushes(self, operator_id: OperatorID) -> bool:
         return operator_id.canonical_key in self.lanes
@@ -302,7 +305,9 @@ class DataLanes:
                 await _wait(lane.wake, stop, max(0.05, self.push.max_retry_interval))
         for request in lane.resyncs:
             if not request.done.done():
-                request.done.set_result(DataResyncOutcome(lane.operator_id, "failed", message="stopping"))
+                request.done.set_result(
+                    DataResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="stopping")
+                )
         lane.resyncs.clear()
         if (
             lane.term is None
@@ -396,6 +401,9 @@ class DataLanes:
             await self._failed(lane, records, error)
             return DataResult.FAILED
         if len(records) == 1:
+            if error.code == REFUSED_INSERT_OR_UPDATE:  # alone, the 009 can only be about this record
+                await self._dead(lane, records, error.code, str(error))
+                return DataResult.SETTLED
             return DataResult.UNNAMED
         left, right = halves(records)
         first = await self._push(lane, action, left)
@@ -469,7 +477,7 @@ class DataLanes:
             await self.resync(lane, force=False, reason=reason)
             return
         request = lane.resyncs.popleft()
-        outcome = DataResyncOutcome(lane.operator_id, "failed", message="the store failed")
+        outcome = DataResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="the store failed")
         try:
             outcome = await self.resync(lane, force=request.force, reason=reason)
         finally:
@@ -485,11 +493,15 @@ class DataLanes:
         log = self.log.bind(operator_id=str(operator_id), reason=reason.value, force=force)
         if reason is ResyncReason.SETTLE:
             lane.settle_fullload_at = None
+        if self.remap is not None:
+            # the records as the OCPI state maps them today (a UTC offset moves with daylight saving time)
+            remapped = await self.remap()
+            log.info("EVSE data mapped again before the fullLoad", evses=remapped)
         _, last_count = await self.store.last_fullload(operator_id)
         count = await self.store.fullload_count(operator_id)
         if count == 0 and reason is ResyncReason.FIRST_START:
             lane.waiting_for_evses = True
-            return DataResyncOutcome(operator_id, "refused", message="no EVSE data yet")
+            return DataResyncOutcome(operator_id, ResyncResult.REFUSED, message="no EVSE data yet")
         refusal = None if force else fullload_refusal(count, last_count, self.resync_config.max_shrink)
         if refusal is not None:
             message = f"EVSE data {refusal}; use 'oicp-bridge resync --data --force' to send it anyway"
@@ -497,7 +509,7 @@ class DataLanes:
             await self.store.fullload_finished(operator_id, None, 0.0, refusal=message)
             lane.refusal, lane.first_fullload_due = message, False
             self._schedule(lane)
-            return DataResyncOutcome(operator_id, "refused", message=message)
+            return DataResyncOutcome(operator_id, ResyncResult.REFUSED, message=message)
         await self.store.fullload_starting(operator_id)
         sent_at = self.wall_clock()
         dead: set[str] = set()
@@ -534,10 +546,10 @@ class DataLanes:
             if released:
                 self.dispatcher.notify(operator_id, pending=released, new_evses=0)
             if not then_status:
-                return DataResyncOutcome(operator_id, "done", snapshot.count, "done")
+                return DataResyncOutcome(operator_id, ResyncResult.DONE, snapshot.count, "done")
             status = await self.dispatcher.request_resync(operator_id, force=force)
             return DataResyncOutcome(
-                operator_id, "done", snapshot.count, "done", status[0] if status else None
+                operator_id, ResyncResult.DONE, snapshot.count, "done", status[0] if status else None
             )
         return await self._resync_failed(lane, None, log)
 
@@ -565,7 +577,7 @@ class DataLanes:
         if error is None or isinstance(error, TransportError) or error.retryable:
             lane.settle_fullload_at = self.monotonic() + self.unsure_for  # the outcome may be unknown
         log.error("EVSE data fullLoad failed", error=message)
-        return DataResyncOutcome(lane.operator_id, "failed", message=message)
+        return DataResyncOutcome(lane.operator_id, ResyncResult.FAILED, message=message)
 
     def _count(self, operator_id: OperatorID, result: str, count: int) -> None:
         if self.metrics is not None:

@@ -585,6 +585,8 @@ class Dispatcher:
         lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
         lane.last_push_at = self.wall_clock()
         self._count(operator_id, "delivered", len(records))
+        if action is ActionType.DELETE and self._data_first(lane) and self.data is not None:
+            self.data.notify_data(operator_id, pending=len(records))  # their data deletes may go now
         return _SETTLED
 
     async def _refused(

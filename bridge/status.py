@@ -152,12 +152,32 @@ def read_store(
         conn.execute("RELEASE read_store")
 
 
+def _has_evse_data(conn: Tx, dialect: Dialect) -> bool:
+    found = conn.execute(dialect.table_exists, ("evse_data_outbox",)).fetchone()
+    return found is not None  # a store the daemon has not opened since its upgrade has no such table
+
+
+def _waiting_since(conn: Tx, dialect: Dialect) -> str:
+    """Since when a status row waits for Hubject: a status held for its EVSE data (an operator pushing EVSE
+    data, docs/evse-data.md) waits for the data lane, not for Hubject, and would age the backlog forever
+    for an EVSE whose data cannot be made; the data lane's own figures show it."""
+    if not _has_evse_data(conn, dialect):
+        return "pending_since"
+    return (
+        "CASE WHEN action = 'update' AND EXISTS (SELECT 1 FROM evse_data_outbox AS x "
+        "WHERE x.operator_id = outbox.operator_id) AND NOT EXISTS (SELECT 1 FROM evse_data_outbox AS d "
+        "WHERE d.operator_id = outbox.operator_id AND d.evse_id = outbox.evse_id AND d.held = 1) "
+        "THEN NULL ELSE pending_since END"
+    )
+
+
 def _read_store(conn: Tx, operator_ids: list[str], details: bool, dialect: Dialect) -> StoreView:
     counts: dict[str, dict[str, int]] = {op: dict.fromkeys(RECORD_STATES, 0) for op in operator_ids}
     oldest_pending: dict[str, float] = {}
     oldest_unacked: dict[str, float] = {}
     for operator_id, state, count, oldest in conn.execute(
-        "SELECT operator_id, state, COUNT(*), MIN(pending_since) FROM outbox GROUP BY operator_id, state"
+        f"SELECT operator_id, state, COUNT(*), MIN({_waiting_since(conn, dialect)}) FROM outbox "
+        "GROUP BY operator_id, state"
     ):
         counts.setdefault(operator_id, dict.fromkeys(RECORD_STATES, 0))[state] = count
         if state in ("pending", "in_flight") and oldest is not None:
@@ -234,8 +254,7 @@ def _read_store(conn: Tx, operator_ids: list[str], details: bool, dialect: Diale
 
 def _read_evse_data(conn: Tx, dialect: Dialect) -> dict[str, DataView]:
     """Per operator with EVSE data rows: counts, held statuses, dead letters by code, not pushable."""
-    found = conn.execute(dialect.table_exists, ("evse_data_outbox",)).fetchone()
-    if found is None:  # a store the daemon has not opened since its upgrade (``status`` reads files too)
+    if not _has_evse_data(conn, dialect):
         return {}
     counts: dict[str, dict[str, int]] = {}
     for operator_id, state, count in conn.execute(

@@ -588,15 +588,3 @@ class DataOutboxStore:
             return DataLaneStatus(int(pending), oldest, int(held), dead, summarise(reasons), *extra)
 
         return await self.db.read(run)
-
-    async def held_records(self, operator_id: OperatorID | None = None) -> dict[str, str]:
-        """EvseID -> the record JSON Hubject acknowledged, for every EvseID it holds (tests, the demo)."""
-
-        def run(tx: Tx) -> dict[str, str]:
-            sql = "SELECT evse_id, acked_record FROM evse_data_outbox WHERE held = 1"
-            args: tuple[str, ...] = ()
-            if operator_id is not None:
-                sql, args = sql + " AND operator_id = ?", (str(operator_id),)
-            return {r[0]: r[1] for r in tx.execute(sql, args)}
-
-        return await self.db.read(run)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ import aiohttp
 
 from bridge.app import Bridge
 from bridge.commands.status import render
+from bridge.evse_data.decide import DataDesired
+from bridge.mapping import Action
 from bridge.outbox import RecordState
 from bridge.store.port import Tx
 from oicp import ActionType, ClientSettings, RestClient
@@ -300,6 +303,10 @@ async def test_a_failing_data_push_backs_off_and_its_records_arrive_later(tmp_pa
         assert lane.last_error is not None
         assert "503" in lane.last_error
         assert lane.request_floor > 0  # backing off, never before Hubject's Retry-After
+        # while it keeps failing, the lane's requests are counted over a window: a backoff, not a hot loop
+        before = _data_pushes(simulator)
+        await asyncio.sleep(2.0)
+        assert _data_pushes(simulator) - before <= 20
         simulator.faults.error_5xx_rate = 0.0
         await until(lambda: len(simulator.statuses(OPERATOR)) == 2)
         assert lane.failures == 0
@@ -348,3 +355,65 @@ async def test_the_data_full_load_is_scheduled_every_data_interval(tmp_path: Pat
         await until(lambda: full_loads() >= 2)
     pushes = [(e.operation, e.action_type) for e in simulator.request_log if e.action_type == "fullLoad"]
     assert pushes[:2] == [("data-push", "fullLoad"), ("push", "fullLoad")]  # each followed by a status one
+
+
+async def test_records_are_mapped_again_before_a_data_full_load(tmp_path: Path) -> None:
+    """Europe/Berlin is UTC+01:00 in winter and UTC+02:00 in summer: the fullLoad carries today's offset."""
+    simulator = HubjectSimulator(require_evse_data=True)
+    shift = [0.0]
+    async with serve_simulator(simulator) as hubject:
+        config = data_config(tmp_path, hubject)
+        bridge = Bridge.build(config, initial_resync=False, wall_clock=lambda: time.time() + shift[0])
+        async with bridge.running(), aiohttp.ClientSession() as session:
+            assert bridge.receiver_url is not None
+            cpo = Cpo(session, bridge.receiver_url)
+            await put_two(cpo)
+            await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 2)
+            offsets = {r["Address"].get("TimeZone") for r in simulator.evse_data.records(OPERATOR).values()}
+            shift[0] = 182 * 86400.0  # half a year later: the other side of daylight saving time
+            async with session.post(f"{bridge.admin_url}/resync", params={"data": "1"}, headers=ADMIN) as r:
+                assert r.status == 200, await r.text()
+            later = {r["Address"].get("TimeZone") for r in simulator.evse_data.records(OPERATOR).values()}
+    assert offsets | later == {"UTC+01:00", "UTC+02:00"}
+    assert len(offsets) == len(later) == 1
+
+
+async def test_a_status_held_for_data_that_cannot_be_made_does_not_age_the_backlog(tmp_path: Path) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, session):
+        evses = [cpo.evse("e1", "DE*OBD*E1"), cpo.evse("e2", "DE*OBD*E2", standard="GBT_DC")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", evses))
+        body: dict[str, Any] = {}
+
+        async def e1_acknowledged() -> bool:  # Hubject holds it, and the bridge recorded the answer
+            nonlocal body
+            async with session.get(f"{bridge.admin_url}/status.json") as answer:
+                body = await answer.json()
+            return bool(body["operators"][OPERATOR]["delivered"] == 1)
+
+        await wait_for(e1_acknowledged)
+    operator = body["operators"][OPERATOR]
+    assert operator["pending"] == 1  # E2's status: held, shown under evse_data.held_statuses
+    assert operator["oldest_unacknowledged_age_s"] is None  # but no backlog for Hubject to work off
+    assert operator["evse_data"]["held_statuses"] == 1
+
+
+async def test_a_record_local_validation_refuses_is_dead_and_the_rest_of_the_batch_goes(
+    tmp_path: Path,
+) -> None:
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with bridge_with(tmp_path, simulator) as (bridge, cpo, _s):
+        data = bridge.dispatcher.data
+        assert data is not None
+        # a stored record Hubject would refuse (a hotline number that is not one): never sent
+        bad = json.loads(EvseDataRecord.model_validate(record("DE*OBD*E9")).canonical_json())
+        bad["HotlinePhoneNumber"] = "call us"
+        text = json.dumps(bad, sort_keys=True, separators=(",", ":"))
+        desired = DataDesired(Action.UPDATE, text, "bad-hash", "DE/OBD/L9/e9")
+        await bridge.db.write(lambda tx: data.store.observe(tx, OPERATOR, "DE*OBD*E9", desired, time.time()))
+        await put_two(cpo)
+        data.notify_data(OperatorID(OPERATOR), pending=1)
+        await until(lambda: len(simulator.evse_data.records(OPERATOR)) == 2)
+        status = await data.store.lane_status(OperatorID(OPERATOR))
+        assert status.dead == {"local": 1}
+    assert "DE*OBD*E9" not in json.dumps([e.body for e in simulator.request_log])

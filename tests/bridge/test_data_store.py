@@ -5,22 +5,41 @@ acknowledgement (with a new version) and by a data fullLoad, and a data delete w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bridge.evse_data import decide
 from bridge.evse_data.decide import DataDesired, DataRow
 from bridge.mapping import Action
 from bridge.outbox import Desired, RecordState
+from bridge.store import schema_pg
 from bridge.store.database import Database
 from bridge.store.evse_data import DataOutboxStore, DataSnapshot, to_row
 from bridge.store.outbox import OutboxStore
 from bridge.store.port import Tx
+from bridge.store.postgres import PostgresDatabase
+from bridge.store.schema import MIGRATIONS
 from oicp.ids import OperatorID
 from oicp.models import ActionType, EvseStatus
 
 OP = OperatorID("DE*ABC")
 NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The store on both engines: the data outbox's SQL is written for SQLite and PostgreSQL alike."""
+    if request.param == "sqlite":
+        db: Any = Database(tmp_path / "bridge.db", MIGRATIONS)
+    else:
+        db = PostgresDatabase(request.getfixturevalue("pg_url"), schema_pg.MIGRATIONS)
+    await db.open()
+    yield db
+    await db.close()
 
 
 def record(n: int, content: str = "a") -> DataDesired:
@@ -47,26 +66,26 @@ async def status(db: Database, outbox: OutboxStore, n: int) -> None:
     await db.write(lambda tx: outbox.observe(tx, str(OP), f"DE*ABC*E{n}", desired, NOW))
 
 
-async def test_the_set_based_full_load_settlement_equals_the_pure_rule(database: Database) -> None:
-    store = DataOutboxStore(database, clock=lambda: NOW)
+async def test_the_set_based_full_load_settlement_equals_the_pure_rule(engine: Database) -> None:
+    store = DataOutboxStore(engine, clock=lambda: NOW)
     for n in range(1, 7):
-        await observe(database, store, n, record(n))
+        await observe(engine, store, n, record(n))
     claimed = await store.claim(OP, 3)  # E1..E3 acknowledged: held
     await store.delivered(OP, claimed.records, NOW)
-    await observe(database, store, 2, WITHDRAWN)  # a pending delete of a held record
-    await observe(database, store, 3, record(3, "b"))  # a pending update of a held record
+    await observe(engine, store, 2, WITHDRAWN)  # a pending delete of a held record
+    await observe(engine, store, 3, record(3, "b"))  # a pending update of a held record
     out = await store.claim(OP, 1)  # E2's delete in flight (left to its answer)
     assert [r.evse_id for r in out.records] == ["DE*ABC*E2"]
     second = await store.claim(OP, 1)
     await store.refuse(OP, second.records, "018", "refused")  # E3: dead
-    before = await rows(database)
+    before = await rows(engine)
 
     def watermark(tx: Tx) -> int:
         return int(tx.execute("SELECT value FROM sequence WHERE name = 'evse_data_version'").fetchone()[0])
 
-    mark = await database.read(watermark)
-    await observe(database, store, 6, record(6, "later"))  # changed after the snapshot
-    after_change = await rows(database)
+    mark = await engine.read(watermark)
+    await observe(engine, store, 6, record(6, "later"))  # changed after the snapshot
+    after_change = await rows(engine)
     await store.fullload_finished(OP, DataSnapshot(mark, 5), NOW + 1)
     expected: dict[str, Any] = {}
     for evse_id, row in after_change.items():
@@ -76,40 +95,40 @@ async def test_the_set_based_full_load_settlement_equals_the_pure_rule(database:
             expected[evse_id] = row
         else:
             expected[evse_id] = decide.fullload_delivered(row, mark, NOW + 1, NOW)
-    assert await rows(database) == expected
+    assert await rows(engine) == expected
     assert before["DE*ABC*E2"].state is RecordState.IN_FLIGHT
 
 
-async def test_a_data_acknowledgement_releases_the_held_status_with_a_new_version(database: Database) -> None:
-    store = DataOutboxStore(database, clock=lambda: NOW)
-    outbox = OutboxStore(database)
-    await status(database, outbox, 1)
-    await observe(database, store, 1, record(1))
+async def test_a_data_acknowledgement_releases_the_held_status_with_a_new_version(engine: Database) -> None:
+    store = DataOutboxStore(engine, clock=lambda: NOW)
+    outbox = OutboxStore(engine)
+    await status(engine, outbox, 1)
+    await observe(engine, store, 1, record(1))
     held = await outbox.claim(OP, 10, data_first=True)
     assert held == []  # the status waits for its data
 
     def version(tx: Tx) -> int:
         return int(tx.execute("SELECT version FROM outbox").fetchone()[0])
 
-    before = await database.read(version)
+    before = await engine.read(version)
     claimed = await store.claim(OP, 10)
     assert claimed.records[0].action is ActionType.INSERT
     assert await store.delivered(OP, claimed.records, NOW) == 1
-    assert await database.read(version) > before
+    assert await engine.read(version) > before
     assert [str(r.evse_id) for r in await outbox.claim(OP, 10, data_first=True)] == ["DE*ABC*E1"]
 
 
-async def test_a_data_delete_waits_for_the_status_delete(database: Database) -> None:
-    store = DataOutboxStore(database, clock=lambda: NOW)
-    outbox = OutboxStore(database)
-    await status(database, outbox, 1)
-    await observe(database, store, 1, record(1))
+async def test_a_data_delete_waits_for_the_status_delete(engine: Database) -> None:
+    store = DataOutboxStore(engine, clock=lambda: NOW)
+    outbox = OutboxStore(engine)
+    await status(engine, outbox, 1)
+    await observe(engine, store, 1, record(1))
     await store.delivered(OP, (await store.claim(OP, 10)).records, NOW)
     await outbox.delivered(OP, await outbox.claim(OP, 10, data_first=True), NOW)
     # withdrawn: the status delete first
     gone = Desired(Action.DELETE, None, "REMOVED", 2, "DE/ABC/L/1")
-    await database.write(lambda tx: outbox.observe(tx, str(OP), "DE*ABC*E1", gone, NOW))
-    await observe(database, store, 1, WITHDRAWN)
+    await engine.write(lambda tx: outbox.observe(tx, str(OP), "DE*ABC*E1", gone, NOW))
+    await observe(engine, store, 1, WITHDRAWN)
     waiting = await store.claim(OP, 10)
     assert waiting.records == []
     assert waiting.waiting == 1
