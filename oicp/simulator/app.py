@@ -47,6 +47,12 @@ PULL_PATH = API_PREFIX + "/evsepull/v21/providers/{provider_id}/status-records"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The largest request body the simulator reads. OICP documents no limit; an EVSE data fullLoad is one request
+# for the operator's whole set, ~0.8 kB a record, so 100 000 EVSEs are ~83 MB (the status fullLoad of the
+# same set ~6 MB). Bounded all the same: the simulator holds a body in memory to validate it.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+
+
 @dataclass
 class LoggedRequest:
     """One request as the simulator saw it, and how it answered."""
@@ -183,7 +189,7 @@ class HubjectSimulator:
     # --- the aiohttp application ------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post(PUSH_PATH, self._push)
         app.router.add_post(PULL_PATH, self._pull)
         evse_data.add_routes(app, self)
