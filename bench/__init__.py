@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-BENCHMARKS = ("intake", "wrk", "storm", "resync", "coldstart", "data_fullload", "data_churn")
+BENCHMARKS = ("intake", "wrk", "storm", "resync", "coldstart", "data_fullload", "data_churn", "pg_intake")
 
 
 def load(name: str) -> ModuleType:

@@ -151,6 +151,11 @@ async def bridge() -> None:
                 else {}
             )
             config = bridge_config(Path(tmp) / "bridge.db", hubject_url, **push)
+            store_url = os.environ.get("BENCH_STORE_URL")  # bench/pg_intake.py: the bridge on PostgreSQL
+            if store_url:
+                config = config.model_copy(
+                    update={"store": config.store.model_copy(update={"url": store_url})}
+                )
             built = Bridge.build(config, initial_resync=False)
             async with built.running():
                 _as_the_daemon_does()

@@ -120,7 +120,9 @@ def delays(probe_answers: list[list[Any]], pushes: list[Json]) -> tuple[list[flo
     return found, missing
 
 
-async def run(sizes: Sizes) -> Json:
+async def run(sizes: Sizes, store_url: str | None = None) -> Json:
+    """``store_url``: the bridge's ``[store] url`` (default: a SQLite file; bench/pg_intake.py runs the
+    storm on PostgreSQL too)."""
     cpo = fleet(max(1, sizes.storm_evses // 4))
     everything = [
         (location.id, evse.uid, evse.evse_id) for location in cpo.locations() for evse in location.evses
@@ -139,6 +141,10 @@ async def run(sizes: Sizes) -> Json:
             config = bridge_config(
                 Path(tmp) / "bridge.db", hubject_url, flush_interval=FLUSH_INTERVAL, max_batch=MAX_BATCH
             )
+            if store_url is not None:
+                config = config.model_copy(
+                    update={"store": config.store.model_copy(update={"url": store_url})}
+                )
             bridge = Bridge.build(config, initial_resync=False)
             async with bridge.running():
                 base = f"{bridge.receiver_url}/ocpi/2.2.1/locations/DE/OBD"

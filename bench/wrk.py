@@ -89,10 +89,13 @@ def own_cpu_s(pid: int) -> float:
 
 
 @asynccontextmanager
-async def server(kind: str, tree: Path, workdir: Path) -> AsyncIterator[tuple[str, int]]:
+async def server(
+    kind: str, tree: Path, workdir: Path, *, env: dict[str, str] | None = None, tag: str = ""
+) -> AsyncIterator[tuple[str, int]]:
     """``bench/serve.py kind`` with the code of ``tree``; yields (url, pid) until the block ends. Its log
-    goes to a file in ``workdir`` (as a daemon's would), shown if it fails to start."""
-    ready = workdir / f"{kind}-{abs(hash(tree))}.ready"
+    goes to a file in ``workdir`` (as a daemon's would), shown if it fails to start. ``env``: more of the
+    server's environment (``BENCH_STORE_URL``: the bridge's store); ``tag`` tells servers of a kind apart."""
+    ready = workdir / f"{kind}-{abs(hash(tree))}{tag}.ready"
     log_path = ready.with_suffix(".log")
     ready.unlink(missing_ok=True)  # an earlier server's
     with log_path.open("wb") as log:
@@ -105,7 +108,7 @@ async def server(kind: str, tree: Path, workdir: Path) -> AsyncIterator[tuple[st
             stdout=log,
             stderr=log,
             cwd=tree,
-            env={**os.environ, "PYTHONPATH": str(tree)},
+            env={**os.environ, **(env or {}), "PYTHONPATH": str(tree)},
         )
     assert process.stdin is not None
     try:
@@ -142,7 +145,15 @@ async def seed(url: str, token: str, cpo: CpoFleet) -> None:
                     raise RuntimeError(f"seeding PUT {location.id} failed: {response.status} {text[:200]}")
 
 
-async def wrk_round(target: Server, paths_file: Path, seconds: int, base_s: int, offset: int) -> Json:
+async def wrk_round(
+    target: Server,
+    paths_file: Path,
+    seconds: int,
+    base_s: int,
+    offset: int,
+    *,
+    connections: int = CONNECTIONS,
+) -> Json:
     """One wrk run against ``target``; its figures, wrk's own CPU and the server's, per request."""
     wrk = wrk_path()
     if wrk is None:
@@ -152,7 +163,7 @@ async def wrk_round(target: Server, paths_file: Path, seconds: int, base_s: int,
     process = await asyncio.create_subprocess_exec(
         wrk,
         "-t1",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{seconds}s",
         "--timeout",
         "10s",

@@ -38,7 +38,7 @@ from bridge.feeds import FeedHealth
 from bridge.metrics import Metrics, bridge_version
 from bridge.ocpi.errors import OcpiError
 from bridge.status import Snapshot, assess, lane_report, read_store, snapshot_json
-from bridge.store.database import Database
+from bridge.store.engine import Engine
 from oicp.errors import InvalidIDError
 from oicp.ids import OperatorID
 
@@ -56,7 +56,7 @@ NOTICES = {
 class AdminApp:
     def __init__(
         self,
-        db: Database,
+        db: Engine,
         dispatcher: Dispatcher,
         metrics: Metrics,
         *,
@@ -101,7 +101,10 @@ class AdminApp:
         }
         store, store_error = None, None
         try:
-            store = await self.db.read(lambda conn: read_store(conn, list(lanes), details=details))
+            dialect = self.db.dialect
+            store = await self.db.read(
+                lambda conn: read_store(conn, list(lanes), details=details, dialect=dialect)
+            )
         except StoreError as exc:  # closed or failing: the views say so instead of failing themselves
             store_error = str(exc)
         now = self.clock()
@@ -113,6 +116,11 @@ class AdminApp:
             self.feeds.know_party(party)
         feeds = self.feeds.report(now, stored_polls=stored_polls)
         problems, warnings = assess(store, store_error, lanes, feeds)
+        leadership = self.dispatcher.leadership
+        leaders = []
+        if details:
+            with contextlib.suppress(StoreError):  # the store's own problem is reported above
+                leaders = await leadership.report()
         return Snapshot(
             now,
             self.started_at,
@@ -125,6 +133,8 @@ class AdminApp:
             problems,
             warnings,
             self.feeds.rejected_unknown,
+            leadership.holder,
+            leaders,
         )
 
     async def _sampling(self, app: web.Application) -> AsyncIterator[None]:

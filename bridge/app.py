@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import resource
+import secrets
 import socket
 import ssl
 import time
@@ -23,7 +25,7 @@ import structlog
 from aiohttp import web
 
 from bridge.admin import AdminApp
-from bridge.config import BridgeConfig, Protocol, ReceiverConfig, parse_listen
+from bridge.config import BridgeConfig, Protocol, ReceiverConfig, StoreConfig, parse_listen
 from bridge.data_intake import DataIntake
 from bridge.data_lane import DataLanes
 from bridge.dispatcher import Dispatcher
@@ -31,6 +33,8 @@ from bridge.errors import ConfigError, ListenError
 from bridge.evse_data import RecordSettings
 from bridge.feeds import FeedHealth
 from bridge.intake import Decider, Intake
+from bridge.leadership import Leadership, SoleLeader, operator_lease, source_lease
+from bridge.leases import LeasePolicy
 from bridge.mapping import StatusMapper, parse_overrides
 from bridge.metrics import CountingClient, Metrics, client_cert_expiry
 from bridge.observation import OcpiEvseStatus
@@ -40,6 +44,7 @@ from bridge.ocpi.receiver import FetchMissing, build_receiver_app
 from bridge.ocpi.store import OcpiStore
 from bridge.ownership import PartyBinding
 from bridge.store.database import Database
+from bridge.store.engine import Engine
 from bridge.store.evse_data import DataOutboxStore
 from bridge.store.outbox import OutboxStore
 from bridge.store.schema import MIGRATIONS
@@ -57,7 +62,7 @@ LINGERING_TIME = 1.0
 
 def wire_evse_data(
     config: BridgeConfig,
-    db: Database,
+    db: Engine,
     intake: Intake,
     dispatcher: Dispatcher,
     mapper: StatusMapper,
@@ -66,7 +71,9 @@ def wire_evse_data(
     wall_clock: Callable[[], float],
 ) -> DataLanes:
     """The EVSE data outbox and lanes (issue 14) for the operators with ``push_evse_data = true``."""
-    store = DataOutboxStore(db, clock=wall_clock)
+    leadership = dispatcher.leadership  # the status lanes' (bridge.leadership): one gate for both lanes
+    fence = (lambda tx, op: leadership.fence(tx, operator_lease(op))) if leadership.shared else None
+    store = DataOutboxStore(db, clock=wall_clock, fence=fence)
     push_planned = isinstance(mapper.table[OcpiEvseStatus.PLANNED], EvseStatus)
     settings = {
         op.operator_id: RecordSettings.of(
@@ -108,13 +115,44 @@ def build_client(config: BridgeConfig, on_retry: RetryHook | None = None) -> Evs
     return RestClient(settings, on_retry=on_retry)
 
 
+def replica_name() -> str:
+    """This bridge among the replicas (the lease rows' holder): host, pid, and a random part, so two
+    bridges built in one process (tests, an embedding application) are two replicas, not one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_leadership(store: StoreConfig, db: Engine, names: list[str]) -> Leadership:
+    """Who runs which operator's lanes and polls which source: on SQLite this process alone; on PostgreSQL
+    the replica holding its lease (``[store] lease``, bridge.store.pg_leases)."""
+    if not store.is_postgres:
+        return SoleLeader(names)
+    from bridge.store.pg_leases import LeaseKeeper, LeaseLeadership  # the postgres extra
+    from bridge.store.postgres import PostgresDatabase
+
+    assert isinstance(db, PostgresDatabase)
+    return LeaseLeadership(LeaseKeeper(db, replica_name(), LeasePolicy(duration=store.lease)), names)
+
+
+def build_store(store: StoreConfig) -> Engine:
+    """The engine ``[store] url`` names: SQLite (embedded, one process) or PostgreSQL (replicas)."""
+    if not store.is_postgres:
+        return Database(store.sqlite_path, MIGRATIONS)
+    try:  # the postgres extra (psycopg) is needed only when it is configured
+        from bridge.store.postgres import PostgresDatabase
+        from bridge.store.schema_pg import MIGRATIONS as PG_MIGRATIONS
+    except ImportError as exc:
+        extra = "pip install 'oicp-bridge[postgres]'"
+        raise ConfigError([f"store.url: postgresql:// needs the postgres extra ({extra}): {exc}"]) from exc
+    return PostgresDatabase(store.url, PG_MIGRATIONS)
+
+
 @dataclass
 class Bridge:
     """Every part of a running bridge; built by ``Bridge.build`` (no global state)."""
 
     config: BridgeConfig
     metrics: Metrics
-    db: Database
+    db: Engine
     outbox: OutboxStore
     ocpi_store: OcpiStore
     intake: Intake
@@ -145,14 +183,22 @@ class Bridge:
             parties=[f"{t.country_code}/{t.party_id}" for t in config.ocpi.receiver.tokens],
             clock=wall_clock,
         )
-        db = Database(config.store.sqlite_path, MIGRATIONS)
+        db = build_store(config.store)
+        leadership = build_leadership(
+            config.store,
+            db,
+            [operator_lease(op.operator_id) for op in config.operators]
+            + [source_lease(source.versions_url) for source in config.ocpi.sources],
+        )
         mapper = StatusMapper(
             [op.operator_id for op in config.operators],
             parse_overrides(config.mapping),
             push_unpublished=config.push.include_unpublished,
         )
         binding = PartyBinding({op.operator_id: op.ocpi_parties for op in config.operators})
-        outbox = OutboxStore(db, clock=wall_clock)
+        # several replicas: every write of an operator's lane is fenced by its lease (bridge.leadership)
+        fence = (lambda tx, op: leadership.fence(tx, operator_lease(op))) if leadership.shared else None
+        outbox = OutboxStore(db, clock=wall_clock, fence=fence)
         ocpi_store = OcpiStore(db, clock=lambda: datetime.fromtimestamp(wall_clock(), UTC))
         intake = Intake(db, ocpi_store, outbox, Decider(mapper, binding), metrics=metrics, clock=wall_clock)
         retry_log = structlog.get_logger("bridge.hubject")
@@ -177,11 +223,15 @@ class Bridge:
             unsure_for=2.0 * (config.hubject.timeout + config.hubject.connect_timeout),
             attempt_timeout=config.hubject.timeout,
             sources_ready=lambda: all(poller.full_poll_done for poller in pollers),
+            leadership=leadership,
         )
         intake.lanes = dispatcher
         if any(op.push_evse_data for op in config.operators):
             wire_evse_data(config, db, intake, dispatcher, mapper, binding, metrics, wall_clock)
-        pollers += [SenderPoller(source, intake, db, feeds=feeds) for source in config.ocpi.sources]
+        pollers += [
+            SenderPoller(source, intake, db, feeds=feeds, leadership=leadership)
+            for source in config.ocpi.sources
+        ]
 
         async def refetch_all() -> int:
             """A full OCPI fetch from every configured sender (before a resync, on request)."""
@@ -273,6 +323,8 @@ class Bridge:
             stack.push_async_callback(admin_runner.cleanup)
             admin_host, admin_port = admin_socket.getsockname()[:2]
             self.admin_url = f"http://{admin_host}:{admin_port}"
+            stop_leading = asyncio.Event()  # after the dispatcher's drain: it pushes under its leases
+            leading = asyncio.create_task(self.dispatcher.leadership.run(stop_leading), name="leadership")
             tasks = [asyncio.create_task(self.dispatcher.run(stop_dispatch), name="dispatcher")]
             tasks += [asyncio.create_task(p.run(stop_intake), name=f"poller {p.key}") for p in self.pollers]
             self.log.info(
@@ -282,6 +334,8 @@ class Bridge:
                 hubject=self.config.hubject.url,
                 protocol=self.config.hubject.protocol.value,
                 operators=[str(o.operator_id) for o in self.config.operators],
+                store=self.config.store.display_url,
+                replica=self.dispatcher.leadership.holder,
                 sources=len(self.pollers),
                 max_connections=receiver_cap,
             )
@@ -304,6 +358,9 @@ class Bridge:
                 # 2. push what is pending (the dispatcher's own drain is bounded by shutdown_timeout)
                 stop_dispatch.set()
                 results = await asyncio.gather(*tasks, return_exceptions=True)
+                stop_leading.set()  # give the leases up: another replica takes over at once
+                tasks.append(leading)
+                results.append((await asyncio.gather(leading, return_exceptions=True))[0])
                 for task, result in zip(tasks, results, strict=True):
                     if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                         self.log.error(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -134,19 +135,59 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 class StoreConfig(Section):
+    """``url``: ``sqlite:///PATH`` (embedded, one process) or ``postgresql://user@host:port/db`` (any number
+    of replicas share it); ``lease``: how long a silent replica keeps an operator's or source's leadership
+    (contract "Several replicas"; docs/deploy.md says what it trades)."""
+
     url: str = "sqlite:///oicp-bridge.db"
+    lease: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 10.0
 
     @field_validator("url")
     @classmethod
-    def _sqlite_only(cls, url: str) -> str:
-        if not url.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///PATH is supported in this release")
-        return url
+    def _known_engine(cls, url: str) -> str:
+        url = url.strip()
+        if url.startswith("sqlite:///"):
+            if not url.removeprefix("sqlite:///"):
+                raise ValueError("sqlite:/// needs a file path, e.g. sqlite:///var/lib/oicp-bridge/bridge.db")
+            return url
+        if url.startswith(POSTGRES_SCHEMES):
+            # never the URL itself in a message: it may hold a password
+            parts = urlsplit(url)
+            try:
+                parts.port  # noqa: B018 - reading it validates it
+            except ValueError:
+                raise ValueError("the port in the postgresql:// URL is not a number in 1-65535") from None
+            if not parts.path.strip("/"):
+                raise ValueError("the postgresql:// URL names no database (postgresql://user@host:5432/DB)")
+            return url
+        raise ValueError("use sqlite:///PATH or postgresql://user@host:port/database")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(POSTGRES_SCHEMES)
 
     @property
     def sqlite_path(self) -> Path:
         return Path(self.url.removeprefix("sqlite:///"))
+
+    @property
+    def display_url(self) -> str:
+        """The URL as it may be shown or logged: a password replaced by ``***``."""
+        return redact_url(self.url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user part (``user:password@``) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 class Protocol(StrEnum):

@@ -33,7 +33,7 @@ from bridge.ocpi.locations import MODELS, ObjectPath, Touched, WriteResult, vali
 from bridge.ocpi.store import OcpiStore, oicp_key
 from bridge.ocpi.versions import OcpiVersion
 from bridge.ownership import PartyBinding, owner
-from bridge.store.database import Database
+from bridge.store.engine import Engine
 from bridge.store.evse_data import DataOutboxStore
 from bridge.store.port import Tx
 from oicp.evse_data import EvseDataRecord
@@ -176,7 +176,7 @@ class DataIntake:
         chosen = owner(holders)
         if chosen is not None:
             path = ObjectPath(chosen.country_code, chosen.party_id, chosen.location_id)
-            version, document = OcpiStore.load_in(tx, path)
+            version, document = OcpiStore.load_in(tx, path, self.store.db.dialect)
             if version is not None and document is not None:
                 location = validate(MODELS[OcpiVersion(version)].location, document, "Location")
                 evse = next((e for e in location.evses or () if e.uid == chosen.evse_uid), None)
@@ -194,7 +194,7 @@ class DataIntake:
         text = RULES_VERSION + "|" + "|".join(f"{k}={v!r}" for k, v in sorted(self._settings.items()))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    async def reconcile(self, db: Database, *, force: bool = False, page: int = 200) -> int:
+    async def reconcile(self, db: Engine, *, force: bool = False, page: int = 200) -> int:
         """Map every stored EVSE again when the settings changed since the records were mapped (at start;
         also when data push was just switched on for an operator with EVSEs already stored), or always with
         ``force`` (before each data fullLoad: a time zone's UTC offset moves with daylight saving time,
@@ -225,7 +225,7 @@ class DataIntake:
                     )
                 ]
                 for path in paths:
-                    version, document = OcpiStore.load_in(tx, path)
+                    version, document = OcpiStore.load_in(tx, path, self.store.db.dialect)
                     if version is None or document is None:
                         continue
                     location = validate(MODELS[OcpiVersion(version)].location, document, "Location")

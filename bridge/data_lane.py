@@ -40,6 +40,8 @@ from bridge.dispatcher import ResyncResult
 from bridge.errors import StoreError
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
 from bridge.lanes import Flush, LaneView, Resync, ResyncReason, Sleep, Timing, next_step, request_floor
+from bridge.leadership import SOLE_TERM, operator_lease, while_leading
+from bridge.leases import LeaseLostError
 from bridge.metrics import Metrics
 from bridge.outbox import evse_key, fullload_refusal, named_keys
 from bridge.store.evse_data import DataOutboxStore, DataSnapshot
@@ -98,6 +100,8 @@ class DataLane:
     scheduled_resync_at: float | None = None
     refusal: str | None = None
     blocked_until: float | None = None  # deletes wait for their status delete: look again then
+    term: int | None = None  # the operator's leadership term this lane took over at (bridge.leadership)
+    next_look: float = 0.0  # several replicas: when to look in the store for other replicas' intake
 
     @property
     def operator_id(self) -> OperatorID:
@@ -198,26 +202,58 @@ class DataLanes:
 
     async def start(self) -> None:
         """Recover data pushes a stopped process left in flight; set each lane's clocks from the store. The
-        status lanes of these operators leave their first fullLoad to the data lane (data goes first)."""
+        status lanes of these operators leave their first fullLoad to the data lane (data goes first).
+        With several replicas a lane does that for its operator when it takes the lead (``_take_over``)."""
+        if self.dispatcher.leadership.shared:
+            return
         recovered = await self.store.recover(self.unsure_for)
         if recovered:
             self.log.info("recovered in-flight EVSE data records as pending", records=recovered)
+        for lane in self.lanes.values():
+            await self._init_lane(lane)
+            lane.term = SOLE_TERM
+
+    async def _take_over(self, lane: DataLane, term: int) -> None:
+        """The same as the status lane's (``Dispatcher._take_over``): the previous leader's in-flight data
+        records are pending again, the lane's clocks come from the store."""
+        self.dispatcher.leadership.accept(operator_lease(lane.operator_id), term)
+        await self.store.recover(self.unsure_for, lane.operator_id)
+        await self._init_lane(lane)
+        lane.term = term
+
+    async def _leads(self, lane: DataLane, stop: asyncio.Event) -> bool:
+        """Whether this replica runs the lane's next step: the status lane's question (bridge.leadership)
+        for the same operator; a lane that does not lead waited."""
+        leadership = self.dispatcher.leadership
+        term = leadership.term(operator_lease(lane.operator_id))
+        if term is None:
+            lane.term, lane.failures, lane.refusal = None, 0, None  # /ready: this replica's own pushes
+            await _wait(lane.wake, stop, leadership.recheck)
+            return False
+        if term != lane.term:
+            await self._take_over(lane, term)
+        elif leadership.shared and lane.pending == 0 and self.monotonic() >= lane.next_look:
+            lane.next_look = self.monotonic() + self.push.flush_interval  # other replicas' data intake
+            lane.pending = await self.store.pending_count(lane.operator_id)
+            lane.first_unpushed_at = self.monotonic() if lane.pending else lane.first_unpushed_at
+        return True
+
+    async def _init_lane(self, lane: DataLane) -> None:
         now, wall = self.monotonic(), self.wall_clock()
         interval = self.resync_config.data_interval
-        for lane in self.lanes.values():
-            lane.pending = await self.store.pending_count(lane.operator_id)
-            lane.first_unpushed_at = now if lane.pending else None
-            lane.quiet_from = now
-            last_at, _ = await self.store.last_fullload(lane.operator_id)
-            if interval > 0 and last_at is not None:
-                lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
-            lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
-            if await self.store.interrupted_fullload(lane.operator_id):
-                lane.settle_fullload_at = now + self.unsure_for
-            with contextlib.suppress(KeyError):
-                status_lane = self.dispatcher.lane(lane.operator_id)
-                if lane.first_fullload_due:
-                    status_lane.first_fullload_due = False  # the data fullLoad is followed by one
+        lane.pending = await self.store.pending_count(lane.operator_id)
+        lane.first_unpushed_at = now if lane.pending else None
+        lane.quiet_from = now
+        last_at, _ = await self.store.last_fullload(lane.operator_id)
+        if interval > 0 and last_at is not None:
+            lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
+        lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
+        if await self.store.interrupted_fullload(lane.operator_id):
+            lane.settle_fullload_at = now + self.unsure_for
+        with contextlib.suppress(KeyError):
+            status_lane = self.dispatcher.lane(lane.operator_id)
+            if lane.first_fullload_due:
+                status_lane.first_fullload_due = False  # the data fullLoad is followed by one
 
     # --- running ------------------------------------------------------------------------------------------
 
@@ -238,9 +274,11 @@ class DataLanes:
         log = self.log.bind(operator_id=str(lane.operator_id))
         while not stop.is_set():
             lane.wake.clear()
-            now = self.monotonic()
-            step = next_step(self.view(lane, now), now, self.timing)
             try:
+                if not await self._leads(lane, stop):
+                    continue
+                now = self.monotonic()
+                step = next_step(self.view(lane, now), now, self.timing)
                 if isinstance(step, Resync):
                     await self._resync_step(lane, step.reason)
                 elif isinstance(step, Flush):
@@ -253,11 +291,16 @@ class DataLanes:
                         lane.blocked_until = None
                         lane.pending = max(lane.pending, 1)  # look at the waiting deletes again
                         lane.first_unpushed_at = lane.first_unpushed_at or now
+                    if self.dispatcher.leadership.shared:  # wake to look for other replicas' intake
+                        seconds = min(seconds or self.push.flush_interval, self.push.flush_interval)
                     await _wait(lane.wake, stop, seconds)
+            except LeaseLostError as exc:  # another replica may lead now: this one changed nothing
+                log.warning("lost the lead of the operator's data lane mid-step", error=str(exc))
+                lane.term = None
             except StoreError as exc:
                 log.error("store error in the data lane; retrying", error=str(exc))
                 with contextlib.suppress(StoreError):
-                    await self.store.recover(self.unsure_for)
+                    await self.store.recover(self.unsure_for, lane.operator_id)
                 lane.request_floor = self.monotonic() + max(0.05, self.push.max_retry_interval)
                 await _wait(lane.wake, stop, max(0.05, self.push.max_retry_interval))
         for request in lane.resyncs:
@@ -266,6 +309,11 @@ class DataLanes:
                     DataResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="stopping")
                 )
         lane.resyncs.clear()
+        if (
+            lane.term is None
+            or self.dispatcher.leadership.term(operator_lease(lane.operator_id)) != lane.term
+        ):
+            return  # only the leading replica drains
         with contextlib.suppress(StoreError):
             while await self._flush_once(lane):
                 pass
@@ -313,12 +361,13 @@ class DataLanes:
                 return DataResult.SETTLED
         sent_at, started = self.wall_clock(), self.monotonic()
         try:
-            await self.client.push_evse_data(
-                operator_id,
-                action,
-                [models[r.evse_id] for r in records],
-                operator_name=lane.operator.operator_name,
-            )
+            async with while_leading(self.dispatcher.leadership, operator_lease(operator_id)):
+                await self.client.push_evse_data(
+                    operator_id,
+                    action,
+                    [models[r.evse_id] for r in records],
+                    operator_name=lane.operator.operator_name,
+                )
         except RejectedError as error:
             return await self._refused(lane, action, records, error)
         except RequestError as error:
@@ -467,12 +516,13 @@ class DataLanes:
         for _ in range(FULLLOAD_ROUNDS):
             opened: list[DataSnapshot] = []
             try:
-                await self.client.push_evse_data_stream(
-                    operator_id,
-                    ActionType.FULL_LOAD,
-                    self._pages(operator_id, opened),
-                    operator_name=lane.operator.operator_name,
-                )
+                async with while_leading(self.dispatcher.leadership, operator_lease(operator_id)):
+                    await self.client.push_evse_data_stream(
+                        operator_id,
+                        ActionType.FULL_LOAD,
+                        self._pages(operator_id, opened),
+                        operator_name=lane.operator.operator_name,
+                    )
             except RejectedError as error:
                 keys = named_keys(error.additional_info)
                 if not error.retryable and keys:

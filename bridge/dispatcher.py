@@ -44,6 +44,8 @@ from bridge.lanes import (
     next_step,
     request_floor,
 )
+from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, operator_lease, while_leading
+from bridge.leases import LeaseLostError
 from bridge.metrics import Metrics
 from bridge.outbox import (
     Record,
@@ -55,7 +57,7 @@ from bridge.outbox import (
     named_keys,
     split_by_action,
 )
-from bridge.store.outbox import FullLoadSnapshot, OutboxStore
+from bridge.store.outbox import FullLoadSnapshot, OutboxStore, Recovered
 from oicp import EvseStatusClient
 from oicp.codes import RECORD_LEVEL_CODES
 from oicp.errors import RejectedError, RequestError, TransportError
@@ -136,6 +138,12 @@ class Lane:
     scheduled_resync_at: float | None = None
     refusal: str | None = None  # why the last fullLoad was refused by its guard (shown on /ready)
     prefetched: list[Record] | None = None  # the next batch, claimed while the previous push was out
+    term: int | None = None  # the leadership term this lane took over at (None: it does not lead)
+    next_look: float = 0.0  # several replicas: when to look in the store for other replicas' intake
+
+    @property
+    def lease(self) -> str:
+        return operator_lease(self.operator.operator_id)
 
     @property
     def operator_id(self) -> OperatorID:
@@ -162,6 +170,7 @@ class Dispatcher:
         attempt_timeout: float = 30.0,
         sources_ready: Callable[[], bool] = lambda: True,
         rng: random.Random | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -178,6 +187,8 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.timing = Timing(push.flush_interval, push.max_batch)
         self.lanes = {op.operator_id.canonical_key: Lane(op) for op in operators}
+        # who runs each operator's lane (bridge.leadership); one process on SQLite runs all of them
+        self.leadership = leadership or SoleLeader([lane.lease for lane in self.lanes.values()])
         self.log = structlog.get_logger("bridge.dispatcher")
         self._started = False
         self.data: DataLanes | None = None  # EVSE data lanes (bridge.data_lane), beside these
@@ -259,30 +270,92 @@ class Dispatcher:
     # --- running ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover what a stopped process left in flight and set each lane's clocks from the store."""
+        """Recover what a stopped process left in flight and set each lane's clocks from the store. With
+        several replicas each lane does that for its operator when it takes the lead (``_take_over``)."""
         if self._started:
             return
         self._started = True
-        recovered = await self.store.recover(self.unsure_for)
-        if recovered.records:
-            self.log.info("recovered in-flight records as pending", records=recovered.records)
-        now, wall = self.monotonic(), self.wall_clock()
-        interval = self.resync_config.interval
-        for lane in self.lanes.values():
-            status = await self.store.lane_status(lane.operator_id)
-            lane.pending = status.pending
-            lane.first_unpushed_at = now if status.pending else None
-            lane.quiet_from = now
-            last_at, _ = await self.store.last_fullload(lane.operator_id)
-            if interval > 0 and last_at is not None:
-                lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
-            lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
-            if str(lane.operator_id) in recovered.interrupted_fullloads:
-                lane.settle_fullload_at = now + self.unsure_for
-            if recovered.unsure_until is not None:
-                lane.settle_at = now + max(0.0, recovered.unsure_until - wall)
+        if not self.leadership.shared:
+            recovered = await self.store.recover(self.unsure_for)
+            if recovered.records:
+                self.log.info("recovered in-flight records as pending", records=recovered.records)
+            for lane in self.lanes.values():
+                await self._init_lane(lane, recovered)
+                lane.term = SOLE_TERM
         if self.data is not None:
             await self.data.start()
+
+    async def _take_over(self, lane: Lane, term: int) -> None:
+        """This replica leads the operator from ``term`` on: what the previous leader had in flight is
+        pending again and unsure (as after a restart), and the lane's clocks come from the store."""
+        self.leadership.accept(lane.lease, term)
+        lane.term, lane.prefetched = None, None
+        recovered = await self.store.recover(self.unsure_for, lane.operator_id)
+        await self._init_lane(lane, recovered)
+        lane.term = term
+        self.log.info(
+            "leading the operator",
+            operator_id=str(lane.operator_id),
+            replica=self.leadership.holder,
+            term=term,
+            recovered=recovered.records,
+        )
+
+    async def _init_lane(self, lane: Lane, recovered: Recovered) -> None:
+        now, wall = self.monotonic(), self.wall_clock()
+        interval = self.resync_config.interval
+        status = await self.store.lane_status(lane.operator_id)
+        lane.pending = status.pending
+        lane.first_unpushed_at = now if status.pending else None
+        lane.quiet_from = now
+        last_at, _ = await self.store.last_fullload(lane.operator_id)
+        if interval > 0 and last_at is not None:
+            lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
+        lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
+        if str(lane.operator_id) in recovered.interrupted_fullloads:
+            lane.settle_fullload_at = now + self.unsure_for
+        if recovered.unsure_until is not None:
+            lane.settle_at = now + max(0.0, recovered.unsure_until - wall)
+
+    async def _leads(self, lane: Lane, stop: asyncio.Event) -> bool:
+        """Whether this replica runs the lane's next step (bridge.leadership); if not, the lane waited.
+
+        One process (SQLite): always, at no cost. Several replicas: only in the term the lane took over
+        at; a leading lane also looks in the store every flush interval for what other replicas' intake
+        committed (their commits notify only their own process)."""
+        term = self.leadership.term(lane.lease)
+        if term is not None and term == lane.term:
+            if self.leadership.shared and lane.pending == 0 and self.monotonic() >= lane.next_look:
+                await self._look_for_work(lane)
+            return True
+        if term is not None:
+            await self._take_over(lane, term)
+            return True
+        if lane.term is not None:
+            self.log.warning(
+                "no longer leading the operator",
+                operator_id=str(lane.operator_id),
+                replica=self.leadership.holder,
+            )
+        # /ready of this replica is about its own pushes: failures from when it led are not its now
+        lane.term, lane.prefetched, lane.failures, lane.refusal = None, None, 0, None
+        for request in lane.resyncs:
+            if not request.done.done():
+                message = f"replica {self.leadership.holder} does not lead {lane.operator_id}: ask the leader"
+                request.done.set_result(ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message=message))
+        lane.resyncs.clear()
+        await self._wait(lane, stop, self.leadership.recheck)
+        return False
+
+    async def _look_for_work(self, lane: Lane) -> None:
+        now, wall = self.monotonic(), self.wall_clock()
+        lane.next_look = now + self.push.flush_interval
+        status = await self.store.lane_status(lane.operator_id)
+        if status.pending and lane.pending == 0:
+            lane.pending = status.pending
+            since = status.oldest_pending_since if status.oldest_pending_since is not None else wall
+            lane.first_unpushed_at = now - max(0.0, wall - since)
+            lane.waiting_for_evses = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run every lane until ``stop`` is set, then flush what is pending; whatever is still running
@@ -343,10 +416,12 @@ class Dispatcher:
             # Cleared before deciding, not after: a notify or a resync request that arrives while a step
             # awaits must still end the wait below.
             lane.wake.clear()
-            now = self.monotonic()
-            # a batch claimed while the previous push was out is in flight already: it goes next
-            step = Flush() if lane.prefetched else next_step(self.view(lane, now), now, self.timing)
             try:
+                if not await self._leads(lane, stop):
+                    continue
+                now = self.monotonic()
+                # a batch claimed while the previous push was out is in flight already: it goes next
+                step = Flush() if lane.prefetched else next_step(self.view(lane, now), now, self.timing)
                 if isinstance(step, Resync):
                     await self._resync_step(lane, step.reason)
                 elif isinstance(step, Flush):
@@ -354,13 +429,21 @@ class Dispatcher:
                 elif isinstance(step, Settle):
                     await self._settle(lane)
                 else:
-                    await self._wait(lane, stop, step.seconds if isinstance(step, Sleep) else None)
+                    seconds = step.seconds if isinstance(step, Sleep) else None
+                    if self.leadership.shared:  # wake to renew the look for other replicas' work
+                        seconds = min(seconds or self.push.flush_interval, self.push.flush_interval)
+                    await self._wait(lane, stop, seconds)
+            except LeaseLostError as exc:
+                # Another replica may lead now: this one changed nothing (fenced) and stops; the next leader
+                # takes what this one had in flight as pending again (_take_over).
+                log.warning("lost the lead of the operator mid-step", error=str(exc))
+                lane.term, lane.prefetched, lane.busy = None, None, False
             except StoreError as exc:
                 # The store failed (disk full, locked...): never let that end the lane. Records this step
                 # had claimed are pending again at the next recovery; the lane tries again after a pause.
                 log.error("store error in the dispatcher; retrying", error=str(exc))
                 with contextlib.suppress(StoreError):
-                    await self.store.recover(self.unsure_for)
+                    await self.store.recover(self.unsure_for, lane.operator_id)
                 lane.request_floor = self.monotonic() + max(0.05, self.push.max_retry_interval)
                 await self._wait(lane, stop, max(0.05, self.push.max_retry_interval))
         for request in lane.resyncs:
@@ -383,7 +466,10 @@ class Dispatcher:
             await asyncio.gather(wake, stopping, return_exceptions=True)
 
     async def _drain(self, lane: Lane, log: structlog.stdlib.BoundLogger) -> None:
-        """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it."""
+        """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it. Only
+        the leading replica drains (another replica's lanes are the leader's to push)."""
+        if lane.term is None or self.leadership.term(lane.lease) != lane.term:
+            return
         with contextlib.suppress(StoreError):
             while await self._flush_once(lane):
                 pass
@@ -477,9 +563,11 @@ class Dispatcher:
         ]
         sent_at, started = self.wall_clock(), self.monotonic()
         try:
-            await self.client.push_evse_status(
-                operator_id, action, wire, operator_name=lane.operator.operator_name
-            )
+            # never open past this replica's lead: another replica may push once the lease ends
+            async with while_leading(self.leadership, lane.lease):
+                await self.client.push_evse_status(
+                    operator_id, action, wire, operator_name=lane.operator.operator_name
+                )
         except RejectedError as error:
             self._observe_latency(action, started)
             return await self._refused(lane, action, records, error)
@@ -642,12 +730,13 @@ class Dispatcher:
             for _ in range(FULLLOAD_ROUNDS):
                 opened: list[FullLoadSnapshot] = []
                 try:
-                    await self.client.push_evse_status_stream(
-                        operator_id,
-                        ActionType.FULL_LOAD,
-                        self._fullload_pages(operator_id, frozenset(excluded), opened, data_first),
-                        operator_name=lane.operator.operator_name,
-                    )
+                    async with while_leading(self.leadership, lane.lease):
+                        await self.client.push_evse_status_stream(
+                            operator_id,
+                            ActionType.FULL_LOAD,
+                            self._fullload_pages(operator_id, frozenset(excluded), opened, data_first),
+                            operator_name=lane.operator.operator_name,
+                        )
                 except RejectedError as error:
                     keys = named_keys(error.additional_info)
                     if not error.retryable and keys:

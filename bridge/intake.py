@@ -27,7 +27,7 @@ from bridge.ocpi.store import OcpiStore, oicp_key
 from bridge.ocpi.versions import OcpiVersion
 from bridge.outbox import Desired, to_micros
 from bridge.ownership import PartyBinding, owner, source_key
-from bridge.store.database import Database
+from bridge.store.engine import Engine
 from bridge.store.outbox import OutboxStore
 from bridge.store.port import Tx
 from oicp.ids import EvseID, OperatorID
@@ -93,7 +93,7 @@ class Intake:
 
     def __init__(
         self,
-        db: Database,
+        db: Engine,
         ocpi: OcpiStore,
         outbox: OutboxStore,
         decider: Decider,
@@ -118,6 +118,9 @@ class Intake:
 
     async def get_object(self, path: ObjectPath) -> Document | None:
         return await self.ocpi.get_object(path)
+
+    async def resolve_path(self, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+        return await self.ocpi.resolve_path(version, path)
 
     async def put(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
         """PUT replaces the Location, EVSE or Connector at ``path`` (mod_locations PUT)."""

@@ -1,6 +1,6 @@
 """What the console, ``/status.json``, ``/metrics`` and ``oicp-bridge status`` show.
 
-``read_store`` is a plain function over a SQLite connection, so the CLI can read a stopped bridge's file and
+``read_store`` is a plain function over the store's ``Tx``, so the CLI can read a stopped bridge's store and
 the admin app the running one's (on the store's reader thread, never on the event loop). The SQL on the
 outbox tables outside ``bridge/store`` is a known wart (architecture review K3), kept in this one module.
 
@@ -11,7 +11,6 @@ outbox tables outside ``bridge/store`` is a known wart (architecture review K3),
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.feeds import FeedKind, FeedReport, FeedState, is_stale, silence
+from bridge.leadership import Leader
+from bridge.store.dialect import SQLITE, Dialect
+from bridge.store.port import Tx
 
 if TYPE_CHECKING:
     from bridge.dispatcher import Lane
@@ -135,29 +137,31 @@ def lane_report(lane: Lane, monotonic_now: float) -> LaneReport:
     )
 
 
-def read_store(conn: sqlite3.Connection, operator_ids: list[str], *, details: bool = True) -> StoreView:
+def read_store(
+    conn: Tx, operator_ids: list[str], *, details: bool = True, dialect: Dialect = SQLITE
+) -> StoreView:
     """One consistent read (a single read transaction) of everything the views show. ``details``: also
     the dead letters and the counts by status (the page and JSON); a scrape and readiness skip them, which
     saves two scans of the outbox."""
-    conn.execute("BEGIN")
+    # a savepoint, not BEGIN: on SQLite's autocommit reader it opens the transaction, and inside the read
+    # transaction PostgreSQL's engine already runs every read in, it is valid too
+    conn.execute("SAVEPOINT read_store")
     try:
-        return _read_store(conn, operator_ids, details)
+        return _read_store(conn, operator_ids, details, dialect)
     finally:
-        conn.execute("COMMIT")
+        conn.execute("RELEASE read_store")
 
 
-def _has_evse_data(conn: sqlite3.Connection) -> bool:
-    found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'evse_data_outbox'"
-    ).fetchone()
+def _has_evse_data(conn: Tx, dialect: Dialect) -> bool:
+    found = conn.execute(dialect.table_exists, ("evse_data_outbox",)).fetchone()
     return found is not None  # a store the daemon has not opened since its upgrade has no such table
 
 
-def _waiting_since(conn: sqlite3.Connection) -> str:
+def _waiting_since(conn: Tx, dialect: Dialect) -> str:
     """Since when a status row waits for Hubject: a status held for its EVSE data (an operator pushing EVSE
     data, docs/evse-data.md) waits for the data lane, not for Hubject, and would age the backlog forever
     for an EVSE whose data cannot be made; the data lane's own figures show it."""
-    if not _has_evse_data(conn):
+    if not _has_evse_data(conn, dialect):
         return "pending_since"
     return (
         "CASE WHEN action = 'update' AND EXISTS (SELECT 1 FROM evse_data_outbox AS x "
@@ -167,12 +171,12 @@ def _waiting_since(conn: sqlite3.Connection) -> str:
     )
 
 
-def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool) -> StoreView:
+def _read_store(conn: Tx, operator_ids: list[str], details: bool, dialect: Dialect) -> StoreView:
     counts: dict[str, dict[str, int]] = {op: dict.fromkeys(RECORD_STATES, 0) for op in operator_ids}
     oldest_pending: dict[str, float] = {}
     oldest_unacked: dict[str, float] = {}
     for operator_id, state, count, oldest in conn.execute(
-        f"SELECT operator_id, state, COUNT(*), MIN({_waiting_since(conn)}) FROM outbox "
+        f"SELECT operator_id, state, COUNT(*), MIN({_waiting_since(conn, dialect)}) FROM outbox "
         "GROUP BY operator_id, state"
     ):
         counts.setdefault(operator_id, dict.fromkeys(RECORD_STATES, 0))[state] = count
@@ -180,9 +184,7 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
             if state == "pending":
                 oldest_pending[operator_id] = oldest
             oldest_unacked[operator_id] = min(oldest, oldest_unacked.get(operator_id, oldest))
-    kept: dict[str, sqlite3.Row] = {
-        row["operator_id"]: row for row in conn.execute("SELECT * FROM operator_state")
-    }
+    kept: dict[str, Any] = {row["operator_id"]: row for row in conn.execute("SELECT * FROM operator_state")}
     operators = {}
     for operator_id, by_state in counts.items():
         row = kept.get(operator_id)
@@ -246,13 +248,13 @@ def _read_store(conn: sqlite3.Connection, operator_ids: list[str], details: bool
     ]
     return StoreView(
         operators, polls, letters, dead_total, by_status, by_ocpi_status, not_pushed, registered,
-        _read_evse_data(conn),
+        _read_evse_data(conn, dialect),
     )  # fmt: skip
 
 
-def _read_evse_data(conn: sqlite3.Connection) -> dict[str, DataView]:
+def _read_evse_data(conn: Tx, dialect: Dialect) -> dict[str, DataView]:
     """Per operator with EVSE data rows: counts, held statuses, dead letters by code, not pushable."""
-    if not _has_evse_data(conn):
+    if not _has_evse_data(conn, dialect):
         return {}
     counts: dict[str, dict[str, int]] = {}
     for operator_id, state, count in conn.execute(
@@ -325,6 +327,8 @@ class Snapshot:
     problems: list[str] = field(default_factory=list)  # why not ready
     warnings: list[str] = field(default_factory=list)  # why degraded
     rejected_unknown: int = 0  # rejected OCPI tokens on URLs naming no known party
+    replica: str = ""  # this bridge among the replicas (host:pid:random), "" where no process is asked
+    leaders: list[Leader] = field(default_factory=list)  # who leads which operator and source
 
     @property
     def ready(self) -> bool:
@@ -482,23 +486,37 @@ def snapshot_json(snap: Snapshot, history: list[dict[str, Any]] | None = None) -
         "dead_letters": [dead_letter_json(d) for d in store.dead_letters] if store else [],
         "dead_letters_total": store.dead_total if store else 0,
         "not_pushed": store.not_pushed if store else {},
+        "replica": snap.replica,
+        "leaders": [leader_json(leader) for leader in snap.leaders],
     }
     if history is not None:
         body["history"] = history
     return body
 
 
+def leader_json(leader: Leader) -> dict[str, Any]:
+    kind, _, name = leader.name.partition(":")
+    return {
+        "kind": kind,  # operator or source
+        "name": name,
+        "leader": leader.holder or None,  # None: nobody leads it now (a takeover is due)
+        "term": leader.token,
+        "lease_left_s": None if leader.expires_in == float("inf") else leader.expires_in,
+        "this_replica": leader.mine,
+    }
+
+
 def read_status(
-    conn: sqlite3.Connection, operator_ids: list[str], now: float, *, stale_after: float = 0.0
+    conn: Tx, operator_ids: list[str], now: float, *, stale_after: float = 0.0, dialect: Dialect = SQLITE
 ) -> dict[str, Any]:
     """The ``status`` command's view of a store file (the daemon may be stopped: no lanes, no
     in-memory feed counts; polled sources from the store)."""
-    store = read_store(conn, operator_ids)
+    store = read_store(conn, operator_ids, dialect=dialect)
     feeds = [_stored_feed(source, row, now, stale_after) for source, row in sorted(store.polls.items())]
     problems, warnings = assess(store, None, {}, feeds)
     snap = Snapshot(now, now, "", store, None, {}, feeds, stale_after, problems, warnings)
     body = snapshot_json(snap)
-    for key in ("version", "started_at", "uptime_s", "ready", "problems", "state", "reason"):
+    for key in ("version", "started_at", "uptime_s", "ready", "problems", "state", "reason", "replica"):
         del body[key]  # facts of a running process, not of a file
     return body
 

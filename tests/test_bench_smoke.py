@@ -106,6 +106,26 @@ async def test_data_churn_coalesces_structural_changes_within_the_bound() -> Non
     assert result["target_met"]
 
 
+@pytest.mark.skipif(
+    load("wrk").wrk_path() is None and os.environ.get("CI") != "true",
+    reason="wrk is not installed (apt-get install -y wrk; CI installs it)",
+)
+async def test_pg_intake_compares_both_engines_and_three_replicas(pg_cluster: object) -> None:
+    """Needs PostgreSQL (``pg_cluster``: skipped without it, a failure in CI); the benchmark starts its own
+    throwaway server unless ``OICP_BRIDGE_TEST_PG_URL`` names one."""
+    result = await load("pg_intake").run(TINY)
+    assert set(result) >= REQUIRED | {"three_replicas", "three_vs_one", "storm"}
+    assert result["errors"] == 0
+    for side in ("bridge", "baseline", "three_replicas"):
+        assert result[side]["per_second"] > 0
+        assert result[side]["cpu_ms_per_request"]["bridge"] > 0
+    assert result["ratio"] > 0
+    assert result["three_vs_one"] > 0
+    storm = result["storm"]["postgresql"]
+    assert storm["probe_changes_never_seen_at_hubject"] == 0
+    assert 1 <= storm["hubject_requests"] < storm["changes"]["total"] / 10  # coalesced on PostgreSQL too
+
+
 def test_command_line_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["resync", "--tiny", "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / "resync.json").read_text())

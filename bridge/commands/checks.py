@@ -7,6 +7,7 @@ Each problem is one line that starts with the key it is about (``hubject.client_
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import ssl
@@ -60,6 +61,14 @@ def store_problems(path: Path) -> list[str]:
     return []
 
 
+def postgres_problems() -> list[str]:
+    """The PostgreSQL driver is installed (the URL itself is validated with the configuration; the server
+    is not asked: check-config runs where the database may not be reachable)."""
+    if importlib.util.find_spec("psycopg") is None:
+        return ["store.url: postgresql:// needs the postgres extra: pip install 'oicp-bridge[postgres]'"]
+    return []
+
+
 def receiver_tls_problems(config: BridgeConfig) -> list[str]:
     receiver = config.ocpi.receiver
     if receiver.tls_cert is None or receiver.tls_key is None:
@@ -98,7 +107,10 @@ def problems(config: BridgeConfig, now: float) -> list[str]:
         if expiry is not None and expiry < now:
             found.append(f"hubject.client_cert: {hubject.client_cert} expired")
     found.extend(receiver_tls_problems(config))
-    found.extend(store_problems(config.store.sqlite_path))
+    if config.store.is_postgres:
+        found.extend(postgres_problems())
+    else:
+        found.extend(store_problems(config.store.sqlite_path))
     return found
 
 

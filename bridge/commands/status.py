@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
 import time
 from typing import Any
@@ -20,7 +19,12 @@ import aiohttp
 
 from bridge.commands import CommandExit, add_config_argument, admin_url, load_config_or_exit
 from bridge.config import BridgeConfig
-from bridge.status import read_status
+from bridge.errors import StoreError
+from bridge.leadership import operator_lease, source_lease
+from bridge.status import leader_json, read_status
+from bridge.store.database import read_file
+from bridge.store.dialect import POSTGRESQL, SQLITE
+from bridge.store.port import Tx
 
 HELP = (
     "show pending records, last push and errors per operator, dead letters and counts per status; "
@@ -99,27 +103,45 @@ async def ask_daemon(url: str) -> dict[str, Any] | None:
 
 
 def read_store(config: BridgeConfig, url: str) -> dict[str, Any]:
-    store = config.store.sqlite_path
-    if not store.exists():
-        print(f"no store at {store}: the bridge has not run with this configuration yet", file=sys.stderr)
-        raise CommandExit(NOT_READY)
+    """The store's figures, read without the daemon (read-only: no lock, no migration)."""
+    operator_ids = [str(op.operator_id) for op in config.operators]
+
+    def read(tx: Tx) -> dict[str, Any]:
+        dialect = POSTGRESQL if config.store.is_postgres else SQLITE
+        return read_status(
+            tx, operator_ids, time.time(), stale_after=config.ocpi.stale_after, dialect=dialect
+        )
+
+    shown = config.store.display_url
     try:
-        conn = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        try:
-            status = read_status(
-                conn,
-                [str(op.operator_id) for op in config.operators],
-                time.time(),
-                stale_after=config.ocpi.stale_after,
-            )
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        print(f"cannot read the store at {store}: {exc}", file=sys.stderr)
+        if config.store.is_postgres:
+            from bridge.store.pg_leases import leaders  # the postgres extra, only when configured
+            from bridge.store.postgres import read_once
+
+            names = [operator_lease(op.operator_id) for op in config.operators]
+            names += [source_lease(source.versions_url) for source in config.ocpi.sources]
+
+            def read_with_leaders(tx: Tx) -> dict[str, Any]:
+                body = read(tx)
+                body["leaders"] = [leader_json(leader) for leader in leaders(tx, names)]
+                return body
+
+            status = read_once(config.store.url, read_with_leaders)
+        else:
+            store = config.store.sqlite_path
+            shown = str(store)
+            if not store.exists():
+                print(
+                    f"no store at {store}: the bridge has not run with this configuration yet",
+                    file=sys.stderr,
+                )
+                raise CommandExit(NOT_READY)
+            status = read_file(store, read)
+    except StoreError as exc:
+        print(f"cannot read the store at {shown}: {exc}", file=sys.stderr)
         raise CommandExit(NOT_READY) from None
     status["ready"] = False
-    status["problems"] = [f"the bridge is not running (no answer at {url}); figures read from {store}"]
+    status["problems"] = [f"the bridge is not running (no answer at {url}); figures read from {shown}"]
     return status
 
 

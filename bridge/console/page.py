@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bridge.console.charts import line_chart
 from bridge.console.history import History
 from bridge.feeds import FeedKind, FeedReport
+from bridge.leadership import SOLE_HOLDER
 from bridge.status import (
     DataView,
     DeadLetter,
@@ -124,6 +125,7 @@ def render_page(snap: Snapshot, history: History, context: PageContext) -> str:
             _operators(snap),
             _charts(snap, history),
             _feeds(snap),
+            _leaders(snap),
             _dead_letters(snap),
             _actions(snap, context),
             _counts(snap),
@@ -310,6 +312,30 @@ def _feeds(snap: Snapshot) -> str:
     )
 
 
+def _leaders(snap: Snapshot) -> str:
+    """Several replicas (PostgreSQL): which replica leads which operator and source; nothing on SQLite,
+    where this process leads everything."""
+    if not snap.leaders or snap.replica in ("", SOLE_HOLDER):
+        return ""
+    rows = [
+        [
+            esc(leader.name.partition(":")[0]),
+            esc(leader.name.partition(":")[2]),
+            esc(leader.holder) if leader.holder else "nobody (a takeover is due)",
+            "this replica" if leader.mine else "",
+            str(leader.token),
+            f"{leader.expires_in:.1f} s" if leader.holder else "—",
+        ]
+        for leader in snap.leaders
+    ]
+    return (
+        f'<h2>Replicas</h2><p class="muted">This page is replica {esc(snap.replica)}. One replica at a time '
+        "pushes for each operator and polls each source (its lease).</p>"
+        + _table("leaders", LEADER_COLUMNS, rows, reason_column=2)
+    )
+
+
+LEADER_COLUMNS = ("Kind", "Name", "Led by", "", "Term", "Lease left")
 FEED_COLUMNS = (
     "Feed",
     "Kind",

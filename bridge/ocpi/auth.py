@@ -18,7 +18,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,8 @@ from typing import Any
 from bridge.config import TokenConfig
 from bridge.ocpi.errors import AuthenticationError
 from bridge.ocpi.versions import OcpiVersion
-from bridge.store.database import Database
+from bridge.store.engine import Engine
+from bridge.store.port import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ def token_header(token: str, version: OcpiVersion) -> str:
 class TokenStore:
     """Pre-shared tokens from config plus the registrations kept in the store."""
 
-    def __init__(self, db: Database, preshared: Sequence[TokenConfig]) -> None:
+    def __init__(self, db: Engine, preshared: Sequence[TokenConfig]) -> None:
         self.db = db
         self._preshared = {
             hash_token(t.token.get_secret_value()): Party.of(t.country_code, t.party_id) for t in preshared
@@ -165,25 +165,38 @@ class TokenStore:
             json.dumps(registration.credentials),
             time.time(),
         )
-        await self.db.write(lambda conn: conn.execute(UPSERT_REGISTRATION, row))
+
+        def write(tx: Tx) -> None:
+            # what ``INSERT OR REPLACE`` did on SQLite, on both engines: a registration that holds this
+            # token under another party goes (the token is unique), then this party's row is written
+            tx.execute(DELETE_TOKEN_ELSEWHERE, (row[3], row[0], row[1]))
+            tx.execute(UPSERT_REGISTRATION, row)
+
+        await self.db.write(write)
 
     async def delete(self, party: Party) -> bool:
-        def delete(conn: sqlite3.Connection) -> bool:
+        def delete(conn: Tx) -> bool:
             sql = "DELETE FROM ocpi_registration WHERE country_code=? AND party_id=?"
             return conn.execute(sql, (party.country_code, party.party_id)).rowcount > 0
 
         return await self.db.write(delete)
 
 
+DELETE_TOKEN_ELSEWHERE = """
+DELETE FROM ocpi_registration WHERE inbound_sha256 = ? AND NOT (country_code = ? AND party_id = ?)
+"""
 UPSERT_REGISTRATION = """
-INSERT OR REPLACE INTO ocpi_registration
+INSERT INTO ocpi_registration
 (country_code, party_id, version, inbound_sha256, outbound_token, versions_url, endpoints, credentials,
  registered_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (country_code, party_id) DO UPDATE
+SET version = excluded.version, inbound_sha256 = excluded.inbound_sha256,
+    outbound_token = excluded.outbound_token, versions_url = excluded.versions_url,
+    endpoints = excluded.endpoints, credentials = excluded.credentials, registered_at = excluded.registered_at
 """
 
 
-def _row_to_registration(row: sqlite3.Row | None) -> Registration | None:
+def _row_to_registration(row: Any) -> Registration | None:
     if row is None:
         return None
     return Registration(
@@ -197,11 +210,11 @@ def _row_to_registration(row: sqlite3.Row | None) -> Registration | None:
     )
 
 
-def _by_hash(conn: sqlite3.Connection, digest: str) -> Registration | None:
+def _by_hash(conn: Tx, digest: str) -> Registration | None:
     row = conn.execute("SELECT * FROM ocpi_registration WHERE inbound_sha256=?", (digest,)).fetchone()
     return _row_to_registration(row)
 
 
-def _by_party(conn: sqlite3.Connection, party: Party) -> Registration | None:
+def _by_party(conn: Tx, party: Party) -> Registration | None:
     sql = "SELECT * FROM ocpi_registration WHERE country_code=? AND party_id=?"
     return _row_to_registration(conn.execute(sql, (party.country_code, party.party_id)).fetchone())

@@ -19,8 +19,8 @@ a poll that still fails is retried by ``run`` with backoff up to ``max_backoff``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,12 +32,14 @@ import structlog
 from bridge.config import SourceConfig
 from bridge.errors import StoreError
 from bridge.feeds import FeedHealth
+from bridge.leadership import Leadership, source_lease
 from bridge.ocpi.auth import token_header
 from bridge.ocpi.client import Answer, OcpiClient, RetryableResponseError, next_link
 from bridge.ocpi.errors import OcpiClientError, OcpiError, OcpiResponseError, OcpiTransportError
 from bridge.ocpi.versions import OcpiVersion
 from bridge.outbox import EPOCH, to_micros
-from bridge.store.database import Database
+from bridge.store.engine import Engine
+from bridge.store.port import Tx
 
 if TYPE_CHECKING:  # the session is only passed through to the one OCPI client
     import aiohttp
@@ -114,11 +116,11 @@ def _from_us(value: int) -> datetime:
 class PollCursors:
     """Per-source poll bookkeeping in ``ocpi_sender_poll``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Engine) -> None:
         self.db = db
 
     async def load(self, source: str) -> datetime | None:
-        def read(conn: sqlite3.Connection) -> datetime | None:
+        def read(conn: Tx) -> datetime | None:
             row = conn.execute(
                 "SELECT cursor_us FROM ocpi_sender_poll WHERE source = ?", (source,)
             ).fetchone()
@@ -126,15 +128,28 @@ class PollCursors:
 
         return await self.db.read(read)
 
+    async def full_done(self, source: str) -> bool:
+        """Whether a full poll of ``source`` ever completed (by any replica)."""
+
+        def read(conn: Tx) -> bool:
+            row = conn.execute(
+                "SELECT last_full_at FROM ocpi_sender_poll WHERE source = ?", (source,)
+            ).fetchone()
+            return row is not None and row[0] is not None
+
+        return await self.db.read(read)
+
     async def save_success(self, source: str, cursor: datetime, *, full: bool) -> None:
         now = time.time()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Tx) -> None:
             conn.execute(
                 "INSERT INTO ocpi_sender_poll (source, cursor_us, last_success_at, last_full_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET cursor_us = excluded.cursor_us,"
                 " last_success_at = excluded.last_success_at,"
-                " last_full_at = COALESCE(excluded.last_full_at, last_full_at), last_error = NULL",
+                # the table's name on the old value: a bare column is ambiguous on PostgreSQL
+                " last_full_at = COALESCE(excluded.last_full_at, ocpi_sender_poll.last_full_at),"
+                " last_error = NULL",
                 (source, to_micros(cursor), now, now if full else None),
             )
 
@@ -143,7 +158,7 @@ class PollCursors:
     async def save_error(self, source: str, error: str) -> None:
         now = time.time()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Tx) -> None:
             conn.execute(
                 "INSERT INTO ocpi_sender_poll (source, last_error, last_error_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error,"
@@ -177,7 +192,7 @@ class SenderPoller:
         self,
         source: SourceConfig,
         sink: SenderLocationsSink,
-        db: Database,
+        db: Engine,
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Clock = utc_now,
@@ -189,8 +204,11 @@ class SenderPoller:
         timeout: float = 30.0,
         rng: random.Random | None = None,
         feeds: FeedHealth | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.source = source
+        # several replicas: only the one leading this source polls it (``bridge.leadership``)
+        self.leadership = leadership
         self.feeds = feeds
         self.key = source.versions_url
         self.sink = sink
@@ -355,6 +373,8 @@ class SenderPoller:
         """Poll every ``poll_interval`` until ``stop`` is set; after a failure wait with exponential backoff
         (capped at ``max_backoff``); a poll the set moved under is repeated at once, at most twice running."""
         while not stop.is_set():
+            if not await self._leads(stop):
+                continue
             full, self._full_requested = self._full_requested, False
             self._wake.clear()
             try:
@@ -404,6 +424,17 @@ class SenderPoller:
                 again = 0 < self._moving_streak <= MAX_IMMEDIATE_REPOLLS
                 delay = 0.0 if again else self.source.poll_interval
             await self._wait(stop, delay)
+
+    async def _leads(self, stop: asyncio.Event) -> bool:
+        """Whether this replica polls the source now; if not, it waited. A replica that does not poll a
+        source learns from the store whether the leader completed a full poll (the first fullLoad of an
+        operator this replica leads waits for that)."""
+        if self.leadership is None or self.leadership.term(source_lease(self.key)) is not None:
+            return True
+        with contextlib.suppress(StoreError):
+            self.full_poll_done = self.full_poll_done or await self.cursors.full_done(self.key)
+        await self._wait(stop, self.leadership.recheck)
+        return False
 
     async def _record_error(self, error: str) -> None:
         try:

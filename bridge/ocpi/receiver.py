@@ -48,7 +48,6 @@ from bridge.ocpi.errors import (
 )
 from bridge.ocpi.locations import OWN_ID, ObjectKind, ObjectPath, Outcome, WriteResult
 from bridge.ocpi.service import LocationsService
-from bridge.ocpi.store import resolve_path
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import SUPPORTED_VERSIONS, OcpiVersion
@@ -181,7 +180,7 @@ def build_receiver_app(
     async def resolved(version: OcpiVersion, path: ObjectPath) -> ObjectPath:
         if version is not OcpiVersion.V2_2_1:
             return path
-        return await store.db.read(lambda tx: resolve_path(tx, version, path))
+        return await store.resolve_path(version, path)
 
     async def locations(request: web.Request) -> web.Response:
         who = await caller(request)

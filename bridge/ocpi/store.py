@@ -18,6 +18,7 @@ caller's transaction (``bridge.intake`` owns it and decides the outbox from the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -58,7 +59,8 @@ from bridge.ocpi.locations import (
 )
 from bridge.ocpi.versions import OcpiVersion
 from bridge.outbox import EPOCH, to_micros
-from bridge.store.database import Database
+from bridge.store.dialect import Dialect
+from bridge.store.engine import Engine
 from bridge.store.port import Tx
 
 # also importable from here, where they were before bridge.ocpi.locations held them
@@ -94,14 +96,15 @@ def _state(found: Any) -> EvseObservation:
 
 UPSERT_LOCATION = """
 INSERT INTO ocpi_location (country_code, party_id, location_id, version, document, last_updated_us)
-VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE
+VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (country_code, party_id, location_id) DO UPDATE
 SET version = excluded.version, document = excluded.document, last_updated_us = excluded.last_updated_us,
     last_updated_text = NULL
 """
 # A Location with the status fast path's columns laid over its document, in one statement (one snapshot).
+# The JSON functions are the engine's (``Dialect``): ``_Statements`` fills them in.
 LOAD_LOCATION = """
 SELECT l.version AS version, l.document AS document, l.last_updated_text AS last_updated_text,
-       (SELECT json_group_array(json_array(e.evse_uid, e.status, e.last_updated_text)) FROM ocpi_evse AS e
+       (SELECT {overlays} FROM ocpi_evse AS e
         WHERE e.country_code = l.country_code AND e.party_id = l.party_id AND e.location_id = l.location_id
           AND e.last_updated_text IS NOT NULL) AS evse_overlays
 FROM ocpi_location AS l WHERE l.country_code = ? AND l.party_id = ? AND l.location_id = ?
@@ -113,9 +116,8 @@ FIND_EVSE = """
 SELECT l.version AS version, e.evse_id AS evse_id, e.status AS status, e.publish AS publish,
        e.last_updated_us AS evse_us, l.last_updated_us AS location_us,
        coalesce(e.last_updated_text,
-                (SELECT json_extract(x.value, '$.last_updated') FROM json_each(l.document, '$.evses') AS x
-                 WHERE json_extract(x.value, '$.uid') = e.evse_uid)) AS evse_last_updated,
-       coalesce(l.last_updated_text, json_extract(l.document, '$.last_updated')) AS location_last_updated,
+                (SELECT {evse_updated} FROM {evses} WHERE {evse_uid} = e.evse_uid)) AS evse_last_updated,
+       coalesce(l.last_updated_text, {location_updated}) AS location_last_updated,
        (SELECT COUNT(*) FROM ocpi_evse AS o WHERE o.oicp_evse_id = e.oicp_evse_id) AS holders,
        EXISTS (SELECT 1 FROM not_pushed AS n WHERE n.source =
                e.country_code || '/' || e.party_id || '/' || e.location_id || '/' || e.evse_uid) AS listed
@@ -128,14 +130,37 @@ _STATUSES = frozenset(status.value for status in OcpiEvseStatus)
 UPSERT_EVSE = """
 INSERT INTO ocpi_evse
     (country_code, party_id, location_id, evse_uid, evse_id, status, publish, last_updated_us, oicp_evse_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (country_code, party_id, location_id, evse_uid) DO UPDATE
 SET evse_id = excluded.evse_id, status = excluded.status, publish = excluded.publish,
     last_updated_us = excluded.last_updated_us, oicp_evse_id = excluded.oicp_evse_id
 """
 
 
-def _load(conn: Tx, path: ObjectPath) -> tuple[str | None, Document | None]:
-    row = conn.execute(LOAD_LOCATION, (path.country_code, path.party_id, path.location_id)).fetchone()
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Statements:
+    """The statements that use JSON functions, in one engine's dialect."""
+
+    load_location: str
+    find_evse: str
+
+    @classmethod
+    @functools.cache
+    def of(cls, dialect: Dialect) -> _Statements:
+        return cls(
+            LOAD_LOCATION.format(
+                overlays=dialect.json_array_agg("e.evse_uid", "e.status", "e.last_updated_text")
+            ),
+            FIND_EVSE.format(
+                evse_updated=dialect.json_text("x.value", "last_updated"),
+                evses=dialect.json_elements("l.document", "evses", "x"),
+                evse_uid=dialect.json_text("x.value", "uid"),
+                location_updated=dialect.json_text("l.document", "last_updated"),
+            ),
+        )
+
+
+def _load(conn: Tx, sql: _Statements, path: ObjectPath) -> tuple[str | None, Document | None]:
+    row = conn.execute(sql.load_location, (path.country_code, path.party_id, path.location_id)).fetchone()
     if row is None:
         return None, None
     document: Document = json.loads(row["document"])
@@ -150,7 +175,7 @@ def _load(conn: Tx, path: ObjectPath) -> tuple[str | None, Document | None]:
     return row["version"], document
 
 
-def resolve_path(tx: Tx, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+def resolve_path(tx: Tx, sql: _Statements, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
     """``path`` in the spelling of the stored object it names case-insensitively: OCPI 2.2.1 ids are
     CiString (changelog of 2.2.1). Unchanged where nothing matches, and for 2.1.1 (plain strings). The
     receiver asks before a PUT and after a miss (``bridge.ocpi.receiver``)."""
@@ -158,7 +183,8 @@ def resolve_path(tx: Tx, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
         return path
     row = tx.execute(
         "SELECT location_id FROM ocpi_location WHERE country_code = ? AND party_id = ?"
-        " AND location_id = ? COLLATE NOCASE ORDER BY location_id = ? DESC LIMIT 1",
+        # lower() on both engines (ASCII on SQLite, as COLLATE NOCASE was; OCPI ids are ASCII)
+        " AND lower(location_id) = lower(?) ORDER BY location_id = ? DESC LIMIT 1",
         (path.country_code, path.party_id, path.location_id, path.location_id),
     ).fetchone()
     if row is None:
@@ -166,7 +192,7 @@ def resolve_path(tx: Tx, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
     found = dataclasses.replace(path, location_id=row[0])
     if path.evse_uid is None:
         return found
-    _, document = _load(tx, found)
+    _, document = _load(tx, sql, found)
     evse = _find_ci((document or {}).get("evses"), "uid", path.evse_uid)
     if evse is None:
         return found
@@ -190,21 +216,26 @@ def _find_ci(items: Any, key: str, value: str) -> Document | None:
 class OcpiStore:
     """Latest OCPI Locations per party: validation, reads, and writes inside a caller's transaction."""
 
-    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
+    def __init__(self, db: Engine, *, clock: Clock = utc_now) -> None:
         self.db = db
         self.clock = clock
+        self.sql = _Statements.of(db.dialect)
+
+    async def resolve_path(self, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+        """``resolve_path`` in a read of its own."""
+        return await self.db.read(lambda tx: resolve_path(tx, self.sql, version, path))
 
     # reads ---------------------------------------------------------------------------------------
 
     async def get_location(self, country_code: str, party_id: str, location_id: str) -> Document | None:
         path = ObjectPath(country_code, party_id, location_id)
-        return await self.db.read(lambda tx: _load(tx, path)[1])
+        return await self.db.read(lambda tx: _load(tx, self.sql, path)[1])
 
     async def get_object(self, path: ObjectPath) -> Document | None:
         """The stored Location, EVSE or Connector as a JSON object, or None if unknown."""
 
         def read(tx: Tx) -> Document | None:
-            _, document = _load(tx, path)
+            _, document = _load(tx, self.sql, path)
             return navigate(document, path) if document is not None else None
 
         return await self.db.read(read)
@@ -230,10 +261,10 @@ class OcpiStore:
         return await self.db.read(read)
 
     @staticmethod
-    def load_in(tx: Tx, path: ObjectPath) -> tuple[str | None, Document | None]:
+    def load_in(tx: Tx, path: ObjectPath, dialect: Dialect) -> tuple[str | None, Document | None]:
         """The stored Location (its OCPI version and document, the fast path's columns laid over it), inside
-        the caller's transaction (the EVSE data decision maps it)."""
-        return _load(tx, path)
+        the caller's transaction (the EVSE data decision maps it); ``dialect``: the engine's."""
+        return _load(tx, _Statements.of(dialect), path)
 
     @staticmethod
     def evses_holding(tx: Tx, evse_id: str) -> list[EvseObservation]:
@@ -328,7 +359,7 @@ class OcpiStore:
     def put_in(
         self, tx: Tx, version: OcpiVersion, path: ObjectPath, body: Document, updated: datetime
     ) -> WriteResult:
-        _, stored = _load(tx, path)
+        _, stored = _load(tx, self.sql, path)
         if path.kind is ObjectKind.LOCATION:
             if stored is not None and newer(stored, updated):
                 return WriteResult(Outcome.STALE)
@@ -362,7 +393,7 @@ class OcpiStore:
         fast = self._patch_evse_status(tx, version, path, body, updated)
         if fast is not None:
             return fast
-        _, stored = _load(tx, path)
+        _, stored = _load(tx, self.sql, path)
         document = require(stored, path)
         target = navigate(document, path)
         if target is None:
@@ -427,7 +458,7 @@ class OcpiStore:
         if not isinstance(status, str) or status not in _STATUSES:
             return None  # the general path answers it with the model's message
         key = (path.country_code, path.party_id, path.location_id)
-        found = tx.execute(FIND_EVSE, (*key, path.evse_uid)).fetchone()
+        found = tx.execute(self.sql.find_evse, (*key, path.evse_uid)).fetchone()
         if found is None or found["version"] != version.value or found["evse_last_updated"] is None:
             return None
         # the rows' microseconds are the stored strings parsed (both paths write them so)

@@ -46,6 +46,7 @@ from typing import Any, TypeVar
 
 from bridge.errors import StoreClosedError, StoreError, StoreLockedError
 from bridge.store.answers import answer
+from bridge.store.dialect import SQLITE
 from bridge.store.port import Tx
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class Database:
 
     Open, write and close on one event loop; a write from another loop is handed over to it.
     """
+
+    dialect = SQLITE
 
     def __init__(self, path: Path, migrations: Sequence[str], *, max_group: int = 512) -> None:
         self.path = path
@@ -379,3 +382,17 @@ def _run_job(conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:
 
 def _settle(group: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
     answer([job.future for job in group], outcomes)
+
+
+def read_file(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` in one read transaction on the store file opened read-only, beside a running daemon or
+    without one (``oicp-bridge status``): no lock taken, no migration run. StoreError if it cannot be read."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            conn.row_factory = sqlite3.Row
+            return fn(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc

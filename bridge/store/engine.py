@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
+from bridge.store.dialect import Dialect
 from bridge.store.port import Tx
 
 T = TypeVar("T")
@@ -26,6 +27,7 @@ class Engine(Protocol):
     """One database: ``await open()``, then writes (group-committed, acknowledged after their commit) and
     reads; ``await close()`` finishes the queued writes."""
 
+    dialect: Dialect
     commits: int
     writes: int
 

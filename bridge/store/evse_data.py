@@ -17,15 +17,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.evse_data import decide as rules
 from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
 from bridge.outbox import RecordState, evse_key
-from bridge.store.database import Database
-from bridge.store.port import Tx
+from bridge.store.engine import Engine
+from bridge.store.port import Fence, Tx
 from oicp.ids import OperatorID
 from oicp.models import ActionType
 
@@ -41,6 +41,7 @@ _UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
 )
 _S = RecordState
+T = TypeVar("T")
 _ACTIONS = {a.value: a for a in Action}
 _WIRE = {a.value: a for a in ActionType}
 
@@ -106,9 +107,25 @@ class Claimed:
 class DataOutboxStore:
     """The EVSE data tables: the intake's row step (inside its transaction) and the data lane's steps."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Engine, *, clock: Callable[[], float] = time.time, fence: Fence | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        # several replicas: each write of an operator's data lane is fenced by its lease (bridge.leadership)
+        self.fence = fence
+
+    async def _lane_write(self, operator_id: OperatorID | str, fn: Callable[[Tx], T]) -> T:
+        fence = self.fence
+        if fence is None:
+            return await self.db.write(fn)
+        op = str(operator_id)
+
+        def fenced(tx: Tx) -> T:
+            fence(tx, op)
+            return fn(tx)
+
+        return await self.db.write(fenced)
 
     # --- intake: inside the caller's transaction -------------------------------------------------------
 
@@ -215,7 +232,7 @@ class DataOutboxStore:
             tx.executemany(_UPSERT, writes)
             return Claimed(records, int(waiting))
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def delivered(
         self,
@@ -242,7 +259,7 @@ class DataOutboxStore:
             newly_held = [e for e, before, after in changed if after.held and not before.held]
             return self._release_statuses(tx, op, newly_held, now)
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     def _release_statuses(self, tx: Tx, operator_id: str, evse_ids: Sequence[str], now: float) -> int:
         """Status rows of EvseIDs whose data Hubject holds now: a new version (a status fullLoad snapshot
@@ -274,7 +291,7 @@ class DataOutboxStore:
                 return row
             return rules.released(row, error, now, now + unsure_for)
 
-        await self.db.write(lambda tx: self._apply(tx, str(operator_id), wanted, step))
+        await self._lane_write(operator_id, lambda tx: self._apply(tx, str(operator_id), wanted, step))
 
     async def refuse(
         self, operator_id: OperatorID, records: Sequence[DataRecord], code: str, reason: str
@@ -292,7 +309,7 @@ class DataOutboxStore:
             changed = self._apply(tx, str(operator_id), wanted, step)
             return sum(1 for _, _, after in changed if after.state is _S.DEAD)
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def unknown_to_hubject(self, operator_id: OperatorID, keys: set[str]) -> set[str]:
         """A status push was answered 603 for these EvseIDs (``evse_key``s): their data is pending again
@@ -310,18 +327,20 @@ class DataOutboxStore:
             self._apply(tx, op, wanted, lambda row, _: rules.unknown_to_hubject(row, now))
             return found
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
-    async def recover(self, unsure_for: float) -> int:
-        """At start: data pushes in flight when the process stopped are pending again and unsure."""
+    async def recover(self, unsure_for: float, operator_id: OperatorID | None = None) -> int:
+        """At start: data pushes in flight when the process stopped are pending again and unsure.
+        ``operator_id``: only that operator's (a replica taking over its lane, fenced)."""
+        only, args = ("", ()) if operator_id is None else (" AND operator_id = ?", (str(operator_id),))
 
         def run(tx: Tx) -> int:
             now = self.clock()
             rows = [
                 (f["operator_id"], f["evse_id"], to_row(f))
                 for f in tx.execute(
-                    f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE state = ?",
-                    (_S.IN_FLIGHT.value,),
+                    f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE state = ?{only}",
+                    (_S.IN_FLIGHT.value, *args),
                 )
             ]
             tx.executemany(
@@ -330,7 +349,9 @@ class DataOutboxStore:
             )
             return len(rows)
 
-        return await self.db.write(run)
+        if operator_id is None:
+            return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def pending_count(self, operator_id: OperatorID) -> int:
         def run(tx: Tx) -> int:
@@ -415,7 +436,7 @@ class DataOutboxStore:
                 (str(operator_id), self.clock()),
             )
 
-        await self.db.write(run)
+        await self._lane_write(operator_id, run)
 
     async def fullload_finished(
         self,
@@ -491,7 +512,7 @@ class DataOutboxStore:
             )
             return released
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def last_fullload(self, operator_id: OperatorID) -> tuple[float | None, int | None]:
         def run(tx: Tx) -> tuple[float | None, int | None]:
@@ -526,7 +547,7 @@ class DataOutboxStore:
                 )
             return found
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     # --- reading: the status page, metrics, tests -----------------------------------------------------------
 

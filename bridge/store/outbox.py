@@ -15,14 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge import outbox as rules
 from bridge.mapping import Action
 from bridge.outbox import Desired, Record, RecordState, Row
-from bridge.store.database import Database
+from bridge.store.engine import Engine
 from bridge.store.evse_data import HELD
-from bridge.store.port import Tx
+from bridge.store.port import Fence, Tx
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 
@@ -77,6 +77,7 @@ def to_params(operator_id: str, evse_id: str, row: Row) -> tuple[Any, ...]:
 
 
 RowStep = Callable[[Row, Record], Row]
+T = TypeVar("T")
 
 
 def _guarded(event: rules.Event, step: RowStep) -> RowStep:
@@ -126,9 +127,26 @@ class Recovered:
 class OutboxStore:
     """The outbox tables: the intake's row step (inside its transaction) and the dispatcher's steps."""
 
-    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Engine, *, clock: Callable[[], float] = time.time, fence: Fence | None = None
+    ) -> None:
         self.db = db
         self.clock = clock
+        # Several replicas (``bridge.leadership``): checked in the transaction of each write of an operator's
+        # lane, so a replica that lost the operator's lease changes nothing. None: one process (SQLite).
+        self.fence = fence
+
+    async def _lane_write(self, operator_id: OperatorID | str, fn: Callable[[Tx], T]) -> T:
+        fence = self.fence
+        if fence is None:
+            return await self.db.write(fn)
+        op = str(operator_id)
+
+        def fenced(tx: Tx) -> T:
+            fence(tx, op)
+            return fn(tx)
+
+        return await self.db.write(fenced)
 
     # --- intake: inside the caller's transaction -------------------------------------------------------
 
@@ -173,7 +191,7 @@ class OutboxStore:
         def run(tx: Tx) -> None:
             self._apply(tx, str(operator_id), wanted, step)
 
-        await self.db.write(run)
+        await self._lane_write(operator_id, run)
 
     @staticmethod
     def _apply(tx: Tx, operator_id: str, wanted: dict[str, Record], step: RowStep) -> None:
@@ -192,9 +210,11 @@ class OutboxStore:
         if changed:
             tx.executemany(_UPSERT, changed)
 
-    async def recover(self, unsure_for: float) -> Recovered:
+    async def recover(self, unsure_for: float, operator_id: OperatorID | None = None) -> Recovered:
         """At start: whatever was in flight when the process stopped is pending again and ``unsure``: whether
-        (and when) Hubject applies that push is unknown (``bridge.outbox.recovered``)."""
+        (and when) Hubject applies that push is unknown (``bridge.outbox.recovered``). ``operator_id``: only
+        that operator's (a replica taking over its lane, fenced), else every operator's."""
+        only, args = ("", ()) if operator_id is None else (" AND operator_id = ?", (str(operator_id),))
 
         def run(tx: Tx) -> Recovered:
             now = self.clock()
@@ -202,8 +222,8 @@ class OutboxStore:
             rows = [
                 (found["operator_id"], found["evse_id"], to_row(found))
                 for found in tx.execute(
-                    f"{_SELECT_WITH_OPERATOR} WHERE state = ?",
-                    (_S.IN_FLIGHT.value,),
+                    f"{_SELECT_WITH_OPERATOR} WHERE state = ?{only}",
+                    (_S.IN_FLIGHT.value, *args),
                 )
             ]
             tx.executemany(
@@ -213,14 +233,19 @@ class OutboxStore:
             interrupted = tuple(
                 r[0]
                 for r in tx.execute(
-                    "SELECT operator_id FROM operator_state WHERE fullload_started_at IS NOT NULL"
+                    f"SELECT operator_id FROM operator_state WHERE fullload_started_at IS NOT NULL{only}",
+                    args,
                 )
             )
-            tx.execute("UPDATE operator_state SET fullload_started_at = NULL")
-            (latest,) = tx.execute("SELECT MAX(unsure_until) FROM outbox WHERE unsure = 1").fetchone()
+            tx.execute(f"UPDATE operator_state SET fullload_started_at = NULL WHERE 1 = 1{only}", args)
+            (latest,) = tx.execute(
+                f"SELECT MAX(unsure_until) FROM outbox WHERE unsure = 1{only}", args
+            ).fetchone()
             return Recovered(len(rows), interrupted, latest)
 
-        return await self.db.write(run)
+        if operator_id is None:
+            return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def lane_status(self, operator_id: OperatorID) -> LaneStatus:
         def run(tx: Tx) -> LaneStatus:
@@ -258,7 +283,7 @@ class OutboxStore:
             tx.executemany(_UPSERT, [to_params(str(operator_id), e, rules.claimed(r)) for e, r in rows])
             return [Record(EvseID(e), r.action, r.status, r.version) for e, r in rows]
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def delivered(
         self,
@@ -281,7 +306,7 @@ class OutboxStore:
             self._apply(tx, str(operator_id), wanted, step)
             self._operator_success(tx, str(operator_id), now)
 
-        await self.db.write(run)
+        await self._lane_write(operator_id, run)
 
     async def release(
         self, operator_id: OperatorID, records: Sequence[Record], error: str, unsure_for: float
@@ -297,7 +322,7 @@ class OutboxStore:
             self._apply(tx, str(operator_id), wanted, step)
             self._operator_error(tx, str(operator_id), error, now)
 
-        await self.db.write(run)
+        await self._lane_write(operator_id, run)
 
     async def refuse(
         self, operator_id: OperatorID, records: Sequence[Record], state: RecordState, code: str, reason: str
@@ -324,7 +349,7 @@ class OutboxStore:
             later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
             return len(settled), min(later) if later else None
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     def retry_dead(self, tx: Tx, operator_id: str | None, now: float) -> dict[str, int]:
         """Dead letters (of one operator, or all) pending again (``bridge.outbox.retried``), in the caller's
@@ -343,7 +368,9 @@ class OutboxStore:
         return counts
 
     async def operator_error(self, operator_id: OperatorID, error: str) -> None:
-        await self.db.write(lambda tx: self._operator_error(tx, str(operator_id), error, self.clock()))
+        await self._lane_write(
+            operator_id, lambda tx: self._operator_error(tx, str(operator_id), error, self.clock())
+        )
 
     @staticmethod
     def _operator_success(tx: Tx, operator_id: str, now: float) -> None:
@@ -440,7 +467,7 @@ class OutboxStore:
                 (str(operator_id), self.clock()),
             )
 
-        await self.db.write(run)
+        await self._lane_write(operator_id, run)
 
     async def fullload_count(self, operator_id: OperatorID, *, data_first: bool = False) -> int:
         def run(tx: Tx) -> int:
@@ -471,7 +498,7 @@ class OutboxStore:
             self._apply(tx, str(operator_id), wanted, step)
             return {EvseID(e) for e in found}
 
-        return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
 
     async def fullload_finished(
         self,
@@ -525,7 +552,7 @@ class OutboxStore:
                     (op, now, refusal),
                 )
 
-        await self.db.write(run)
+        await self._lane_write(operator_id, run)
 
     async def last_fullload(self, operator_id: OperatorID) -> tuple[float | None, int | None]:
         def run(tx: Tx) -> tuple[float | None, int | None]:

@@ -19,6 +19,7 @@ second, sees the new token and fails): never both.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 from bridge import leases
 from bridge.errors import StoreError
+from bridge.leadership import Leader
 from bridge.leases import HeldLease, Lease, LeaseLostError, LeasePolicy
 from bridge.store.port import Tx
 from bridge.store.postgres import PostgresDatabase
@@ -179,3 +181,73 @@ class LeaseKeeper:
                 await self.release(name)
             except StoreError as exc:  # it runs out on its own within the lease
                 log.warning("cannot release the lease %s: %s", name, exc)
+
+
+class LeaseLeadership:
+    """``bridge.leadership.Leadership`` on lease rows: what a replica on PostgreSQL may do now.
+
+    A term is the lease's fencing token while this replica may act on it (``LeaseKeeper.current``). The
+    lane that takes over at a term ``accept``s it; ``fence`` then refuses, in the write's transaction, any
+    write of that lane once the replica no longer holds the lease with that token (lost, expired, or lost
+    and claimed again: a new term means another replica may have led in between)."""
+
+    shared = True
+
+    def __init__(self, keeper: LeaseKeeper, names: Iterable[str]) -> None:
+        self.keeper = keeper
+        self.names = sorted(set(names))
+        self._accepted: dict[str, int] = {}
+
+    @property
+    def holder(self) -> str:
+        return self.keeper.holder
+
+    @property
+    def recheck(self) -> float:
+        return self.keeper.policy.renew_interval
+
+    def term(self, name: str) -> int | None:
+        held = self.keeper.current(name)
+        return None if held is None else held.token
+
+    def valid_until(self, name: str) -> float | None:
+        held = self.keeper.current(name)
+        return None if held is None else held.valid_until - self.keeper.policy.safety_margin
+
+    def accept(self, name: str, term: int) -> None:
+        self._accepted[name] = term
+
+    def fence(self, tx: Tx, name: str) -> None:
+        held = self.keeper.current(name)
+        accepted = self._accepted.get(name)
+        if held is None or held.token != accepted:
+            raise LeaseLostError(
+                f"{self.holder} does not lead {name} in term {accepted}: the write is refused"
+            )
+        fence(tx, held)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.keeper.run(self.names, stop)
+
+    async def report(self) -> list[Leader]:
+        shown = await self.keeper.db.read(lambda tx: leaders(tx, self.names))
+        return [
+            dataclasses.replace(
+                leader, mine=leader.holder == self.holder and self.term(leader.name) == leader.token
+            )
+            for leader in shown
+        ]
+
+
+def leaders(tx: Tx, names: Iterable[str]) -> list[Leader]:
+    """Who leads each of ``names`` now, on the server's clock (``mine`` left False: the caller knows)."""
+    now = _server_now(tx)
+    by_name = {row.name: row for row in read_leases(tx)}
+    shown = []
+    for name in names:
+        row = by_name.get(name)
+        if row is None or not row.held_at(now):
+            shown.append(Leader(name, "", 0 if row is None else row.token, 0.0, False))
+        else:
+            shown.append(Leader(name, row.holder, row.token, round(row.expires_at - now, 3), False))
+    return shown

@@ -7,7 +7,7 @@ engine (PostgreSQL) implements the same port. SQL text is the repositories' own;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 
@@ -32,3 +32,8 @@ class Tx(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Rows: ...
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows: ...
+
+
+# Several replicas (``bridge.leadership``): called first in the transaction of each write of an operator's
+# lane with the operator's id; raises (a StoreError) unless this replica still leads that operator.
+Fence = Callable[[Tx, str], None]

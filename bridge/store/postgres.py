@@ -43,6 +43,7 @@ from psycopg.rows import BaseRowFactory
 
 from bridge.errors import StoreClosedError, StoreError
 from bridge.store.answers import answer
+from bridge.store.dialect import POSTGRESQL
 from bridge.store.port import Rows, Tx
 
 if TYPE_CHECKING:  # psycopg exports the row factories' cursor type only from a private module
@@ -55,6 +56,17 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S = 10
 # Serialises migrations between replicas starting at once (any constant; "oicp" in ASCII).
 MIGRATION_LOCK_KEY = 0x6F696370
+# Serialises the write groups of all replicas ("oicw"). Every intake write locks the one ``sequence`` row
+# (the outbox's version counter) and Location rows; two replicas' groups that lock them in different
+# orders deadlocked, each deadlock stalling both for deadlock_timeout (1 s), which made three replicas
+# ~20x slower than one (bench/pg_intake.py). Taken first in each group, this lock orders every group's row
+# locks after it: one group at a time, as on SQLite, each still committing many writes in one COMMIT.
+WRITE_LOCK_KEY = 0x6F696377
+GROUP_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+# A writer session idle inside a transaction this long is ended by the server, releasing its locks: a
+# replica paused mid-group (SIGSTOP, a frozen VM) must not stop every other replica's writes. The writer
+# never waits between its statements, so a healthy group is never idle that long.
+WRITER_IDLE_IN_TRANSACTION = "5s"
 
 
 # --- the port on psycopg ------------------------------------------------------------------------------
@@ -182,6 +194,19 @@ def connect(url: str, *, application_name: str = "oicp-bridge") -> psycopg.Conne
     )
 
 
+def read_once(url: str, fn: Callable[[PgTx], T], *, application_name: str = "oicp-bridge status") -> T:
+    """``fn`` in one read-only transaction on a connection of its own (``oicp-bridge status``): no
+    migration run. StoreError (without the connection string) if the server cannot be reached."""
+    try:
+        with connect(url, application_name=application_name) as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            result = fn(PgTx(conn, {}))
+            conn.execute("COMMIT")
+            return result
+    except psycopg.Error as exc:
+        raise StoreError(_describe(exc)) from exc
+
+
 def _describe(exc: psycopg.Error) -> str:
     """The driver's message without the connection string (it may hold a password)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -198,6 +223,8 @@ class PostgresDatabase:
 
     Open, write and close on one event loop; a write from another loop is handed over to it.
     """
+
+    dialect = POSTGRESQL
 
     def __init__(
         self,
@@ -354,8 +381,13 @@ class PostgresDatabase:
 
     # --- migrations -----------------------------------------------------------------------------------
 
-    def _connect_and_migrate(self) -> psycopg.Connection[Row]:
+    def _connect_writer(self) -> psycopg.Connection[Row]:
         conn = self._connect()
+        conn.execute(f"SET idle_in_transaction_session_timeout = '{WRITER_IDLE_IN_TRANSACTION}'")
+        return conn
+
+    def _connect_and_migrate(self) -> psycopg.Connection[Row]:
+        conn = self._connect_writer()
         try:
             # Each step is one transaction under a transaction-scoped advisory lock, so replicas that start
             # together create the table and apply each migration once (PostgreSQL's DDL is transactional).
@@ -403,10 +435,10 @@ class PostgresDatabase:
         returned, never raised: a failure of the transaction itself fails each write with StoreError."""
         try:
             if self._write_conn is None:
-                self._write_conn = self._connect()
+                self._write_conn = self._connect_writer()
             conn = self._write_conn
             tx = PgTx(conn, self._translations)
-            conn.execute("BEGIN")
+            conn.execute(GROUP_BEGIN)  # one round trip: BEGIN and the replicas' write lock
             outcomes = [_run_job(conn, tx, job.fn) for job in group]
             conn.execute("COMMIT")
         except psycopg.Error as exc:

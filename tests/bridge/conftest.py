@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +18,12 @@ from bridge.metrics import Metrics
 from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.store import OcpiStore
 from bridge.ownership import PartyBinding
-from bridge.store.database import Database
+from bridge.store.engine import Engine
 from bridge.store.outbox import OutboxStore
-from bridge.store.schema import MIGRATIONS
 from oicp import ClientSettings, RestClient, RetryPolicy
 from oicp.ids import OperatorID
 from oicp.simulator import HubjectSimulator, ServedSimulator, serve_simulator
+from tests.engines import open_engine
 
 OPERATORS = [
     OperatorConfig(operator_id=OperatorID("DE*ABC"), operator_name="ABC"),
@@ -63,19 +62,18 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], within: float = 10.
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(tmp_path / "bridge.db", MIGRATIONS)
-    await db.open()
-    yield db
-    await db.close()
+async def database(engine_url: str) -> AsyncIterator[Engine]:
+    """The store on each engine in turn (``engine_url``)."""
+    async with open_engine(engine_url) as db:
+        yield db
 
 
 @pytest.fixture
-def outbox(database: Database) -> OutboxStore:
+def outbox(database: Engine) -> OutboxStore:
     return OutboxStore(database)
 
 
-def make_intake(database: Database, outbox: OutboxStore | None = None, **mapper: Any) -> Intake:
+def make_intake(database: Engine, outbox: OutboxStore | None = None, **mapper: Any) -> Intake:
     """The real intake on ``database``: OCPI state, decisions, outbox rows in one transaction."""
     operators = [op.operator_id for op in OPERATORS]
     decider = Decider(StatusMapper(operators, **mapper), PartyBinding({op: None for op in operators}))
@@ -83,7 +81,7 @@ def make_intake(database: Database, outbox: OutboxStore | None = None, **mapper:
 
 
 @pytest.fixture
-def intake(database: Database, outbox: OutboxStore) -> Intake:
+def intake(database: Engine, outbox: OutboxStore) -> Intake:
     return make_intake(database, outbox)
 
 

@@ -61,6 +61,7 @@ def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     config.write()
 
     async def create_store() -> None:
+        # SQLite only: this is about the CLI's output into a closed pipe; the store is incidental
         db = Database(config.db_path, MIGRATIONS)
         await db.open()
         await db.close()

@@ -239,12 +239,12 @@ def test_the_environment_wins_over_the_file_and_the_file_over_defaults(
 def test_only_problem_lines_of_valid_sections_are_added_to_model_errors(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     # the store section is invalid: its file check must not add a second, confusing line
-    path.write_text(BASE.format(folder=tmp_path).replace("sqlite:///", "postgres://"), encoding="utf-8")
+    path.write_text(BASE.format(folder=tmp_path).replace("sqlite:///", "mysql://"), encoding="utf-8")
     from bridge.commands import checks
 
     with pytest.raises(ConfigError) as raised:
         load_config(path, checks=lambda c: checks.problems(c, 0.0))
-    assert raised.value.problems == ["store.url: only sqlite:///PATH is supported in this release"]
+    assert raised.value.problems == ["store.url: use sqlite:///PATH or postgresql://user@host:port/database"]
 
 
 @pytest.mark.parametrize(

@@ -6,21 +6,20 @@ EVSE that owns it, computed here independently from what GET answers (the Locati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.ocpi.errors import OcpiError
 from bridge.ocpi.locations import ObjectPath
 from bridge.ocpi.versions import OcpiVersion
-from bridge.store.database import Database
-from bridge.store.schema import MIGRATIONS
 from oicp import ClientSettings, EvseID, EvseStatus, OperatorID, RestClient, RetryPolicy
 from oicp.simulator import HubjectSimulator, serve_simulator
 from tests.bridge.conftest import make_dispatcher, make_intake
+from tests.engines import build_engine
 
 V = OcpiVersion.V2_2_1
 ABC = OperatorID("DE*ABC")
@@ -96,9 +95,9 @@ def expected_from_documents(documents: list[tuple[tuple[str, str], str, Any]]) -
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(operation, min_size=1, max_size=14))
 async def test_hubject_holds_the_mapping_of_each_evse_ids_owner(
-    tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[Any, ...]]
+    emptied_engine_url: Callable[[], str], operations: list[tuple[Any, ...]]
 ) -> None:
-    db = Database(tmp_path_factory.mktemp("state") / "bridge.db", MIGRATIONS)
+    db = build_engine(emptied_engine_url())
     await db.open()
     try:
         intake = make_intake(db)
@@ -134,10 +133,12 @@ async def test_hubject_holds_the_mapping_of_each_evse_ids_owner(
         await db.close()
 
 
-async def test_the_oracle_and_the_bridge_agree_on_a_move_and_a_rename(tmp_path: Any) -> None:
+async def test_the_oracle_and_the_bridge_agree_on_a_move_and_a_rename(
+    new_engine_url: Callable[[], str],
+) -> None:
     """A fixed interleaving (so the property above is known not to be vacuous): E1 moves from L1 to L2,
     the old uid is then withdrawn; L1's U2 is renamed from E2 to E3; a foreign party claims E2."""
-    db = Database(tmp_path / "bridge.db", MIGRATIONS)
+    db = build_engine(new_engine_url())
     await db.open()
     try:
         intake = make_intake(db)

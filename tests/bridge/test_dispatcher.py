@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,13 +18,13 @@ from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.outbox import Record
 from bridge.store.database import Database
 from bridge.store.outbox import OutboxStore
-from bridge.store.schema import MIGRATIONS
 from oicp import ClientSettings, RestClient, RetryPolicy
 from oicp.errors import RequestTimeoutError
 from oicp.ids import EvseID, OperatorID
 from oicp.models import ActionType, EvseStatus, EvseStatusRecord
 from oicp.simulator import FaultKind, HubjectSimulator, ServedSimulator, serve_simulator
 from tests.bridge.conftest import make_dispatcher, make_intake, observation, wait_for
+from tests.engines import build_engine
 
 ABC = OperatorID("DE*ABC")
 
@@ -233,11 +234,11 @@ steps = st.lists(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps)
 async def test_hubject_ends_with_the_mapping_of_the_newest_observation_per_evse(
-    tmp_path_factory: pytest.TempPathFactory, sequence: list[tuple[int, OcpiEvseStatus, int, bool]]
+    emptied_engine_url: Callable[[], str], sequence: list[tuple[int, OcpiEvseStatus, int, bool]]
 ) -> None:
     """Any interleaving of observations (out-of-order last_updated, duplicates) and pushes: what Hubject
     finally holds per EVSE is the mapping of that EVSE's newest observation."""
-    db = Database(tmp_path_factory.mktemp("pushed") / "p.db", MIGRATIONS)
+    db = build_engine(emptied_engine_url())
     await db.open()
     try:
         intake = make_intake(db)

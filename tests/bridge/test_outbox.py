@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,10 +18,10 @@ from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.outbox import EPOCH, Desired, fullload_refusal, to_micros
 from bridge.store.database import Database
 from bridge.store.outbox import FullLoadSnapshot, OutboxStore
-from bridge.store.schema import MIGRATIONS
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 from tests.bridge.conftest import make_intake, observation
+from tests.engines import build_engine
 
 ABC = OperatorID("DE*ABC")
 E1 = EvseID("DE*ABC*E1")
@@ -132,16 +132,15 @@ async def test_delete_of_an_evse_hubject_never_had_needs_no_push(outbox: OutboxS
     assert withdrawal.action is Action.DELETE
 
 
-async def test_in_flight_records_are_pending_again_after_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "restart.db"
-    first = Database(path, MIGRATIONS)
+async def test_in_flight_records_are_pending_again_after_a_restart(engine_url: str) -> None:
+    first = build_engine(engine_url)
     await first.open()
     intake = make_intake(first)
     await accept(intake, observation("1", OcpiEvseStatus.CHARGING))
     assert len(await intake.outbox.claim(ABC, 10)) == 1
     await first.close()  # the process "dies" with the record in flight
 
-    second = Database(path, MIGRATIONS)
+    second = build_engine(engine_url)
     await second.open()
     intake = make_intake(second)
     store = intake.outbox
@@ -216,9 +215,9 @@ observations_strategy = st.lists(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(observations_strategy)
 async def test_final_state_is_the_mapping_of_the_newest_observation(
-    tmp_path_factory: pytest.TempPathFactory, sequence: list[tuple[int, OcpiEvseStatus, int]]
+    emptied_engine_url: Callable[[], str], sequence: list[tuple[int, OcpiEvseStatus, int]]
 ) -> None:
-    db = Database(tmp_path_factory.mktemp("prop") / "p.db", MIGRATIONS)
+    db = build_engine(emptied_engine_url())
     await db.open()
     try:
         intake = make_intake(db)

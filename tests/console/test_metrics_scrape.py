@@ -295,6 +295,7 @@ async def test_a_registered_cpo_that_never_pushes_goes_stale(tmp_path: Path) -> 
     from bridge.store.database import Database
     from bridge.store.schema import MIGRATIONS
 
+    # SQLite only: the daemon's feed staleness is the point; registrations on PostgreSQL are in tests/ocpi
     db = Database(tmp_path / "bridge.db", MIGRATIONS)
     await db.open()
     registration = Registration(

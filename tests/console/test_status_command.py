@@ -1,4 +1,5 @@
-"""``oicp-bridge status`` reads the store file: the overall state, and a polled feed gone stale."""
+"""``oicp-bridge status`` reads the store (a SQLite file, or PostgreSQL) when no daemon answers: the
+overall state, and a polled feed gone stale."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from bridge.store.database import Database
-from bridge.store.schema import MIGRATIONS
+from tests.engines import build_engine
 
 SOURCE = "https://cpo.example/ocpi/versions"
 
@@ -29,8 +29,10 @@ async def cli(*args: str) -> tuple[int, str, str]:
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def test_status_shows_a_polled_feed_silent_past_the_threshold_as_stale(tmp_path: Path) -> None:
-    db = Database(tmp_path / "bridge.db", MIGRATIONS)
+async def test_status_shows_a_polled_feed_silent_past_the_threshold_as_stale(
+    tmp_path: Path, engine_url: str
+) -> None:
+    db = build_engine(engine_url)
     await db.open()
     last_poll = time.time() - 3600
     await db.write(
@@ -43,7 +45,7 @@ async def test_status_shows_a_polled_feed_silent_past_the_threshold_as_stale(tmp
     await db.close()
     config = tmp_path / "oicp-bridge.toml"
     config.write_text(
-        f'[store]\nurl = "sqlite:///{tmp_path / "bridge.db"}"\n'
+        f'[store]\nurl = "{engine_url}"\n'
         '[[operators]]\noperator_id = "DE*OBD"\n'
         f'[[ocpi.sources]]\nversions_url = "{SOURCE}"\ntoken = "t"\n'
         '[ocpi]\nstale_after = "30m"\n'
@@ -58,6 +60,12 @@ async def test_status_shows_a_polled_feed_silent_past_the_threshold_as_stale(tmp
     assert f"{SOURCE} (poll): STALE" in out
     assert "connection refused" in out
     code, out, _ = await cli("status", "--config", str(config), "--json")
-    (feed,) = json.loads(out)["feeds"]
+    body = json.loads(out)
+    if engine_url.startswith("postgresql"):  # the lease rows: no replica leads anything (none runs)
+        assert [(x["kind"], x["name"], x["leader"]) for x in body["leaders"]] == [
+            ("operator", "DE*OBD", None),
+            ("source", SOURCE, None),
+        ]
+    (feed,) = body["feeds"]
     assert feed["stale"] is True
     assert feed["failing"] is True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +24,9 @@ from bridge.ocpi.receiver import FetchMissing, build_receiver_app
 from bridge.ocpi.service import LocationsService
 from bridge.ocpi.store import OcpiStore
 from bridge.ocpi.versions import OcpiVersion
-from bridge.store.database import Database
+from bridge.store.engine import Engine
 from bridge.store.port import Tx
-from bridge.store.schema import MIGRATIONS
+from tests.engines import dump, open_engine, table_names
 
 DATA = Path(__file__).parent.parent / "data" / "ocpi"
 # One pre-shared token per party appearing in the OCPI examples.
@@ -45,13 +44,16 @@ class RecordingLocations:
     outbox there): the OCPI side's tests see exactly what the intake would decide from."""
 
     def __init__(
-        self, db: Database, *, clock: Callable[[], datetime] | None = None, ocpi: OcpiStore | None = None
+        self, db: Engine, *, clock: Callable[[], datetime] | None = None, ocpi: OcpiStore | None = None
     ) -> None:
         self.db = db
         self.ocpi = ocpi or (OcpiStore(db) if clock is None else OcpiStore(db, clock=clock))
 
     async def get_object(self, path: ObjectPath) -> Document | None:
         return await self.ocpi.get_object(path)
+
+    async def resolve_path(self, version: OcpiVersion, path: ObjectPath) -> ObjectPath:
+        return await self.ocpi.resolve_path(version, path)
 
     async def get_location(self, country_code: str, party_id: str, location_id: str) -> Document | None:
         return await self.ocpi.get_location(country_code, party_id, location_id)
@@ -89,11 +91,13 @@ class RecordingLocations:
 def record(tx: Tx, result: WriteResult) -> WriteResult:
     """Each EVSE the change touched, as a row of ``test_observation``."""
     tx.execute(
-        "CREATE TABLE IF NOT EXISTS test_observation (n INTEGER PRIMARY KEY, country_code, party_id,"
-        " location_id, evse_uid, evse_id, status, last_updated, publish)"
+        "CREATE TABLE IF NOT EXISTS test_observation (n INTEGER PRIMARY KEY, country_code TEXT,"
+        " party_id TEXT, location_id TEXT, evse_uid TEXT, evse_id TEXT, status TEXT, last_updated TEXT,"
+        " publish INTEGER)"
     )
-    tx.executemany(
-        "INSERT INTO test_observation VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tx.executemany(  # n: the order of recording (the same statement on both engines)
+        "INSERT INTO test_observation VALUES"
+        " ((SELECT coalesce(max(n), 0) + 1 FROM test_observation), ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (o.country_code, o.party_id, o.location_id, o.evse_uid, o.evse_id, o.status.value,
              o.last_updated.isoformat(), int(o.publish))
@@ -103,38 +107,30 @@ def record(tx: Tx, result: WriteResult) -> WriteResult:
     return result
 
 
-async def observations(db: Database) -> list[dict[str, Any]]:
-    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name='test_observation'").fetchone()
-        if not exists:
+async def observations(db: Engine) -> list[dict[str, Any]]:
+    def read(tx: Tx) -> list[dict[str, Any]]:
+        if "test_observation" not in table_names(tx, db):
             return []
-        return [dict(row) for row in conn.execute("SELECT * FROM test_observation ORDER BY n")]
+        rows = tx.execute("SELECT * FROM test_observation ORDER BY n")
+        return [dict(zip(row.keys(), row, strict=True)) for row in rows]
 
     return await db.read(read)
 
 
-async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+async def snapshot(db: Engine) -> dict[str, list[tuple[Any, ...]]]:
     """Everything the OCPI side and the sink hold, to assert that a refused request changed nothing."""
-
-    def read(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
-        names = [
-            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")
-        ]
-        return {n: [tuple(r) for r in conn.execute(f"SELECT * FROM {n}")] for n in names}
-
-    return await db.read(read)
+    return await db.read(lambda tx: dump(tx, db))
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bridge.db", MIGRATIONS)
-    await database.open()
-    yield database
-    await database.close()
+async def db(engine_url: str) -> AsyncIterator[Engine]:
+    """The store on each engine in turn (``engine_url``)."""
+    async with open_engine(engine_url) as database:
+        yield database
 
 
 @pytest.fixture
-def store(db: Database) -> RecordingLocations:
+def store(db: Engine) -> RecordingLocations:
     return RecordingLocations(db)
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,8 +22,9 @@ from bridge.observation import OcpiEvseStatus
 from bridge.ocpi.cpo_sim import SimulatedCpo
 from bridge.ocpi.poller import PollError, SenderPoller, backoff_delay, next_link
 from bridge.ocpi.versions import OcpiVersion
-from bridge.store.database import Database
-from bridge.store.schema import MIGRATIONS
+from bridge.store.engine import Engine
+from bridge.store.port import Tx
+from tests.engines import build_engine, table_names
 from tests.ocpi.conftest import RecordingLocations
 
 TOKEN = "poll-token-123"
@@ -49,10 +48,11 @@ class FakeClock:
 class Rig:
     sim: SimulatedCpo
     server: TestServer
-    db: Database
+    db: Engine
     store: RecordingLocations
     clock: FakeClock
     session: aiohttp.ClientSession
+    url: str  # the store's [store] url
     pollers: list[SenderPoller] = field(default_factory=list)
 
     @property
@@ -63,7 +63,7 @@ class Rig:
         self,
         *,
         token: str = TOKEN,
-        db: Database | None = None,
+        db: Engine | None = None,
         store: RecordingLocations | None = None,
         **options: Any,
     ) -> SenderPoller:
@@ -78,8 +78,8 @@ class Rig:
         return poller
 
     async def observations(self) -> list[tuple[str, str]]:
-        def read(conn: sqlite3.Connection) -> list[tuple[str, str]]:
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'test_observation'").fetchone():
+        def read(conn: Tx) -> list[tuple[str, str]]:
+            if "test_observation" not in table_names(conn, self.db):
                 return []
             rows = conn.execute("SELECT evse_uid, status FROM test_observation ORDER BY n").fetchall()
             return [(row[0], row[1]) for row in rows]
@@ -95,7 +95,7 @@ RigFactory = Callable[..., Awaitable[Rig]]
 
 
 @pytest.fixture
-async def make_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
+async def make_rig(new_engine_url: Callable[[], str]) -> AsyncIterator[RigFactory]:
     rigs: list[Rig] = []
 
     async def make(
@@ -118,10 +118,11 @@ async def make_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
         clock.advance(1)  # the fleet was built at START; polls start later (date_to is exclusive)
         server = TestServer(sim.build_sender_app())
         await server.start_server()
-        db = Database(tmp_path / f"bridge-{len(rigs)}.db", MIGRATIONS)
+        url = new_engine_url()
+        db = build_engine(url)
         await db.open()
         store = RecordingLocations(db, clock=clock)
-        rig = Rig(sim, server, db, store, clock, aiohttp.ClientSession())
+        rig = Rig(sim, server, db, store, clock, aiohttp.ClientSession(), url)
         rigs.append(rig)
         return rig
 
@@ -222,7 +223,7 @@ async def test_cursor_survives_a_restart_and_the_next_poll_is_incremental(make_r
     await rig.poller().poll_once(full=True)
     await rig.db.close()
 
-    reopened = Database(rig.db.path, MIGRATIONS)
+    reopened = build_engine(rig.url)
     await reopened.open()
     try:
         rig.clock.advance(300)

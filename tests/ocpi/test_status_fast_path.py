@@ -6,20 +6,19 @@ rewrite the document, on OCPI 2.1.1 and 2.2.1."""
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.ocpi.cpo_sim.model import CpoFleet
 from bridge.ocpi.store import Document, ObjectPath, OcpiStore, WriteResult
 from bridge.ocpi.versions import OcpiVersion
-from bridge.store.database import Database
-from bridge.store.schema import MIGRATIONS
+from bridge.store.engine import Engine
+from bridge.store.port import Tx
+from tests.engines import build_engine, table_names
 from tests.ocpi.conftest import RecordingLocations
 
 T0 = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
@@ -44,12 +43,12 @@ class GeneralPathStore(OcpiStore):
         return None
 
 
-async def state(db: Database, store: RecordingLocations) -> tuple[list[Any], list[Any], list[Any]]:
+async def state(db: Engine, store: RecordingLocations) -> tuple[list[Any], list[Any], list[Any]]:
     """What the store holds as its readers see it (the fast path's own columns are how, not what)."""
     ids = await db.read(lambda conn: [r[0] for r in conn.execute("SELECT location_id FROM ocpi_location")])
     documents = [(location_id, await store.get_location("DE", "OBD", location_id)) for location_id in ids]
 
-    def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], list[Any]]:
+    def read(conn: Tx) -> tuple[list[Any], list[Any], list[Any]]:
         stamps = dict(conn.execute("SELECT location_id, last_updated_us FROM ocpi_location").fetchall())
         locations = [(location_id, document, stamps[location_id]) for location_id, document in documents]
         evses = [
@@ -59,7 +58,7 @@ async def state(db: Database, store: RecordingLocations) -> tuple[list[Any], lis
                 "last_updated_us FROM ocpi_evse ORDER BY 1, 2, 3, 4"
             )
         ]
-        has = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'test_observation'").fetchone()
+        has = "test_observation" in table_names(conn, db)
         seen = (
             [tuple(row)[1:] for row in conn.execute("SELECT * FROM test_observation ORDER BY n")]
             if has
@@ -95,11 +94,10 @@ def stamp(second: int, fraction: str = "") -> str:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from([OcpiVersion.V2_1_1, OcpiVersion.V2_2_1]), steps)
 async def test_fast_path_equals_the_general_path(
-    tmp_path_factory: pytest.TempPathFactory,
+    emptied_engine_url: Callable[[], str],
     version: OcpiVersion,
     sequence: list[tuple[str, int, str, int, bool, bool, str]],
 ) -> None:
-    folder: Path = tmp_path_factory.mktemp("fastpath")
     fleet = CpoFleet(seed=4, locations=1, evses_per_location=3, party_id="OBD", clock=lambda: T0)
     (location,) = list(fleet.locations())
     document: Document = fleet.location_json(location, version)
@@ -110,7 +108,7 @@ async def test_fast_path_equals_the_general_path(
     states = []
     CountingStore.fast = 0
     for store_type in (CountingStore, GeneralPathStore):
-        db = Database(folder / f"{store_type.__name__}.db", MIGRATIONS)
+        db = build_engine(emptied_engine_url())
         await db.open()
         try:
             ticks = iter(T0 + timedelta(seconds=30 + n, microseconds=123_456) for n in range(100))

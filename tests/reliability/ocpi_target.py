@@ -136,6 +136,8 @@ async def _chunks(data: bytes, size: int = 16_384) -> AsyncIterator[bytes]:
 @asynccontextmanager
 async def serve_target(folder: Path, *, max_body_bytes: int = 64_000) -> AsyncIterator[Target]:
     """The receiver on a loopback port with LOC1 (2.2.1) and LOC211 (2.1.1) of BE/BEC stored."""
+    # SQLite only: the receiver's answers to hostile input are the target, the engine is incidental (both
+    # engines' OCPI paths run in tests/ocpi, parametrised by engine_url)
     db = Database(folder / "bridge.db", MIGRATIONS)
     await db.open()
     runner: web.AppRunner | None = None
