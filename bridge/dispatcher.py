@@ -482,7 +482,7 @@ class Dispatcher:
 
     async def _claim(self, lane: Lane, *, ahead: bool = False) -> list[Record]:
         """Claim up to ``max_batch`` pending records (in flight now) and keep the lane's estimate honest."""
-        notified, started = lane.notified, self.monotonic()
+        notified, started, counted = lane.notified, self.monotonic(), lane.pending
         if self._data_first(lane):  # the statuses whose EVSE data Hubject holds (design §6.1)
             records = await self.store.claim(
                 lane.operator_id, self.push.max_batch, ahead=ahead, data_first=True
@@ -490,8 +490,11 @@ class Dispatcher:
         else:
             records = await self.store.claim(lane.operator_id, self.push.max_batch, ahead=ahead)
         more = lane.notified != notified  # changes came in while claiming
-        if len(records) == self.push.max_batch or (more and not records):
+        arrived = max(1, lane.pending - counted)  # rows that became pending meanwhile (notify adds them)
+        if len(records) == self.push.max_batch:
             lane.pending = max(1, lane.pending - len(records))  # more may be pending, older ones too
+        elif more and not records:
+            lane.pending = arrived
         elif not records:
             # Nothing pending: the changes since the last push went back to what Hubject holds. The
             # max-wait clock keeps running from the first of them (never pushed): a max-wait, not a
@@ -503,9 +506,13 @@ class Dispatcher:
             # change before, whose wait had run out, the lane pushed back to back for as long as changes
             # came in during its claims: 32 pushes a second for one lane under the wrk benchmark.) A claim
             # made while a push is out leaves that push's changed rows for later: its clock stays.
-            lane.pending = max(1, lane.pending - len(records))
+            # The estimate, too, starts again from what came in meanwhile: it counts rows that *became*
+            # pending, so a row flipping back and forth through its delivered status counted each time,
+            # and an estimate grown past max_batch flushed a batch of a few dozen rows at once.
             if not ahead:
-                lane.first_unpushed_at = started
+                lane.pending, lane.first_unpushed_at = arrived, started
+            else:
+                lane.pending = max(1, lane.pending - len(records))
         else:
             lane.pending, lane.first_unpushed_at = 0, None  # everything pending is in this batch
         return records
