@@ -211,13 +211,17 @@ class Dispatcher:
         # every commit only made it compute the same deadline again (intake CPU, docs/benchmarks.md).
         wake = False
         if pending:
+            # ``pending`` is the net change: rows that became pending, less rows whose content went back to
+            # what Hubject holds (counting only the first, a row flipping back and forth counted each time
+            # and the count passed max_batch: the lane flushed "full" batches of a few dozen rows)
             before = lane.pending
-            lane.pending += pending
+            lane.pending = max(0, lane.pending + pending)
             lane.notified += 1
-            if lane.first_unpushed_at is None:
-                lane.first_unpushed_at = now
-            limit = self.push.max_batch
-            wake = before == 0 or (before < limit <= lane.pending)
+            if pending > 0:
+                if lane.first_unpushed_at is None:
+                    lane.first_unpushed_at = now
+                limit = self.push.max_batch
+                wake = before == 0 or (before < limit <= lane.pending)
         if new_evses:
             lane.quiet_from = now  # a later first fullLoad: the lane sees it when it next wakes
             wake = wake or lane.waiting_for_evses

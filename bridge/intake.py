@@ -45,7 +45,7 @@ class LaneNotifier(Protocol):
 class Recorded:
     """What one transaction did, for after its commit."""
 
-    pending: dict[OperatorID, int] = field(default_factory=dict)  # operator -> rows that became pending
+    pending: dict[OperatorID, int] = field(default_factory=dict)  # operator -> net change of pending rows
     new_evses: dict[OperatorID, int] = field(default_factory=dict)  # operator -> EvseIDs seen the first time
     observed: list[OcpiEvseStatus] = field(default_factory=list)  # touched EVSEs' OCPI statuses
     not_pushed: list[SkipReason] = field(default_factory=list)
@@ -311,6 +311,8 @@ class Intake:
             recorded.data_checks.add(evse_id)  # its data must go before (and with) its first status
         if observed.pending:
             recorded.pending[operator_id] = recorded.pending.get(operator_id, 0) + 1
+        elif observed.settled:  # the lane's count of pending rows goes down too (Dispatcher.notify)
+            recorded.pending[operator_id] = recorded.pending.get(operator_id, 0) - 1
         if observed.created:
             recorded.new_evses[operator_id] = recorded.new_evses.get(operator_id, 0) + 1
 

@@ -99,6 +99,7 @@ class Observed:
     pending: bool  # the row is pending now and was not before: the lane has work
     created: bool  # a new EvseID for this operator
     revived: bool = False  # a withdrawn EvseID is to be shown again (its EVSE data must follow)
+    settled: bool = False  # the row was pending and is not any more (back to what Hubject holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,12 @@ class OutboxStore:
         was_pending = row is not None and row.state is _S.PENDING
         now_pending = new.state is _S.PENDING
         revived = row is not None and row.action is Action.DELETE and new.action is Action.UPDATE
-        return Observed(pending=now_pending and not was_pending, created=row is None, revived=revived)
+        return Observed(
+            pending=now_pending and not was_pending,
+            created=row is None,
+            revived=revived,
+            settled=was_pending and not now_pending,
+        )
 
     def _next_version(self, tx: Tx) -> int:
         return self.db.next_in_sequence(tx, "outbox_version")
