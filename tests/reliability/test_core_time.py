@@ -137,6 +137,37 @@ async def test_changes_that_arrive_while_a_push_is_out_wait_for_the_max_wait_not
         )
 
 
+async def test_a_row_flipping_through_its_delivered_status_is_one_pending_row_not_a_full_batch(
+    tmp_path: Path, standin: HubjectStandIn, http: aiohttp.ClientSession
+) -> None:
+    """The lane pushes early only for a full batch. It counted a row each time it became pending, so 4 EVSEs
+    flipping between Hubject's status and another 300 times looked like 300 pending rows: a "full" batch of
+    10 went out long before the max-wait. Counted net, they are at most 4 pending rows."""
+    flush, batch = 30.0, 10
+    ids = [f"DE*OBD*E30{n}*1" for n in range(4)]
+    values = merged(config_values(tmp_path, standin), push={"flush_interval": flush, "max_batch": batch})
+    stamps = Stamps()
+    async with running_bridge(values, initial_resync=False) as bridge:
+        assert bridge.receiver_url is not None
+        cpo = Party(http, bridge.receiver_url)
+        moment = stamps.next()
+        evses = [evse(f"L3-{n}", evse_id, "AVAILABLE", moment) for n, evse_id in enumerate(ids)]
+        await accepted(cpo.put_location("L3", evses, moment))
+        await bridge.dispatcher.run_until_idle()  # delivered now, not after the 30 s max-wait
+        assert all(standin.held(OPERATOR).get(e) == "Available" for e in ids)
+        start = time.monotonic()
+
+        async def flipping(n: int) -> None:
+            for count in range(150):  # CHARGING, AVAILABLE (what Hubject holds), CHARGING, ...
+                status = ("CHARGING", "AVAILABLE")[count % 2]
+                await accepted(cpo.patch_evse("L3", f"L3-{n}", status, stamps.next()))
+
+        await asyncio.gather(*(flipping(n) for n in range(len(ids))))
+        await asyncio.sleep(0)  # the lane sees the last commits' notes before we look
+        pushes = standin.pushes(OPERATOR, since=start)
+        assert pushes == [], f"{len(pushes)} pushes before the max-wait of {flush} s: {pushes[:3]}"
+
+
 class SteppedClock:
     """The bridge's wall clock (seconds since the epoch), which an operator's NTP may step."""
 
