@@ -163,6 +163,10 @@ def _waiting_since(conn: Tx, dialect: Dialect) -> str:
     for an EVSE whose data cannot be made; the data lane's own figures show it."""
     if not _has_evse_data(conn, dialect):
         return "pending_since"
+    if conn.execute("SELECT 1 FROM evse_data_outbox LIMIT 1").fetchone() is None:
+        # no operator has EVSE data rows: the plain column, which the outbox_pending index covers (the CASE
+        # reads every outbox row: 0.15 s and 16 MB of page cache at 100 000 EVSEs, for every /ready)
+        return "pending_since"
     return (
         "CASE WHEN action = 'update' AND EXISTS (SELECT 1 FROM evse_data_outbox AS x "
         "WHERE x.operator_id = outbox.operator_id) AND NOT EXISTS (SELECT 1 FROM evse_data_outbox AS d "
