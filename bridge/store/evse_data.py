@@ -25,6 +25,7 @@ from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
 from bridge.outbox import RecordState, evse_key
 from bridge.store.engine import Engine
+from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
 from oicp.ids import OperatorID
 from oicp.models import ActionType
@@ -395,38 +396,17 @@ class DataOutboxStore:
     ) -> AsyncIterator[list[str]]:
         """The operator's data set, record JSON page by page from one consistent snapshot."""
         args = (str(operator_id), Action.UPDATE.value, _S.DEAD.value)
-        where = self._FULLLOAD_SET
-        async with self.db.snapshot() as snap:
-
-            def head(tx: Tx) -> DataSnapshot:
-                (watermark,) = tx.execute(
-                    "SELECT value FROM sequence WHERE name = 'evse_data_version'"
-                ).fetchone()
-                (count,) = tx.execute(f"SELECT COUNT(*) FROM evse_data_outbox WHERE {where}", args).fetchone()
-                return DataSnapshot(int(watermark), int(count))
-
-            opened(await snap.run(head))
-
-            def page_after(after: str) -> Callable[[Tx], list[tuple[str, str]]]:
-                def read(tx: Tx) -> list[tuple[str, str]]:
-                    return [
-                        (r[0], r[1])
-                        for r in tx.execute(
-                            f"SELECT evse_id, record FROM evse_data_outbox WHERE {where} AND evse_id > ? "
-                            "ORDER BY evse_id LIMIT ?",
-                            (*args, after, page_size),
-                        )
-                    ]
-
-                return read
-
-            last = ""
-            while True:
-                page = await snap.run(page_after(last))
-                if not page:
-                    return
-                last = page[-1][0]
-                yield [record for _, record in page]
+        async for page in snapshot_pages(
+            self.db,
+            table="evse_data_outbox",
+            column="record",
+            where=self._FULLLOAD_SET,
+            args=args,
+            sequence="evse_data_version",
+            opened=lambda watermark, count: opened(DataSnapshot(watermark, count)),
+            page_size=page_size,
+        ):
+            yield [record for _, record in page]
 
     async def fullload_starting(self, operator_id: OperatorID) -> None:
         def run(tx: Tx) -> None:

@@ -22,6 +22,7 @@ from bridge.mapping import Action
 from bridge.outbox import Desired, Record, RecordState, Row
 from bridge.store.engine import Engine
 from bridge.store.evse_data import HELD
+from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
@@ -424,37 +425,17 @@ class OutboxStore:
         names = sorted(str(e) for e in excluded)
         where = self._fullload_where(names, data_first)
         args = (str(operator_id), Action.UPDATE.value, *names)
-        async with self.db.snapshot() as snap:
-
-            def head(tx: Tx) -> FullLoadSnapshot:
-                (watermark,) = tx.execute(
-                    "SELECT value FROM sequence WHERE name = 'outbox_version'"
-                ).fetchone()
-                (count,) = tx.execute(f"SELECT COUNT(*) FROM outbox WHERE {where}", args).fetchone()
-                return FullLoadSnapshot(int(watermark), int(count))
-
-            opened(await snap.run(head))
-
-            def page_after(after: str) -> Callable[[Tx], list[tuple[str, str]]]:
-                def read(tx: Tx) -> list[tuple[str, str]]:
-                    return [
-                        (r[0], r[1])
-                        for r in tx.execute(
-                            f"SELECT evse_id, oicp_status FROM outbox WHERE {where} AND evse_id > ? "
-                            "ORDER BY evse_id LIMIT ?",
-                            (*args, after, page_size),
-                        )
-                    ]
-
-                return read
-
-            last = ""
-            while True:
-                page = await snap.run(page_after(last))
-                if not page:
-                    return
-                last = page[-1][0]
-                yield page
+        async for page in snapshot_pages(
+            self.db,
+            table="outbox",
+            column="oicp_status",
+            where=where,
+            args=args,
+            sequence="outbox_version",
+            opened=lambda watermark, count: opened(FullLoadSnapshot(watermark, count)),
+            page_size=page_size,
+        ):
+            yield page
 
     async def fullload_starting(self, operator_id: OperatorID) -> None:
         """Before a fullLoad: pending rows are about to reach Hubject with other content than the delivered
