@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,8 @@ async def _until_stdin_closes() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
-async def bare() -> None:
-    """The baseline: an aiohttp handler that parses the same JSON body and answers the same envelope."""
-
-    async def handler(request: web.Request) -> web.Response:
-        await request.json()
-        return web.json_response({"status_code": 1000})
-
+async def _serve_until_stdin_closes(handler: Callable[[web.Request], Awaitable[web.Response]]) -> None:
+    """``handler`` for the benchmark's PATCH path, on a free loopback port, until stdin closes."""
     app = web.Application()
     app.router.add_patch(PATH, handler)
     runner = web.AppRunner(app, access_log=None)
@@ -103,6 +99,16 @@ async def bare() -> None:
         await _until_stdin_closes()
     finally:
         await runner.cleanup()
+
+
+async def bare() -> None:
+    """The baseline: an aiohttp handler that parses the same JSON body and answers the same envelope."""
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.json()
+        return web.json_response({"status_code": 1000})
+
+    await _serve_until_stdin_closes(handler)
 
 
 async def durable() -> None:
@@ -121,17 +127,9 @@ async def durable() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-wrk-durable-") as tmp:
         db = Database(Path(tmp) / "durable.db", ["CREATE TABLE change (uid TEXT, status TEXT, at TEXT);"])
         await db.open()
-        app = web.Application()
-        app.router.add_patch(PATH, handler)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        _ready(f"http://127.0.0.1:{runner.addresses[0][1]}")
         try:
-            await _until_stdin_closes()
+            await _serve_until_stdin_closes(handler)
         finally:
-            await runner.cleanup()
             await db.close()
 
 
