@@ -4,9 +4,15 @@ The same public interface and rules as ``bridge.store.database.Database`` (the S
 repositories run on either through the ``Tx`` port (``bridge.store.port``):
 
 - Every write is a function ``fn(tx) -> T``. Writes queue up; one runner task takes everything queued (up to
-  ``max_group``) and hands the whole group to the store's writer thread in one step: ``BEGIN``, each write
-  in its own ``SAVEPOINT``, one ``COMMIT``. A write that raises rolls back only its savepoint and its caller
-  gets the error; the others commit.
+  ``max_group``) and hands the whole group to the store's writer thread in one step: ``BEGIN``, the writes,
+  one ``COMMIT``. A write that raises rolls back only its own changes and its caller gets the error; the
+  others commit.
+- Every statement is a network round trip, so a group first runs at once (``_run_pipelined``): no
+  savepoints, and in pipeline mode, where a statement whose result is not read (an UPDATE, an upsert) does
+  not wait for its answer. If any write raises there (its error may surface at a later statement), the
+  whole group is rolled back and run again the safe way (``_run_in_savepoints``): each write in its own
+  ``SAVEPOINT``, so the failing one is undone alone. A write function is a function of its transaction,
+  so running it again after a rollback is running it once.
 - ``await write(...)`` returns only after the ``COMMIT`` that holds the change, and the session runs with
   ``synchronous_commit = on``: the commit has reached the server's WAL on disk before it is acknowledged,
   so an acknowledged OCPI request is durable.
@@ -62,7 +68,8 @@ MIGRATION_LOCK_KEY = 0x6F696370
 # ~20x slower than one (bench/pg_intake.py). Taken first in each group, this lock orders every group's row
 # locks after it: one group at a time, as on SQLite, each still committing many writes in one COMMIT.
 WRITE_LOCK_KEY = 0x6F696377
-GROUP_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+GROUP_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+GROUP_BEGIN = f"BEGIN; {GROUP_LOCK}"
 # A writer session idle inside a transaction this long is ended by the server, releasing its locks: a
 # replica paused mid-group (SIGSTOP, a frozen VM) must not stop every other replica's writes. The writer
 # never waits between its statements, so a healthy group is never idle that long.
@@ -160,11 +167,19 @@ ROW_FACTORY: BaseRowFactory[Row] = _row_factory
 
 
 class PgTx:
-    """The ``Tx`` port on one psycopg connection: ``?`` parameters, rows by name and index."""
+    """The ``Tx`` port on one psycopg connection: ``?`` parameters, rows by name and index. With a
+    ``pipeline`` (the connection is in pipeline mode) a statement is sent without waiting for its answer,
+    which arrives when its rows (or its ``rowcount``) are read."""
 
-    def __init__(self, conn: psycopg.Connection[Row], translations: dict[str, bytes]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Row],
+        translations: dict[str, bytes],
+        pipeline: psycopg.Pipeline | None = None,
+    ) -> None:
         self._conn = conn
         self._translations = translations
+        self._pipeline = pipeline
 
     def _sql(self, sql: str) -> bytes:
         translated = self._translations.get(sql)
@@ -173,12 +188,43 @@ class PgTx:
         return translated
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
-        return self._conn.execute(self._sql(sql), tuple(parameters))
+        cursor = self._conn.execute(self._sql(sql), tuple(parameters))
+        return cursor if self._pipeline is None else _Pipelined(cursor, self._pipeline)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
         cursor = self._conn.cursor()
         cursor.executemany(self._sql(sql), [tuple(p) for p in parameters])
-        return cursor
+        return cursor if self._pipeline is None else _Pipelined(cursor, self._pipeline)
+
+
+class _Pipelined:
+    """A statement's result in pipeline mode: psycopg's cursor fetches its rows when they are read, but
+    reports ``rowcount`` -1 (0 after ``executemany``) until the answers are in; reading it here while the
+    pipeline runs waits for every answer first (a round trip; the repositories seldom read it)."""
+
+    __slots__ = ("_cursor", "_pipeline")
+
+    def __init__(self, cursor: psycopg.Cursor[Row], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._pipeline.status is not psycopg.pq.PipelineStatus.OFF:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def fetchmany(self, size: int = 0, /) -> list[Any]:
+        return self._cursor.fetchmany(size)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
 
 
 def connect(url: str, *, application_name: str = "oicp-bridge") -> psycopg.Connection[Row]:
@@ -240,6 +286,11 @@ class PostgresDatabase:
         self.application_name = application_name
         self.commits = 0  # transactions committed (for metrics and group-commit tests)
         self.writes = 0  # write functions run
+        self.reruns = 0  # groups run again in savepoints because a write of theirs raised
+        # the values of the ``sequence`` rows this group has read and advanced (``next_in_sequence``), and
+        # the highest value of each this engine has handed to a write whose outcome its caller heard
+        self._sequences: dict[str, int] = {}
+        self._handed_out: dict[str, int] = {}
         self._queue: collections.deque[_Job] = collections.deque()
         self._queued = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -298,14 +349,36 @@ class PostgresDatabase:
         return connect(self.url, application_name=self.application_name)
 
     def next_in_sequence(self, tx: Tx, name: str) -> int:
-        """The next value of the named row of the ``sequence`` table, from inside a write function. The row
-        stays locked until the group commits, so values follow the commit order across replicas too."""
-        found = tx.execute(
-            "UPDATE sequence SET value = value + 1 WHERE name = ? RETURNING value", (name,)
-        ).fetchone()
-        if found is None:
-            raise StoreError(f"no sequence {name!r} in the store")
-        return int(found[0])
+        """The next value of the named row of the ``sequence`` table, from inside a write function.
+
+        Counted in memory, as on SQLite: the row is read at its first use in a group and written once,
+        just before the group's COMMIT (``_write_sequences``), rather than with an ``UPDATE … RETURNING``
+        (a round trip) per value. That is safe across replicas because every group holds the replicas'
+        write lock (``GROUP_LOCK``) from its start to its COMMIT and writes only happen in groups: no other
+        group reads or writes the row meanwhile, and the group's READ COMMITTED read, made after taking the
+        lock, sees the previous group's value. So values follow the commit order. A value is never handed
+        out twice by one engine, as on SQLite: a write that raises, or a group that does not commit, leaves
+        a gap (the next group counts on from the row or from the highest value handed out, whichever is
+        higher)."""
+        value = self._sequences.get(name)
+        if value is None:
+            found = tx.execute("SELECT value FROM sequence WHERE name = ?", (name,)).fetchone()
+            if found is None:
+                raise StoreError(f"no sequence {name!r} in the store")
+            value = max(int(found[0]), self._handed_out.get(name, 0))
+        value += 1
+        self._sequences[name] = value
+        return value
+
+    def _write_sequences(self, tx: PgTx) -> None:
+        for name, value in self._sequences.items():
+            tx.execute("UPDATE sequence SET value = ? WHERE name = ?", (value, name))
+
+    def _handed(self) -> None:
+        """This group's values were handed to writes whose callers hear their outcomes (committed, or a
+        failure after the writes ran): none of them again. (A first run that is rolled back and run again
+        in savepoints hands out nothing: nobody hears of it.)"""
+        self._handed_out.update(self._sequences)
 
     async def write(self, fn: Callable[[PgTx], T], *, inline: bool = False) -> T:
         """Run ``fn`` in a write transaction; return its result once that transaction is committed.
@@ -431,16 +504,17 @@ class PostgresDatabase:
                 return
 
     def _commit_group(self, group: list[_Job]) -> list[tuple[bool, Any]]:
-        """On the writer thread: one transaction, a savepoint per write, one COMMIT. Every outcome is
-        returned, never raised: a failure of the transaction itself fails each write with StoreError."""
+        """On the writer thread: one transaction for the group, one COMMIT; at once if no write raises,
+        else again with a savepoint per write. Every outcome is returned, never raised: a failure of the
+        transaction itself fails each write with StoreError."""
         try:
             if self._write_conn is None:
                 self._write_conn = self._connect_writer()
             conn = self._write_conn
-            tx = PgTx(conn, self._translations)
-            conn.execute(GROUP_BEGIN)  # one round trip: BEGIN and the replicas' write lock
-            outcomes = [_run_job(conn, tx, job.fn) for job in group]
-            conn.execute("COMMIT")
+            outcomes = self._run_pipelined(conn, group)
+            if outcomes is None:
+                self.reruns += 1
+                outcomes = self._run_in_savepoints(conn, group)
         except psycopg.Error as exc:
             error = StoreError(f"write transaction failed: {_describe(exc)}")
             error.__cause__ = exc
@@ -454,6 +528,57 @@ class PostgresDatabase:
             return [(False, error)] * len(group)
         self.commits += 1
         self.writes += len(group)
+        return outcomes
+
+    def _run_pipelined(
+        self, conn: psycopg.Connection[Row], group: list[_Job]
+    ) -> list[tuple[bool, Any]] | None:
+        """The group in one transaction without savepoints, its statements pipelined: a statement waits
+        for its answer only when a write reads its rows, and BEGIN, the lock, the last writes' statements
+        and COMMIT share round trips. The outcomes, or None if anything raised (a write's own error, or a
+        statement's, which in pipeline mode may surface at a later statement or at the COMMIT): the
+        transaction is then rolled back, nothing of the group committed. A lost connection raises."""
+        self._sequences.clear()
+        results: list[Any] = []
+        failure: Exception | None = None
+        try:
+            with conn.pipeline() as pipeline:
+                tx = PgTx(conn, self._translations, pipeline)
+                try:
+                    conn.execute(b"BEGIN")
+                    conn.execute(GROUP_LOCK.encode())
+                    results = [job.fn(tx) for job in group]
+                    self._write_sequences(tx)
+                    conn.execute(b"COMMIT")
+                except Exception as exc:  # noqa: BLE001 - the run in savepoints hands it to its write's caller
+                    failure = exc
+                    # collect what is still in flight, so that leaving the pipeline has nothing to report
+                    with contextlib.suppress(psycopg.Error):
+                        pipeline.sync()
+                # leaving the pipeline sends the last statements and the COMMIT and waits for their answers
+        except psycopg.Error as exc:  # one of those failed (a deferred constraint at the COMMIT...)
+            failure = failure or exc
+        if failure is None:
+            self._handed()
+            return [(True, result) for result in results]
+        if conn.broken or conn.closed:  # no second run: the group fails (and the next one reconnects)
+            if isinstance(failure, psycopg.Error):
+                raise failure
+            raise psycopg.OperationalError("the connection was lost during the write group") from failure
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute(b"ROLLBACK")
+        return None
+
+    def _run_in_savepoints(self, conn: psycopg.Connection[Row], group: list[_Job]) -> list[tuple[bool, Any]]:
+        """The group again, each write in its own savepoint: one that raises is undone alone and its caller
+        gets its error; the others commit."""
+        self._sequences.clear()
+        tx = PgTx(conn, self._translations)
+        conn.execute(GROUP_BEGIN.encode())  # one round trip: BEGIN and the replicas' write lock
+        outcomes = [_run_job(conn, tx, job.fn) for job in group]
+        self._handed()
+        self._write_sequences(tx)
+        conn.execute(b"COMMIT")
         return outcomes
 
     def _rollback_after_failure(self) -> None:

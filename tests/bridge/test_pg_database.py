@@ -313,11 +313,12 @@ async def test_two_replicas_groups_never_interleave_so_they_cannot_deadlock(pg_u
 
     def cross(mine: str, theirs: str) -> Any:
         def fn(tx: Tx) -> str:
-            started = time.monotonic()
-            tx.execute("UPDATE kv SET v = v + 1 WHERE k = ?", (mine,))
+            # each statement's answer is read, so that it is waited for (pipeline mode would not wait)
+            tx.execute("UPDATE kv SET v = v + 1 WHERE k = ? RETURNING v", (mine,)).fetchone()
+            started = time.monotonic()  # this group holds the write lock from here
             inside.set()
             time.sleep(0.2)  # the other replica's group arrives meanwhile (it must wait for this one)
-            tx.execute("UPDATE kv SET v = v + 10 WHERE k = ?", (theirs,))
+            tx.execute("UPDATE kv SET v = v + 10 WHERE k = ? RETURNING v", (theirs,)).fetchone()
             spans[mine] = (started, time.monotonic())
             return mine
 
@@ -339,28 +340,131 @@ async def test_two_replicas_groups_never_interleave_so_they_cannot_deadlock(pg_u
     assert (first.commits, second.commits) == (2, 1)  # the seed, then one group each
 
 
-async def test_sequence_values_follow_the_commit_order_and_a_refused_write_leaves_a_gap(pg_url: str) -> None:
-    db = await opened(pg_url, schema_pg.MIGRATIONS)
+SEQUENCE_SCHEMA = [
+    "CREATE TABLE sequence (name TEXT PRIMARY KEY, value BIGINT NOT NULL);"
+    "INSERT INTO sequence VALUES ('v', 0);"
+    "CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+    "CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);"
+]
+
+
+async def test_sequence_values_are_counted_in_memory_written_before_each_commit_and_never_repeat(
+    pg_url: str,
+) -> None:
+    """The SQLite engine's rule (tests/bridge/test_database.py), on PostgreSQL."""
+
+    def stored(tx: Tx) -> int:
+        return int(tx.execute("SELECT value FROM sequence WHERE name = 'v'").fetchone()[0])
+
+    db = await opened(pg_url, SEQUENCE_SCHEMA)
     try:
-        first = await db.write(lambda tx: db.next_in_sequence(tx, "outbox_version"))
+        three = await db.write(lambda tx: [db.next_in_sequence(tx, "v") for _ in range(3)])
+        assert three == [1, 2, 3]
+        assert await db.read(stored) == 3  # written with the commit that used them
 
         def taken_then_refused(tx: Tx) -> None:
-            db.next_in_sequence(tx, "outbox_version")
+            db.next_in_sequence(tx, "v")
             raise ValueError("this write is refused")
 
         results = await asyncio.gather(
             db.write(taken_then_refused),
-            db.write(lambda tx: db.next_in_sequence(tx, "outbox_version")),
+            db.write(lambda tx: db.next_in_sequence(tx, "v")),
             return_exceptions=True,
         )
         assert isinstance(results[0], ValueError)
-        # the refused write's savepoint rolled its increment back: PostgreSQL's row, unlike SQLite's count
-        assert results[1] == first + 1
-        stored = await db.read(
-            lambda tx: tx.execute("SELECT value FROM sequence WHERE name = 'outbox_version'").fetchone()[0]
-        )
-        assert stored == first + 1
+        assert results[1] == 5  # the refused write's value is a gap, not handed out again
+        assert await db.read(stored) == 5
+
+        def breaks_the_commit(tx: Tx) -> int:
+            tx.execute("INSERT INTO child VALUES (42)")  # a deferred foreign key: COMMIT fails
+            return db.next_in_sequence(tx, "v")
+
+        with pytest.raises(StoreError):
+            await db.write(breaks_the_commit)
+        assert await db.read(stored) == 5  # that group did not commit
+        assert await db.write(lambda tx: db.next_in_sequence(tx, "v")) == 7  # 6 never again
+        assert await db.read(stored) == 7
         with pytest.raises(StoreError, match="no sequence 'missing'"):
             await db.write(lambda tx: db.next_in_sequence(tx, "missing"))
+    finally:
+        await db.close()
+    other = await opened(pg_url, SEQUENCE_SCHEMA)  # another replica (or a restart) goes on from the table
+    try:
+        assert await other.write(lambda tx: other.next_in_sequence(tx, "v")) == 8
+    finally:
+        await other.close()
+
+
+async def test_replicas_take_sequence_values_in_commit_order_and_never_the_same(pg_url: str) -> None:
+    """Each replica counts in memory within its group; the write lock orders the groups, so values
+    interleaved from two replicas' concurrent groups are all distinct and the row ends at the highest."""
+    # small groups, so that the two replicas' groups alternate
+    first = await opened(pg_url, SEQUENCE_SCHEMA, max_group=5)
+    second = await opened(pg_url, SEQUENCE_SCHEMA, max_group=5)
+
+    def take(db: PostgresDatabase) -> Any:
+        return db.write(lambda tx: db.next_in_sequence(tx, "v"))
+
+    try:
+        taken = await asyncio.gather(*(take(db) for _ in range(100) for db in (first, second)))
+        row = await first.read(
+            lambda tx: tx.execute("SELECT value FROM sequence WHERE name = 'v'").fetchone()[0]
+        )
+    finally:
+        await first.close()
+        await second.close()
+    assert sorted(taken) == list(range(1, 201))
+    assert row == 200
+    assert first.commits > 1
+    assert second.commits > 1
+
+
+async def test_a_failing_write_in_a_group_leaves_the_others_committed_exactly_once(pg_url: str) -> None:
+    """The group first runs without savepoints; a write that raises sends it back to be run again, each
+    write in its own savepoint. The writes around the failing one add to a counter: run twice, they count
+    once, because the first run was rolled back whole."""
+    db = await opened(pg_url, [KV, "INSERT INTO kv VALUES ('count', 0)"])
+
+    def add_one(tx: Tx) -> int:
+        return int(tx.execute("UPDATE kv SET v = v + 1 WHERE k = 'count' RETURNING v").fetchone()[0])
+
+    def add_blind(tx: Tx) -> None:
+        tx.execute("UPDATE kv SET v = v + 1 WHERE k = 'count'")  # its answer is never read
+
+    def duplicate(tx: Tx) -> None:
+        tx.execute("INSERT INTO kv VALUES ('count', 0)")  # primary key: fails at the server, not here
+
+    try:
+        results = await asyncio.gather(
+            db.write(add_one), db.write(add_blind), db.write(duplicate), db.write(add_blind),
+            db.write(add_one), return_exceptions=True,
+        )  # fmt: skip
+        total = await db.read(lambda tx: tx.execute("SELECT v FROM kv WHERE k = 'count'").fetchone()[0])
+    finally:
+        await db.close()
+    assert results[0] == 1
+    assert results[1] is None
+    assert results[3] is None
+    assert isinstance(results[2], StoreError)
+    assert "duplicate key" in str(results[2])
+    assert results[4] == 4
+    assert total == 4
+    assert db.reruns == 1  # the group ran twice; the first run committed nothing
+    assert db.commits == 1
+
+
+async def test_rowcount_is_read_after_the_answer_in_a_group(pg_url: str) -> None:
+    """Statements in a group are pipelined; a ``rowcount`` read inside the write waits for the answer."""
+    db = await opened(pg_url)
+    await db.write(lambda tx: tx.executemany("INSERT INTO kv VALUES (?, 0)", [("a",), ("b",), ("c",)]))
+
+    def counts(tx: Tx) -> tuple[int, int]:
+        one = tx.execute("UPDATE kv SET v = 1 WHERE k IN ('a', 'b')").rowcount
+        many = tx.executemany("UPDATE kv SET v = 2 WHERE k = ?", [("a",), ("b",), ("c",), ("x",)]).rowcount
+        return one, many
+
+    try:
+        assert await db.write(counts) == (2, 3)
+        assert db.reruns == 0
     finally:
         await db.close()
