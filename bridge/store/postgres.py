@@ -506,6 +506,8 @@ class PostgresDatabase:
             await self._queued.wait()
             self._queued.clear()
             while self._queue:
+                # the writer thread may add to this list the writes queued while the group waited for the
+                # write lock (``_take_queued``)
                 group = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
                 try:
                     outcomes = await self._loop.run_in_executor(self._writer, self._commit_group, group)
@@ -562,7 +564,8 @@ class PostgresDatabase:
                 tx = PgTx(conn, self._translations, pipeline)
                 try:
                     conn.execute(b"BEGIN")
-                    conn.execute(GROUP_LOCK.encode())
+                    conn.execute(GROUP_LOCK.encode()).fetchone()  # waits for the replicas' write lock
+                    self._take_queued(group)
                     results = [job.fn(tx) for job in group]
                     self._write_sequences(tx)
                     conn.execute(b"COMMIT")
@@ -584,6 +587,18 @@ class PostgresDatabase:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute(b"ROLLBACK")
         return None
+
+    def _take_queued(self, group: list[_Job]) -> None:
+        """On the writer thread, once the group holds the write lock: the writes queued meanwhile join it
+        (up to ``max_group``; the runner settles the group's list, so they are answered with it). With
+        replicas a group often waits for the lock while its replica's next requests arrive; taken now,
+        they need not wait for the lock again in small groups of their own. Only this thread takes from
+        the queue while a group runs (the runner is waiting for it); the event loop only appends."""
+        while len(group) < self.max_group:
+            try:
+                group.append(self._queue.popleft())
+            except IndexError:
+                return
 
     def _run_in_savepoints(self, conn: psycopg.Connection[Row], group: list[_Job]) -> list[tuple[bool, Any]]:
         """The group again, each write in its own savepoint: one that raises is undone alone and its caller

@@ -468,3 +468,39 @@ async def test_rowcount_is_read_after_the_answer_in_a_group(pg_url: str) -> None
         assert db.reruns == 0
     finally:
         await db.close()
+
+
+async def test_writes_queued_while_a_group_waits_for_the_write_lock_join_that_group(pg_url: str) -> None:
+    """Another replica's group holds the write lock; this replica's group waits for it, and the writes that
+    arrive meanwhile are taken into that group once it holds the lock: one COMMIT for all, not one for
+    the first write and another for the rest."""
+    first, second = await opened(pg_url), await opened(pg_url, [KV])
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(tx: Tx) -> None:
+        holding.set()
+        release.wait(DEADLINE_S)
+
+    def waiting_for_the_lock(tx: Tx) -> int:
+        sql = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return int(tx.execute(sql).fetchone()[0])
+
+    try:
+        held = asyncio.ensure_future(first.write(hold))
+        await asyncio.get_running_loop().run_in_executor(None, holding.wait, DEADLINE_S)
+        one = asyncio.ensure_future(second.write(put("k0", 0)))
+        deadline = time.monotonic() + DEADLINE_S
+        while await first.read(waiting_for_the_lock) == 0:  # second's group is at the lock
+            assert time.monotonic() < deadline, "the second replica's group never waited for the lock"
+        rest = [asyncio.ensure_future(second.write(put(f"k{i}", i))) for i in range(1, 6)]
+        release.set()
+        await held
+        keys = [await one, *[await w for w in rest]]
+        total = await second.read(count)
+    finally:
+        release.set()
+        await first.close()
+        await second.close()
+    assert keys == [f"k{i}" for i in range(6)]
+    assert total == 6
+    assert second.commits == 1  # the five that came while the group waited were committed with it
