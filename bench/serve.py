@@ -160,6 +160,9 @@ async def bridge() -> None:
                 assert built.receiver_url is not None
                 _ready(built.receiver_url)
                 await _until_stdin_closes()
+                db = built.db
+                groups = {"commits": db.commits, "writes": db.writes, "syncs": getattr(db, "syncs", None)}
+                print(json.dumps({"store": groups}), flush=True)  # the group sizes, for the log
 
 
 async def _main(kind: str) -> None:

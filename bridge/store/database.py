@@ -8,8 +8,11 @@ back only its own savepoint and its caller gets the error. A caller's ``await wr
 after the commit that holds its change: an OCPI request is acknowledged only once its change is durable.
 
 Where each step runs:
-- ``BEGIN IMMEDIATE`` and ``COMMIT`` run on the store's own thread: they can wait for the file lock (up to
-  ``busy_timeout``) and for the fsync, which must never stall the event loop.
+- ``COMMIT`` runs on the store's own thread: it waits for the fsync, which must never stall the event loop.
+- ``BEGIN IMMEDIATE`` is tried on the event loop without waiting (the write connection's ``busy_timeout`` is
+  0): only this process writes the file (the flock below), so it gets the write lock at once, and a thread
+  hand-over per group is saved. If another program holds the lock (someone's ``sqlite3`` shell), it is
+  asked again on the store's thread, waiting up to ``busy_timeout_ms`` there.
 - A write marked ``inline=True`` runs on the event loop itself, between those two steps. That is for short
   writes on the intake path (one OCPI object): handing each to a thread cost more than the write, because the
   loop and the thread then take turns on the GIL for every statement (docs/benchmarks.md).
@@ -122,10 +125,18 @@ class Database:
 
     dialect = SQLITE
 
-    def __init__(self, path: Path, migrations: Sequence[str], *, max_group: int = 512) -> None:
+    def __init__(
+        self,
+        path: Path,
+        migrations: Sequence[str],
+        *,
+        max_group: int = 512,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
         self.path = path
         self.migrations = tuple(migrations)
         self.max_group = max_group
+        self.busy_timeout_ms = busy_timeout_ms  # how long a BEGIN waits for another program's write lock
         self.commits = 0  # transactions committed (for metrics and group-commit tests)
         self.writes = 0  # write functions run
         self._queue: collections.deque[_Job] = collections.deque()
@@ -267,6 +278,14 @@ class Database:
         self._unwritten.add(name)
         return value
 
+    def _begin_waiting(self, conn: sqlite3.Connection) -> None:
+        """On the store's thread: BEGIN IMMEDIATE, waiting up to ``busy_timeout_ms`` for the lock."""
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+
     def _commit(self, conn: sqlite3.Connection) -> None:
         """On the store's thread: write the sequences this group advanced, then COMMIT."""
         written = list(self._unwritten)
@@ -283,6 +302,7 @@ class Database:
             (applied,) = conn.execute("PRAGMA user_version").fetchone()
             for number, script in enumerate(self.migrations[applied:], start=applied + 1):
                 conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+            conn.execute("PRAGMA busy_timeout = 0")  # BEGIN tries once on the loop, then waits on the thread
         except sqlite3.Error:
             conn.close()
             raise
@@ -321,7 +341,8 @@ class Database:
         loop, conn = self._loop, self._write_conn
         outcomes: list[tuple[bool, Any]] = []
         try:
-            await loop.run_in_executor(self._writer, conn.execute, "BEGIN IMMEDIATE")
+            if not _begin_at_once(conn):
+                await loop.run_in_executor(self._writer, self._begin_waiting, conn)
             for job in group:
                 if job.inline:
                     outcomes.append(_run_job(conn, job.fn))
@@ -360,6 +381,17 @@ class Snapshot:
                 raise StoreError(f"snapshot read failed: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, step)
+
+
+def _begin_at_once(conn: sqlite3.Connection) -> bool:
+    """BEGIN IMMEDIATE if the write lock is free now (busy_timeout is 0 here); whether it began."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+            return False  # another program holds the lock: the caller waits for it on the store's thread
+        raise
+    return True
 
 
 def _run_job(conn: sqlite3.Connection, fn: WriteFn) -> tuple[bool, Any]:

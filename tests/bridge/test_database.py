@@ -84,12 +84,11 @@ async def test_a_write_waiting_for_the_file_lock_does_not_stall_the_event_loop(t
 
 
 async def test_a_failed_commit_fails_every_write_of_its_group_and_later_writes_work(tmp_path: Path) -> None:
-    db = Database(tmp_path / "store.db", SCHEMA)
+    # the store waits up to 10 s for another program's lock: shorten it so the locked BEGIN fails quickly
+    db = Database(tmp_path / "store.db", SCHEMA, busy_timeout_ms=50)
     await db.open()
     other = sqlite3.connect(tmp_path / "store.db", isolation_level=None, timeout=0)
     try:
-        # the store's busy_timeout is 10 s: shorten it for this test so the locked BEGIN fails quickly
-        await db.write(lambda conn: conn.execute("PRAGMA busy_timeout = 50"))
         other.execute("BEGIN IMMEDIATE")
         results = await asyncio.gather(
             db.write(lambda conn: conn.execute("INSERT INTO t VALUES (1)"), inline=True),
