@@ -71,6 +71,7 @@ MIGRATION_LOCK_KEY = 0x6F696370
 WRITE_LOCK_KEY = 0x6F696377
 GROUP_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 GROUP_BEGIN = f"BEGIN; {GROUP_LOCK}"
+SEQUENCE_ROWS = "SELECT name, value FROM sequence"
 # A writer session idle inside a transaction this long is ended by the server, releasing its locks: a
 # replica paused mid-group (SIGSTOP, a frozen VM) must not stop every other replica's writes. The writer
 # never waits between its statements, so a healthy group is never idle that long.
@@ -307,6 +308,11 @@ class PostgresDatabase:
         # the highest value of each this engine has handed to a write whose outcome its caller heard
         self._sequences: dict[str, int] = {}
         self._handed_out: dict[str, int] = {}
+        # once a group has read the table, every group asks for its rows right after the write lock, in
+        # the same round trip (``_stored_value`` reads them at the first use)
+        self._has_sequence_table = False
+        self._sequence_rows: Rows | None = None
+        self._stored_sequences: dict[str, int] | None = None
         self._queue: collections.deque[_Job] = collections.deque()
         self._queued = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -378,13 +384,32 @@ class PostgresDatabase:
         higher)."""
         value = self._sequences.get(name)
         if value is None:
-            found = tx.execute("SELECT value FROM sequence WHERE name = ?", (name,)).fetchone()
-            if found is None:
-                raise StoreError(f"no sequence {name!r} in the store")
-            value = max(int(found[0]), self._handed_out.get(name, 0))
+            value = max(self._stored_value(tx, name), self._handed_out.get(name, 0))
         value += 1
         self._sequences[name] = value
         return value
+
+    def _stored_value(self, tx: Tx, name: str) -> int:
+        """The row's value as this group's transaction sees it: from the rows asked for right after the
+        write lock (``_run_pipelined``, once the engine has seen the table), else read now."""
+        if self._sequence_rows is not None:
+            self._stored_sequences = {row[0]: int(row[1]) for row in self._sequence_rows}
+            self._sequence_rows = None
+        if self._stored_sequences is not None:
+            if name not in self._stored_sequences:
+                raise StoreError(f"no sequence {name!r} in the store")
+            return self._stored_sequences[name]
+        found = tx.execute("SELECT value FROM sequence WHERE name = ?", (name,)).fetchone()
+        if found is None:
+            raise StoreError(f"no sequence {name!r} in the store")
+        self._has_sequence_table = True
+        return int(found[0])
+
+    def _forget_sequences(self) -> None:
+        """At a group's start: nothing counted or read yet in this transaction."""
+        self._sequences.clear()
+        self._sequence_rows = None
+        self._stored_sequences = None
 
     def _write_sequences(self, tx: PgTx) -> None:
         for name, value in self._sequences.items():
@@ -556,7 +581,7 @@ class PostgresDatabase:
         and COMMIT share round trips. The outcomes, or None if anything raised (a write's own error, or a
         statement's, which in pipeline mode may surface at a later statement or at the COMMIT): the
         transaction is then rolled back, nothing of the group committed. A lost connection raises."""
-        self._sequences.clear()
+        self._forget_sequences()
         results: list[Any] = []
         failure: Exception | None = None
         try:
@@ -564,9 +589,16 @@ class PostgresDatabase:
                 tx = PgTx(conn, self._translations, pipeline)
                 try:
                     conn.execute(b"BEGIN")
-                    conn.execute(GROUP_LOCK.encode()).fetchone()  # waits for the replicas' write lock
+                    lock = conn.execute(GROUP_LOCK.encode())
+                    if self._has_sequence_table:
+                        self._sequence_rows = tx.execute(SEQUENCE_ROWS)
+                    # The first write's statements go behind the lock without waiting for it; once the lock
+                    # is held (its answer came before the first row the write read, or is waited for
+                    # now), the writes queued meanwhile join the group.
+                    results = [group[0].fn(tx)]
+                    lock.fetchone()
                     self._take_queued(group)
-                    results = [job.fn(tx) for job in group]
+                    results += [job.fn(tx) for job in group[1:]]
                     self._write_sequences(tx)
                     conn.execute(b"COMMIT")
                 except Exception as exc:  # noqa: BLE001 - the run in savepoints hands it to its write's caller
@@ -603,7 +635,7 @@ class PostgresDatabase:
     def _run_in_savepoints(self, conn: psycopg.Connection[Row], group: list[_Job]) -> list[tuple[bool, Any]]:
         """The group again, each write in its own savepoint: one that raises is undone alone and its caller
         gets its error; the others commit."""
-        self._sequences.clear()
+        self._forget_sequences()
         tx = PgTx(conn, self._translations)
         conn.execute(GROUP_BEGIN.encode())  # one round trip: BEGIN and the replicas' write lock
         outcomes = [_run_job(conn, tx, job.fn) for job in group]

@@ -478,6 +478,7 @@ async def test_writes_queued_while_a_group_waits_for_the_write_lock_join_that_gr
     holding, release = threading.Event(), threading.Event()
 
     def hold(tx: Tx) -> None:
+        tx.execute("SELECT 1").fetchone()  # answered after the lock's answer: this group holds the lock
         holding.set()
         release.wait(DEADLINE_S)
 
