@@ -13,13 +13,13 @@ error also live in the store (``ocpi_sender_poll``) and are merged in by ``bridg
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 UNKNOWN_PARTY = "unknown"  # rejected requests whose URL names no known party (keeps labels bounded)
 _LOCATIONS = "/locations/"
@@ -195,24 +195,13 @@ def _merge_stored(
     return state
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AnswerObserver = Callable[[web.Request, int, "web.StreamResponse | web.HTTPException"], None]
 
 
-def receiver_middleware(feeds: FeedHealth) -> Middleware:
-    """An aiohttp middleware for the OCPI receiver that reports each Locations request to ``feeds``.
-    It goes outside the receiver's error middleware, so it sees the final HTTP status of every answer."""
-
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            _observe(feeds, request, exc.status, exc)
-            raise
-        _observe(feeds, request, response.status, response)
-        return response
-
-    return observe
+def answer_observer(feeds: FeedHealth) -> AnswerObserver:
+    """What the OCPI receiver calls with the final HTTP status of every answer it gives (its one
+    middleware, ``bridge.ocpi.receiver``), so each Locations request is reported to ``feeds``."""
+    return functools.partial(_observe, feeds)
 
 
 def _observe(

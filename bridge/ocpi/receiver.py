@@ -30,7 +30,7 @@ from aiohttp.typedefs import Middleware
 
 from bridge.config import ReceiverConfig
 from bridge.errors import StoreError
-from bridge.feeds import FeedHealth, receiver_middleware
+from bridge.feeds import AnswerObserver, FeedHealth, answer_observer
 from bridge.ocpi.auth import Caller, Party, TokenStore
 from bridge.ocpi.credentials import CredentialsModule
 from bridge.ocpi.envelope import respond, respond_error
@@ -91,8 +91,8 @@ def build_receiver_app(
     tokens = token_store or TokenStore(store.db, config.tokens)
     failures = AuthFailures()
     body_timeout = config.body_timeout
-    observe: list[Middleware] = [receiver_middleware(feeds)] if feeds is not None else []  # outermost
-    app = web.Application(middlewares=[*observe, _envelope_errors], client_max_size=max_body_bytes)
+    observe = answer_observer(feeds) if feeds is not None else None
+    app = web.Application(middlewares=[_answers(observe)], client_max_size=max_body_bytes)
     app[STORE_KEY] = store
     app[TOKENS_KEY] = tokens
     base = config.base_url
@@ -358,22 +358,33 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
-@web.middleware
-async def _envelope_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except OcpiStatusError as exc:
-        response = respond_error(request, exc)
-        if isinstance(exc, AuthenticationError):
-            response.headers["WWW-Authenticate"] = "Token"
+def _answers(observe: AnswerObserver | None) -> Middleware:
+    """The receiver's one middleware: OCPI errors as OCPI envelopes, and every final answer's HTTP status
+    to ``observe`` (the feeds' health), in one wrapper around each request (each wrapper costs)."""
+
+    @web.middleware
+    async def answers(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own answers (404, 405, 413...): observed, re-raised
+            if observe is not None:
+                observe(request, exc.status, exc)
+            raise
+        except OcpiStatusError as exc:
+            response = respond_error(request, exc)
+            if isinstance(exc, AuthenticationError):
+                response.headers["WWW-Authenticate"] = "Token"
+        except StoreError as exc:
+            # Nothing was committed (the write's transaction rolled back): refuse with a retryable error.
+            log.error("ocpi_request_refused_store_unavailable", error=str(exc), path=request.path[:200])
+            response = respond_error(
+                request, StoreUnavailableError("the bridge cannot store this change right now; send it again")
+            )
+            response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        if observe is not None:
+            observe(request, response.status, response)
         return response
-    except StoreError as exc:
-        # Nothing was committed (the write's transaction rolled back): refuse with a retryable error.
-        log.error("ocpi_request_refused_store_unavailable", error=str(exc), path=request.path[:200])
-        response = respond_error(
-            request, StoreUnavailableError("the bridge cannot store this change right now; send it again")
-        )
-        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
-        return response
+
+    return answers

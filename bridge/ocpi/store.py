@@ -127,6 +127,7 @@ WHERE e.country_code = ? AND e.party_id = ? AND e.location_id = ? AND e.evse_uid
 """
 _STATUS_PATCH = frozenset({"status", "last_updated", "uid"})
 _STATUSES = frozenset(status.value for status in OcpiEvseStatus)
+_STATUS_OF = {status.value: status for status in OcpiEvseStatus}  # cheaper than OcpiEvseStatus(value)
 UPSERT_EVSE = """
 INSERT INTO ocpi_evse
     (country_code, party_id, location_id, evse_uid, evse_id, status, publish, last_updated_us, oicp_evse_id)
@@ -320,9 +321,10 @@ class OcpiStore:
                 f"invalid {what}: last_updated: required in every PATCH (OCPI 2.2.1)"
             )
         else:
-            # 2.1.1 does not require it: the change is as of its arrival (docs/ocpi.md).
-            new_updated = self.clock()
-            body = {**body, "last_updated": format_datetime(new_updated)}
+            # 2.1.1 does not require it: the change is as of its arrival (docs/ocpi.md), to the second as
+            # the body now says (so the returned moment is always the body's last_updated parsed)
+            body = {**body, "last_updated": format_datetime(self.clock())}
+            new_updated = parse_last_updated(body["last_updated"], what)
         if not set(body) - IDENTIFYING:
             raise NotEnoughInformationError(
                 f"{what} changes nothing: it has no field besides ids and last_updated"
@@ -459,42 +461,42 @@ class OcpiStore:
             return None  # the general path answers it with the model's message
         key = (path.country_code, path.party_id, path.location_id)
         found = tx.execute(self.sql.find_evse, (*key, path.evse_uid)).fetchone()
-        if found is None or found["version"] != version.value or found["evse_last_updated"] is None:
+        if found is None:
             return None
-        # the rows' microseconds are the stored strings parsed (both paths write them so)
+        # by position (FIND_EVSE's column order): a look-up by name scans the columns on every access
+        stored_version, evse_id, stored_status, publish, evse_us, location_us, evse_text, location_text = (
+            found[:8]
+        )
+        if stored_version != version.value or evse_text is None:
+            return None
+        # the rows' microseconds are the stored strings parsed (both paths write them so); ``updated`` is
+        # the body's last_updated parsed (``check_patch``), what the general path stores and reports
         updated_us = to_micros(updated)
-        if found["evse_us"] > updated_us:
+        if evse_us > updated_us:
             return WriteResult(Outcome.STALE)
         raw_updated = body["last_updated"]
-        # what the general path stores and reports: the datetimes as parsed back from the document's strings
-        evse_time = parse_last_updated(raw_updated, "EVSE PATCH")
-        touch_location = not found["location_us"] > updated_us
-        new_location_updated = format_datetime(updated) if touch_location else found["location_last_updated"]
-        if (status, raw_updated, new_location_updated) == (
-            found["status"],
-            found["evse_last_updated"],
-            found["location_last_updated"],
-        ):
+        new_location_text = location_text if location_us > updated_us else format_datetime(updated)
+        if (status, raw_updated, new_location_text) == (stored_status, evse_text, location_text):
             return WriteResult(Outcome.UNCHANGED)
         tx.execute(
             "UPDATE ocpi_evse SET status = ?, last_updated_us = ?, last_updated_text = ? "
             "WHERE country_code=? AND party_id=? AND location_id=? AND evse_uid=?",
-            (status, to_micros(evse_time), raw_updated, *key, path.evse_uid),
+            (status, updated_us, raw_updated, *key, path.evse_uid),
         )
-        if new_location_updated != found["location_last_updated"]:
+        if new_location_text != location_text:
             tx.execute(
                 "UPDATE ocpi_location SET last_updated_text = ?, last_updated_us = ? "
                 "WHERE country_code=? AND party_id=? AND location_id=?",
-                (new_location_updated, to_micros(updated.replace(microsecond=0)), *key),  # as formatted
+                (new_location_text, updated_us - updated_us % 1_000_000, *key),  # to the second, as formatted
             )
         state = EvseObservation(
-            path.country_code, path.party_id, path.location_id, path.evse_uid or "", found["evse_id"],
-            OcpiEvseStatus(status), evse_time, bool(found["publish"]),
+            path.country_code, path.party_id, path.location_id, path.evse_uid or "", evse_id,
+            _STATUS_OF[status], updated, bool(publish),
         )  # fmt: skip
         # the EVSE is the only one holding its EvseID (and the status changes nothing else): the intake need
         # not read the holders again; and whether a not-pushed note exists for it
-        alone = (state,) if found["holders"] == 1 else None
-        return WriteResult(Outcome.UPDATED, (Touched(state, found["evse_id"], alone, bool(found["listed"])),))
+        alone = (state,) if found[8] == 1 else None  # holders
+        return WriteResult(Outcome.UPDATED, (Touched(state, evse_id, alone, bool(found[9])),))  # listed
 
     def _commit(
         self, tx: Tx, version: OcpiVersion, path: ObjectPath, stored: Document | None, new: Document
