@@ -494,6 +494,7 @@ async def test_writes_queued_while_a_group_waits_for_the_write_lock_join_that_gr
         while await first.read(waiting_for_the_lock) == 0:  # second's group is at the lock
             assert time.monotonic() < deadline, "the second replica's group never waited for the lock"
         rest = [asyncio.ensure_future(second.write(put(f"k{i}", i))) for i in range(1, 6)]
+        await asyncio.sleep(0)  # one turn of the loop: each of them queues its write (before its first await)
         release.set()
         await held
         keys = [await one, *[await w for w in rest]]
