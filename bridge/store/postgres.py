@@ -592,13 +592,11 @@ class PostgresDatabase:
                     lock = conn.execute(GROUP_LOCK.encode())
                     if self._has_sequence_table:
                         self._sequence_rows = tx.execute(SEQUENCE_ROWS)
-                    # The first write's statements go behind the lock without waiting for it; once the lock
-                    # is held (its answer came before the first row the write read, or is waited for
-                    # now), the writes queued meanwhile join the group.
-                    results = [group[0].fn(tx)]
-                    lock.fetchone()
+                    lock.fetchone()  # waits for the lock; the sequence rows come in the same answer
+                    # Taken now, not after the first write: a long first write (a storm's bulk chunk)
+                    # would otherwise draw everything queued during it into the group, and delay them all.
                     self._take_queued(group)
-                    results += [job.fn(tx) for job in group[1:]]
+                    results = [job.fn(tx) for job in group]
                     self._write_sequences(tx)
                     conn.execute(b"COMMIT")
                 except Exception as exc:  # noqa: BLE001 - the run in savepoints hands it to its write's caller
