@@ -354,6 +354,24 @@ class DataOutboxStore:
             return await self.db.write(run)
         return await self._lane_write(operator_id, run)
 
+    async def settle(self, operator_id: OperatorID) -> tuple[int, float | None]:
+        """Push once more the delivered rows whose doubt's quiet period is over (``rules.settle``), as the
+        status outbox does. Returns how many became pending and the next time a doubt ends (wall clock)."""
+
+        def run(tx: Tx) -> tuple[int, float | None]:
+            now = self.clock()
+            op = str(operator_id)
+            due = [
+                (f["evse_id"], to_row(f))
+                for f in tx.execute(f"{_SELECT} WHERE operator_id = ? AND unsure = 1", (op,))
+            ]
+            settled = [(e, rules.settle(r, now)) for e, r in due if rules.settle_due(r, now)]
+            tx.executemany(_UPSERT, [to_params(op, e, r) for e, r in settled])
+            later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
+            return len(settled), min(later) if later else None
+
+        return await self._lane_write(operator_id, run)
+
     async def pending_count(self, operator_id: OperatorID) -> int:
         def run(tx: Tx) -> int:
             (count,) = tx.execute(
