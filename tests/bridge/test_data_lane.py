@@ -454,3 +454,29 @@ async def test_a_data_push_that_timed_out_and_landed_late_is_pushed_once_more_af
             lane = bridge.dispatcher.data.lane(OPERATOR) if bridge.dispatcher.data else None
             assert lane is not None
             await until(lambda: lane.settle_at is None)  # no doubt left to settle
+
+
+async def test_an_evse_id_two_locations_hold_gets_its_data_from_the_evse_that_owns_its_status(
+    tmp_path: Path,
+) -> None:
+    """An EVSE moved to another Location while the old one still lists it: both hold DE*OBD*E1. The status
+    comes from the owner (``bridge.ownership.owner``: the newer one, in L2), and so must the EVSE data — a
+    later change of L1 alone (its name) must not put L1's record on Hubject for an EVSE that L2 owns."""
+    simulator = HubjectSimulator(require_evse_data=True)
+
+    def name_of(evse_id: str) -> str | None:
+        record = simulator.evse_data.records(OPERATOR).get(EvseID(evse_id))
+        return None if record is None else str(record["ChargingStationNames"][0]["value"])
+
+    async with bridge_with(tmp_path, simulator) as (_bridge, cpo, _s):
+        old = [cpo.evse("e1", "DE*OBD*E1", status="AVAILABLE"), cpo.evse("e2", "DE*OBD*E2")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", old, name="Old site"))
+        await until(lambda: name_of("DE*OBD*E2") == "Old site")
+        moved = cpo.evse("e9", "DE*OBD*E1", status="CHARGING")  # newer: the owner
+        await cpo.call("PUT", "/L2", cpo.location("L2", [moved], name="New site"))
+        await until(lambda: name_of("DE*OBD*E1") == "New site")
+        await until(lambda: simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED)
+        await cpo.call("PATCH", "/L1", {"name": "Old site, renamed", "last_updated": cpo.stamp()})
+        await until(lambda: name_of("DE*OBD*E2") == "Old site, renamed")  # the change was pushed
+        assert name_of("DE*OBD*E1") == "New site"  # E1's data still from its owner, as its status
+        assert simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED
