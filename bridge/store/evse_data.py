@@ -24,7 +24,7 @@ from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
 from bridge.outbox import RecordState, evse_key
-from bridge.store.engine import Engine
+from bridge.store.engine import Engine, lane_write
 from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
 from oicp.ids import OperatorID
@@ -117,16 +117,7 @@ class DataOutboxStore:
         self.fence = fence
 
     async def _lane_write(self, operator_id: OperatorID | str, fn: Callable[[Tx], T]) -> T:
-        fence = self.fence
-        if fence is None:
-            return await self.db.write(fn)
-        op = str(operator_id)
-
-        def fenced(tx: Tx) -> T:
-            fence(tx, op)
-            return fn(tx)
-
-        return await self.db.write(fenced)
+        return await lane_write(self.db, self.fence, str(operator_id), fn)
 
     # --- intake: inside the caller's transaction -------------------------------------------------------
 
