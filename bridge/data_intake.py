@@ -101,6 +101,9 @@ class DataIntake:
                 key = oicp_key(raw)
                 if key:
                     done.add(key)
+                    if not self._owned_by(tx, key, path, evse.uid):  # another EVSE holding it decides
+                        self._decide_evse_id(tx, key, at, now, recorded)
+                        continue
                     source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
                     self._decide(tx, key, source, path, location, evse, at, now, recorded)
             for item in result.touched:
@@ -121,6 +124,26 @@ class DataIntake:
             if key not in done:
                 done.add(key)
                 self._decide_evse_id(tx, key, at, now, recorded)
+
+    def _owned_by(self, tx: Tx, key: str, path: ObjectPath, evse_uid: str) -> bool:
+        """Whether the EVSE ``evse_uid`` of the Location at ``path`` owns EvseID ``key`` — the status side's
+        rule (``bridge.ownership.owner`` among the allowed parties' EVSEs holding it), so an EvseID several
+        EVSEs hold gets its data and its status from the same one, not from whichever changed last. True
+        when no allowed EVSE holds it (the mapping then decides what to do with it)."""
+        operator_id = self.operator_for(key)
+        if operator_id is None:
+            return True
+        holders = [
+            state
+            for state in OcpiStore.evses_holding(tx, key)
+            if self.binding.allows(operator_id, state.country_code, state.party_id)
+        ]
+        if len(holders) <= 1:
+            return True  # the commonest case: only this EVSE holds it
+        chosen = owner(holders)
+        assert chosen is not None
+        here = (path.country_code, path.party_id, path.location_id, evse_uid)
+        return (chosen.country_code, chosen.party_id, chosen.location_id, chosen.evse_uid) == here
 
     def _pushing(
         self, key: str, country_code: str, party_id: str
@@ -231,7 +254,7 @@ class DataIntake:
                     location = validate(MODELS[OcpiVersion(version)].location, document, "Location")
                     for evse in location.evses or ():
                         key = oicp_key(evse.evse_id)
-                        if key:
+                        if key and self._owned_by(tx, key, path, evse.uid):  # else its owner's decides
                             source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
                             self._decide(tx, key, source, path, location, evse, at, now, recorded)
                             count += 1

@@ -39,7 +39,17 @@ from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.dispatcher import ResyncResult
 from bridge.errors import StoreError
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
-from bridge.lanes import Flush, LaneView, Resync, ResyncReason, Sleep, Timing, next_step, request_floor
+from bridge.lanes import (
+    Flush,
+    LaneView,
+    Resync,
+    ResyncReason,
+    Settle,
+    Sleep,
+    Timing,
+    next_step,
+    request_floor,
+)  # fmt: skip
 from bridge.leadership import SOLE_TERM, operator_lease, while_leading
 from bridge.leases import LeaseLostError
 from bridge.metrics import Metrics
@@ -96,6 +106,7 @@ class DataLane:
     first_fullload_due: bool = False
     waiting_for_evses: bool = False
     quiet_from: float = 0.0
+    settle_at: float | None = None  # when doubtful delivered records are pushed once more
     settle_fullload_at: float | None = None
     scheduled_resync_at: float | None = None
     refusal: str | None = None
@@ -196,6 +207,7 @@ class DataLanes:
             request_floor=lane.request_floor,
             resync_requested=bool(lane.resyncs),
             first_fullload_at=first_at,
+            settle_at=lane.settle_at,
             settle_fullload_at=lane.settle_fullload_at,
             scheduled_resync_at=lane.scheduled_resync_at,
         )
@@ -250,6 +262,7 @@ class DataLanes:
         lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
         if await self.store.interrupted_fullload(lane.operator_id):
             lane.settle_fullload_at = now + self.unsure_for
+        lane.settle_at = now  # the first Settle step finds when the stored doubts end (store.settle)
         with contextlib.suppress(KeyError):
             status_lane = self.dispatcher.lane(lane.operator_id)
             if lane.first_fullload_due:
@@ -283,6 +296,8 @@ class DataLanes:
                     await self._resync_step(lane, step.reason)
                 elif isinstance(step, Flush):
                     await self._flush_once(lane)
+                elif isinstance(step, Settle):
+                    await self._settle(lane)
                 else:
                     seconds = step.seconds if isinstance(step, Sleep) else None
                     if lane.blocked_until is not None:
@@ -376,6 +391,8 @@ class DataLanes:
         elapsed = self.monotonic() - started
         doubt = self.unsure_for if elapsed >= self.dispatcher.attempt_timeout else None
         released = await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
+        if doubt is not None:  # acknowledged only after a retried attempt: an earlier one may land late
+            self._doubt(lane, doubt)
         lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
         lane.last_push_at = self.wall_clock()
         self._count(operator_id, "delivered", len(records))
@@ -447,6 +464,7 @@ class DataLanes:
     ) -> None:
         message = str(error) if error is not None else "refused in every half: the request, not a record"
         await self.store.release(lane.operator_id, records, message, self.unsure_for)
+        self._doubt(lane, self.unsure_for)  # the failed attempt may still land: settle after its quiet period
         self._backoff(lane, error)
         lane.last_error = message
         self._count(lane.operator_id, "retry", len(records))
@@ -457,6 +475,25 @@ class DataLanes:
             error=message,
             next_attempt_in=round(lane.request_floor - self.monotonic(), 2),
         )
+
+    def _doubt(self, lane: DataLane, seconds: float) -> None:
+        """Records with an unknown outcome are pushed once more when ``seconds`` have passed."""
+        at = self.monotonic() + seconds
+        lane.settle_at = at if lane.settle_at is None else min(lane.settle_at, at)
+
+    async def _settle(self, lane: DataLane) -> None:
+        count, next_until = await self.store.settle(lane.operator_id)
+        lane.settle_at = None
+        if next_until is not None:
+            lane.settle_at = self.monotonic() + max(0.0, next_until - self.wall_clock())
+        if count:
+            self.log.info(
+                "pushing doubtful EVSE data records once more",
+                operator_id=str(lane.operator_id),
+                records=count,
+            )
+            lane.pending += count
+            lane.first_unpushed_at = lane.first_unpushed_at or self.monotonic()
 
     def _backoff(self, lane: DataLane, error: RequestError | None) -> None:
         lane.failures += 1

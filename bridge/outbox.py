@@ -62,6 +62,7 @@ class Event(StrEnum):
     RECOVERED = "recovered"
     SET_ASIDE = "set aside"  # a fullLoad named the EvseID: unknown to Hubject (603, parked) or refused (dead)
     RETRY = "retry"  # an operator asks for a dead letter to be sent again (the cause was fixed)
+    SETTLE = "settle"  # a delivered row's doubt outlived its quiet period: its content goes once more
 
 
 P, F, D, X, K = (
@@ -98,6 +99,7 @@ TRANSITIONS: dict[tuple[RecordState, Event], frozenset[RecordState]] = {
     (X, Event.SET_ASIDE): frozenset({K, X}),
     (K, Event.SET_ASIDE): frozenset({K, X}),
     (X, Event.RETRY): frozenset({P}),
+    (D, Event.SETTLE): frozenset({P}),
 }
 
 
@@ -333,7 +335,11 @@ def settle_due(row: Row, now: float) -> bool:
 
 
 def settle(row: Row, now: float) -> Row:
-    return replace(row, state=RecordState.PENDING, pending_since=row.pending_since or now)
+    return replace(
+        row,
+        state=transition(row.state, Event.SETTLE, RecordState.PENDING),
+        pending_since=row.pending_since or now,
+    )
 
 
 def fullload_delivered(row: Row, watermark: int, sent_at: float, now: float) -> Row:

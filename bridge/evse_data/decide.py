@@ -253,6 +253,25 @@ def recovered(row: DataRow, now: float, unsure_until: float) -> DataRow:
     )
 
 
+def settle_due(row: DataRow, now: float) -> bool:
+    """A delivered row whose doubt's quiet period is over (as ``bridge.outbox.settle_due``): its record goes
+    once more, so a push that landed late (with older data) cannot leave Hubject behind."""
+    return (
+        row.unsure
+        and row.state is RecordState.DELIVERED
+        and row.unsure_until is not None
+        and row.unsure_until <= now
+    )
+
+
+def settle(row: DataRow, now: float) -> DataRow:
+    return replace(
+        row,
+        state=transition(row.state, Event.SETTLE, RecordState.PENDING),
+        pending_since=row.pending_since or now,
+    )
+
+
 def unknown_to_hubject(row: DataRow, now: float) -> DataRow:
     """A status push was answered 603 naming this EvseID: Hubject does not hold its data, whatever we
     believed. Not held (its status waits again) and pending, so the data is pushed (as an insert). A row in

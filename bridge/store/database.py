@@ -388,7 +388,7 @@ def _begin_at_once(conn: sqlite3.Connection) -> bool:
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # also its extended codes (BUSY_RECOVERY…)
             return False  # another program holds the lock: the caller waits for it on the store's thread
         raise
     return True

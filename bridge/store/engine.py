@@ -1,8 +1,8 @@
 """What a store engine offers the repositories: the interface ``bridge.store.database.Database`` (SQLite) and
 ``bridge.store.postgres.PostgresDatabase`` both have, so a repository can be written against either.
 
-Not used by the repositories yet (they take ``Database``): this is the shape the next step of issue 15 moves
-them to (docs/postgres.md). ``tests/typing/store_engines.py`` makes mypy check that both engines fit it.
+The repositories take an ``Engine``, never an engine class; ``tests/typing/store_engines.py`` makes mypy check
+that both engines fit it. ``lane_write``: the fenced write of an operator's lane, shared by both outboxes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
 from bridge.store.dialect import Dialect
-from bridge.store.port import Tx
+from bridge.store.port import Fence, Tx
 
 T = TypeVar("T")
 
@@ -47,3 +47,17 @@ class Engine(Protocol):
     async def read(self, fn: Callable[[Tx], T]) -> T: ...
 
     def snapshot(self) -> AbstractAsyncContextManager[SnapshotPort]: ...
+
+
+async def lane_write(db: Engine, fence: Fence | None, operator_id: str, fn: Callable[[Tx], T]) -> T:
+    """A write of an operator's lane: with several replicas (``fence`` set, ``bridge.leadership``) the
+    fence is checked first in the same transaction, so a replica that lost the operator's lease changes
+    nothing; one process (SQLite, ``fence`` None): the write as it is."""
+    if fence is None:
+        return await db.write(fn)
+
+    def fenced(tx: Tx) -> T:
+        fence(tx, operator_id)
+        return fn(tx)
+
+    return await db.write(fenced)

@@ -24,7 +24,7 @@ from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
 from bridge.outbox import RecordState, evse_key
-from bridge.store.engine import Engine
+from bridge.store.engine import Engine, lane_write
 from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
 from oicp.ids import OperatorID
@@ -117,16 +117,7 @@ class DataOutboxStore:
         self.fence = fence
 
     async def _lane_write(self, operator_id: OperatorID | str, fn: Callable[[Tx], T]) -> T:
-        fence = self.fence
-        if fence is None:
-            return await self.db.write(fn)
-        op = str(operator_id)
-
-        def fenced(tx: Tx) -> T:
-            fence(tx, op)
-            return fn(tx)
-
-        return await self.db.write(fenced)
+        return await lane_write(self.db, self.fence, str(operator_id), fn)
 
     # --- intake: inside the caller's transaction -------------------------------------------------------
 
@@ -352,6 +343,24 @@ class DataOutboxStore:
 
         if operator_id is None:
             return await self.db.write(run)
+        return await self._lane_write(operator_id, run)
+
+    async def settle(self, operator_id: OperatorID) -> tuple[int, float | None]:
+        """Push once more the delivered rows whose doubt's quiet period is over (``rules.settle``), as the
+        status outbox does. Returns how many became pending and the next time a doubt ends (wall clock)."""
+
+        def run(tx: Tx) -> tuple[int, float | None]:
+            now = self.clock()
+            op = str(operator_id)
+            due = [
+                (f["evse_id"], to_row(f))
+                for f in tx.execute(f"{_SELECT} WHERE operator_id = ? AND unsure = 1", (op,))
+            ]
+            settled = [(e, rules.settle(r, now)) for e, r in due if rules.settle_due(r, now)]
+            tx.executemany(_UPSERT, [to_params(op, e, r) for e, r in settled])
+            later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
+            return len(settled), min(later) if later else None
+
         return await self._lane_write(operator_id, run)
 
     async def pending_count(self, operator_id: OperatorID) -> int:

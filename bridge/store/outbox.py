@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from bridge import outbox as rules
 from bridge.mapping import Action
 from bridge.outbox import Desired, Record, RecordState, Row
-from bridge.store.engine import Engine
+from bridge.store.engine import Engine, lane_write
 from bridge.store.evse_data import HELD
 from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
@@ -139,16 +139,7 @@ class OutboxStore:
         self.fence = fence
 
     async def _lane_write(self, operator_id: OperatorID | str, fn: Callable[[Tx], T]) -> T:
-        fence = self.fence
-        if fence is None:
-            return await self.db.write(fn)
-        op = str(operator_id)
-
-        def fenced(tx: Tx) -> T:
-            fence(tx, op)
-            return fn(tx)
-
-        return await self.db.write(fenced)
+        return await lane_write(self.db, self.fence, str(operator_id), fn)
 
     # --- intake: inside the caller's transaction -------------------------------------------------------
 

@@ -27,6 +27,7 @@ from oicp.evse_data import EvseDataRecord
 from oicp.ids import EvseID, OperatorID
 from oicp.models import EvseStatus
 from oicp.simulator import HubjectSimulator, serve_simulator
+from oicp.simulator.faults import FaultKind
 from tests.bridge.conftest import wait_for
 from tests.oicp.test_simulator_evse_data import record
 from tests.test_evse_data_end_to_end import OPERATOR, Cpo, data_config
@@ -417,3 +418,65 @@ async def test_a_record_local_validation_refuses_is_dead_and_the_rest_of_the_bat
         status = await data.store.lane_status(OperatorID(OPERATOR))
         assert status.dead == {"local": 1}
     assert "DE*OBD*E9" not in json.dumps([e.body for e in simulator.request_log])
+
+
+async def test_a_data_push_that_timed_out_and_landed_late_is_pushed_once_more_after_its_quiet_period(
+    tmp_path: Path,
+) -> None:
+    """A data push times out at the client but Hubject applies it later, after a newer record of the same
+    EVSE was acknowledged: Hubject holds the older data. The rows stay ``unsure`` (those acknowledgements
+    came within the quiet period), and once it is over (2 × the client's timeouts, 1 s here) the lane
+    pushes the records once more, without waiting for a change or the next data fullLoad."""
+    simulator = HubjectSimulator(require_evse_data=True)
+    push = {"flush_interval": 0.05, "max_retry_interval": 0.2}
+
+    def names() -> set[str]:
+        return {r["ChargingStationNames"][0]["value"] for r in simulator.evse_data.records(OPERATOR).values()}
+
+    async with serve_simulator(simulator) as served:
+        config = data_config(tmp_path, served, push=push)
+        timeouts = {"timeout": 0.3, "connect_timeout": 0.2}  # quiet period 2 x (0.3 + 0.2) = 1 s
+        config = config.model_copy(update={"hubject": config.hubject.model_copy(update=timeouts)})
+        bridge = Bridge.build(config, initial_resync=False)
+        async with bridge.running(), aiohttp.ClientSession() as session:
+            assert bridge.receiver_url is not None
+            cpo = Cpo(session, bridge.receiver_url)
+            await put_two(cpo)
+            await until(lambda: len(simulator.statuses(OPERATOR)) == 2)  # data first, then statuses
+            simulator.faults.slow_latency = 0.8  # answered (and applied) 0.8 s later: the client gave up
+            simulator.faults.queue.append(FaultKind.SLOW)
+            await cpo.call("PATCH", "/L1", {"name": "First", "last_updated": cpo.stamp()})
+            await until(lambda: names() == {"First"})  # the retried push, acknowledged
+            await cpo.call("PATCH", "/L1", {"name": "Second", "last_updated": cpo.stamp()})
+            await until(lambda: names() == {"Second"})
+            await until(lambda: names() == {"First"})  # the timed-out push landed late: older data
+            await until(lambda: names() == {"Second"})  # pushed once more after the quiet period
+            lane = bridge.dispatcher.data.lane(OPERATOR) if bridge.dispatcher.data else None
+            assert lane is not None
+            await until(lambda: lane.settle_at is None)  # no doubt left to settle
+
+
+async def test_an_evse_id_two_locations_hold_gets_its_data_from_the_evse_that_owns_its_status(
+    tmp_path: Path,
+) -> None:
+    """An EVSE moved to another Location while the old one still lists it: both hold DE*OBD*E1. The status
+    comes from the owner (``bridge.ownership.owner``: the newer one, in L2), and so must the EVSE data — a
+    later change of L1 alone (its name) must not put L1's record on Hubject for an EVSE that L2 owns."""
+    simulator = HubjectSimulator(require_evse_data=True)
+
+    def name_of(evse_id: str) -> str | None:
+        record = simulator.evse_data.records(OPERATOR).get(EvseID(evse_id))
+        return None if record is None else str(record["ChargingStationNames"][0]["value"])
+
+    async with bridge_with(tmp_path, simulator) as (_bridge, cpo, _s):
+        old = [cpo.evse("e1", "DE*OBD*E1", status="AVAILABLE"), cpo.evse("e2", "DE*OBD*E2")]
+        await cpo.call("PUT", "/L1", cpo.location("L1", old, name="Old site"))
+        await until(lambda: name_of("DE*OBD*E2") == "Old site")
+        moved = cpo.evse("e9", "DE*OBD*E1", status="CHARGING")  # newer: the owner
+        await cpo.call("PUT", "/L2", cpo.location("L2", [moved], name="New site"))
+        await until(lambda: name_of("DE*OBD*E1") == "New site")
+        await until(lambda: simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED)
+        await cpo.call("PATCH", "/L1", {"name": "Old site, renamed", "last_updated": cpo.stamp()})
+        await until(lambda: name_of("DE*OBD*E2") == "Old site, renamed")  # the change was pushed
+        assert name_of("DE*OBD*E1") == "New site"  # E1's data still from its owner, as its status
+        assert simulator.statuses(OPERATOR).get(EvseID("DE*OBD*E1")) is EvseStatus.OCCUPIED

@@ -128,6 +128,23 @@ def test_a_withdrawal_of_an_evse_hubject_never_held_needs_no_request() -> None:
     assert never_sent.state is RecordState.DELIVERED
 
 
+def test_a_doubtful_delivered_record_goes_once_more_only_after_its_quiet_period() -> None:
+    """``settle_due``/``settle``: a record acknowledged while an earlier attempt may still land is pushed
+    once more when its quiet period is over (as an update: Hubject holds a record of it), and never before;
+    a row with no doubt, or one already pending, is left alone."""
+    doubtful = row(state=RecordState.DELIVERED, held=True, acked_record='{"r":"a"}', acked_hash="hash-a",
+                   pending_since=None, unsure=True, unsure_until=NOW + 60)  # fmt: skip
+    assert not decide.settle_due(doubtful, NOW + 59)
+    assert decide.settle_due(doubtful, NOW + 60)
+    settled = decide.settle(doubtful, NOW + 60)
+    assert (settled.state, settled.pending_since, settled.unsure) == (RecordState.PENDING, NOW + 60, True)
+    assert decide.wire_action(settled) is ActionType.UPDATE
+    assert not decide.settle_due(replace(doubtful, unsure=False, unsure_until=None), NOW + 60)
+    assert not decide.settle_due(replace(doubtful, state=RecordState.PENDING), NOW + 60)
+    with pytest.raises(TransitionError):
+        decide.settle(replace(doubtful, state=RecordState.IN_FLIGHT), NOW + 60)
+
+
 def test_moves_outside_the_outbox_table_are_refused() -> None:
     with pytest.raises(TransitionError):
         decide.claimed(row(state=RecordState.DELIVERED), "DE*OBD*E1")
