@@ -253,8 +253,11 @@ class DataLanes:
     async def _init_lane(self, lane: DataLane) -> None:
         now, wall = self.monotonic(), self.wall_clock()
         interval = self.resync_config.data_interval
-        lane.pending = await self.store.pending_count(lane.operator_id)
-        lane.first_unpushed_at = now if lane.pending else None
+        stored = await self.store.pending_count(lane.operator_id)
+        # as the status lane's: what the intake notified while the store was read counts too
+        lane.pending = max(lane.pending, stored)
+        if lane.first_unpushed_at is None and lane.pending:
+            lane.first_unpushed_at = now
         lane.quiet_from = now
         last_at, _ = await self.store.last_fullload(lane.operator_id)
         if interval > 0 and last_at is not None:

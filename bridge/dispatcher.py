@@ -309,8 +309,11 @@ class Dispatcher:
         now, wall = self.monotonic(), self.wall_clock()
         interval = self.resync_config.interval
         status = await self.store.lane_status(lane.operator_id)
-        lane.pending = status.pending
-        lane.first_unpushed_at = now if status.pending else None
+        # what the intake notified while the store was read counts too: the read may predate its commit
+        # (the receiver takes OCPI before the lanes start), and ``pending`` is an upper bound anyway
+        lane.pending = max(lane.pending, status.pending)
+        if lane.first_unpushed_at is None and lane.pending:
+            lane.first_unpushed_at = now
         lane.quiet_from = now
         last_at, _ = await self.store.last_fullload(lane.operator_id)
         if interval > 0 and last_at is not None:

@@ -444,3 +444,46 @@ async def test_a_fullload_sets_aside_the_evse_ids_hubject_names_without_separato
         lambda conn: conn.execute("SELECT evse_id, dead_code FROM outbox WHERE state = 'parked'").fetchall()
     )
     assert [tuple(row) for row in parked] == [("DE*ABC*E3", "603")]
+
+
+class GatedOutboxStore(OutboxStore):
+    """The outbox as shipped; its first ``lane_status`` read (the lane's start) is held after it has read
+    the store, until the test lets it go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def lane_status(self, operator_id: OperatorID) -> Any:
+        status = await super().lane_status(operator_id)
+        if not self.read.is_set():
+            self.read.set()
+            await self.go_on.wait()
+        return status
+
+
+async def test_a_change_committed_while_the_lane_reads_its_start_state_is_pushed(
+    database: Database, client: RestClient, hubject: ServedSimulator
+) -> None:
+    """The receiver takes OCPI before the lanes have read their state from the store: a change committed
+    (and notified) between the lane's read and the end of its start counts, though the read predates it.
+    It was overwritten by the read's count of 0, and the lane then waited for the next change."""
+    outbox = GatedOutboxStore(database)
+    intake = make_intake(database, outbox)
+    dispatcher = make_dispatcher(intake, client)
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    try:
+        async with asyncio.timeout(10):
+            await outbox.read.wait()  # the lane has read the store: nothing pending yet
+        await accept(intake, [observation("1", OcpiEvseStatus.CHARGING, seconds=1)])
+        outbox.go_on.set()
+
+        async def pushed() -> bool:
+            return hubject.simulator.statuses(ABC).get(EvseID("DE*ABC*E1")) is EvseStatus.OCCUPIED
+
+        await wait_for(pushed, within=5)
+    finally:
+        stop.set()
+        await running
