@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.locations import Document, ObjectPath, Outcome, Touched, WriteResult
 from bridge.ocpi.store import OcpiStore, oicp_key
 from bridge.ocpi.versions import OcpiVersion
-from bridge.outbox import Desired, to_micros
+from bridge.outbox import Desired, Row, to_micros
 from bridge.ownership import PartyBinding, owner, source_key
 from bridge.store.engine import Engine
 from bridge.store.outbox import OutboxStore
@@ -247,6 +247,7 @@ class Intake:
         """Re-decide every EvseID the touched EVSEs hold now or held before (a rename withdraws the old)."""
         recorded = Recorded()
         evse_ids: dict[str, tuple[EvseObservation, ...] | None] = {}
+        known: dict[str, Mapping[str, Row]] = {}  # EvseID -> its outbox rows, where the store read them
         sources: set[str] = set()
         unlisted: set[str] = set()
         for item in touched:
@@ -258,6 +259,8 @@ class Intake:
             key, previous = self._key(item.state.evse_id), self._key(item.previous_evse_id)
             if key:
                 evse_ids[key] = item.holders if key == previous and key not in evse_ids else None
+                if key == previous and item.outbox is not None:
+                    known[key] = item.outbox
             else:
                 blank = item.state.evse_id is None or not item.state.evse_id.strip()
                 reason = SkipReason.NO_EVSE_ID if blank else SkipReason.INVALID_EVSE_ID
@@ -265,7 +268,7 @@ class Intake:
             if previous and previous != key:
                 evse_ids[previous] = None
         for evse_id, holders in evse_ids.items():
-            self._decide_evse_id(tx, evse_id, sources, recorded, holders, unlisted)
+            self._decide_evse_id(tx, evse_id, sources, recorded, holders, unlisted, known.get(evse_id))
         return recorded
 
     def _decide_evse_id(
@@ -276,6 +279,7 @@ class Intake:
         recorded: Recorded,
         holders: tuple[EvseObservation, ...] | None = None,
         unlisted: set[str] | frozenset[str] = frozenset(),
+        known: Mapping[str, Row] | None = None,
     ) -> None:
         candidates = self.ocpi.evses_holding(tx, evse_id) if holders is None else holders
         operator_id = self.decider.operator_for(evse_id)
@@ -306,7 +310,7 @@ class Intake:
             desired = Desired(
                 decision.action, decision.status, chosen.status.value, to_micros(chosen.last_updated), source
             )  # fmt: skip
-        observed = self.outbox.observe(tx, str(operator_id), evse_id, desired, self.clock())
+        observed = self.outbox.observe(tx, str(operator_id), evse_id, desired, self.clock(), known)
         if (observed.created or observed.revived) and self.data is not None and self.data.pushes(operator_id):
             recorded.data_checks.add(evse_id)  # its data must go before (and with) its first status
         if observed.pending:

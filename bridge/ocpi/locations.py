@@ -11,8 +11,9 @@ Checks beyond the models (docs/ocpi.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,7 +26,7 @@ from bridge.ocpi.errors import InvalidParametersError, UnknownLocationError
 from bridge.ocpi.v211 import models as v211
 from bridge.ocpi.v221 import models as v221
 from bridge.ocpi.versions import OcpiVersion
-from bridge.outbox import to_micros
+from bridge.outbox import Row, to_micros
 
 Document = dict[str, Any]
 # How far beyond the bridge's clock a last_updated may be (a CPO's clock running a little fast).
@@ -199,6 +200,8 @@ class Touched:
     # what the store learnt on the way, so the intake need not read it again (the status fast path):
     holders: tuple[EvseObservation, ...] | None = None  # every EVSE holding its EvseID now, if known
     listed: bool = True  # whether a not-pushed note may exist for it
+    # the outbox rows of its EvseID by operator (read with the EVSE, one statement fewer), if known
+    outbox: Mapping[str, Row] | None = dataclasses.field(default=None, compare=False)
 
 
 def evse_rows(

@@ -13,7 +13,7 @@ if it still holds the version that was sent when Hubject answers.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,6 +56,17 @@ def _status(value: str | None) -> EvseStatus | None:
 
 def _action(value: str | None) -> Action | None:
     return _ACTIONS[value]
+
+
+# The outbox row of an EvseID read in the statement that reads its EVSE (``outbox`` aliased ``o``, the
+# status fast path's FIND_EVSE on PostgreSQL): ``evse_id``, ``COLUMNS``, ``operator_id``.
+WITH_EVSE_COLUMNS = ", ".join(f"o.{c}" for c in ("evse_id", *COLUMNS, "operator_id"))
+
+
+def rows_by_operator(found: Iterable[Sequence[Any]]) -> dict[str, Row]:
+    """The outbox rows read as ``WITH_EVSE_COLUMNS`` (a LEFT JOIN: all NULL where the EvseID has none), by
+    operator."""
+    return {f[-1]: to_row(f) for f in found if f[0] is not None}
 
 
 def to_row(found: Any) -> Row:
@@ -149,9 +160,18 @@ class OutboxStore:
         ).fetchone()
         return None if found is None else to_row(found)
 
-    def observe(self, tx: Tx, operator_id: str, evse_id: str, desired: Desired, now: float) -> Observed:
-        """Decide the row of (operator, EvseID) for its owner's current state (``bridge.outbox.observe``)."""
-        row = self.load(tx, operator_id, evse_id)
+    def observe(
+        self,
+        tx: Tx,
+        operator_id: str,
+        evse_id: str,
+        desired: Desired,
+        now: float,
+        known: Mapping[str, Row] | None = None,
+    ) -> Observed:
+        """Decide the row of (operator, EvseID) for its owner's current state (``bridge.outbox.observe``).
+        ``known``: the EvseID's rows by operator, read earlier in this transaction (``rows_by_operator``)."""
+        row = self.load(tx, operator_id, evse_id) if known is None else known.get(operator_id)
         if row is not None and (desired.action, desired.status) == row.content:
             if (desired.ocpi_status, desired.last_updated_us, desired.source) != (
                 row.ocpi_status, row.last_updated_us, row.source,
