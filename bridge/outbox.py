@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from bridge.mapping import Action
 from oicp.ids import EVSE_ID_PATTERN, EvseID
@@ -323,9 +324,21 @@ def recovered(row: Row, now: float, unsure_until: float) -> Row:
     )
 
 
-def settle_due(row: Row, now: float) -> bool:
+class Doubtful(Protocol):
+    """What ``settle_due`` reads of a row: a status row (``Row``) or an EVSE data row (``DataRow``)."""
+
+    @property
+    def state(self) -> RecordState: ...
+    @property
+    def unsure(self) -> bool: ...
+    @property
+    def unsure_until(self) -> float | None: ...
+
+
+def settle_due(row: Doubtful, now: float) -> bool:
     """A delivered row whose doubt's quiet period is over: push its content once more, so a late-landing
-    push cannot leave Hubject behind (the acknowledgement of that push clears ``unsure``)."""
+    push cannot leave Hubject behind (the acknowledgement of that push clears ``unsure``). The same rule
+    for both outboxes' rows."""
     return (
         row.unsure
         and row.state is RecordState.DELIVERED

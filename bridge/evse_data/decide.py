@@ -253,18 +253,10 @@ def recovered(row: DataRow, now: float, unsure_until: float) -> DataRow:
     )
 
 
-def settle_due(row: DataRow, now: float) -> bool:
-    """A delivered row whose doubt's quiet period is over (as ``bridge.outbox.settle_due``): its record goes
-    once more, so a push that landed late (with older data) cannot leave Hubject behind."""
-    return (
-        row.unsure
-        and row.state is RecordState.DELIVERED
-        and row.unsure_until is not None
-        and row.unsure_until <= now
-    )
-
-
 def settle(row: DataRow, now: float) -> DataRow:
+    """A delivered row whose doubt's quiet period is over (``bridge.outbox.settle_due``, the rule both
+    outboxes share): its record goes once more, so a push that landed late (with older data) cannot leave
+    Hubject behind."""
     return replace(
         row,
         state=transition(row.state, Event.SETTLE, RecordState.PENDING),

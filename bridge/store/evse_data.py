@@ -23,7 +23,7 @@ from bridge.evse_data import decide as rules
 from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
-from bridge.outbox import RecordState, evse_key
+from bridge.outbox import RecordState, evse_key, settle_due
 from bridge.store.engine import Engine, lane_write
 from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
@@ -356,7 +356,7 @@ class DataOutboxStore:
                 (f["evse_id"], to_row(f))
                 for f in tx.execute(f"{_SELECT} WHERE operator_id = ? AND unsure = 1", (op,))
             ]
-            settled = [(e, rules.settle(r, now)) for e, r in due if rules.settle_due(r, now)]
+            settled = [(e, rules.settle(r, now)) for e, r in due if settle_due(r, now)]
             tx.executemany(_UPSERT, [to_params(op, e, r) for e, r in settled])
             later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
             return len(settled), min(later) if later else None

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from bridge.evse_data import decide
 from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.mapping import Action
-from bridge.outbox import RecordState, TransitionError
+from bridge.outbox import RecordState, TransitionError, settle_due
 from oicp.models import ActionType
 
 NOW = 1_000_000.0
@@ -134,13 +134,13 @@ def test_a_doubtful_delivered_record_goes_once_more_only_after_its_quiet_period(
     a row with no doubt, or one already pending, is left alone."""
     doubtful = row(state=RecordState.DELIVERED, held=True, acked_record='{"r":"a"}', acked_hash="hash-a",
                    pending_since=None, unsure=True, unsure_until=NOW + 60)  # fmt: skip
-    assert not decide.settle_due(doubtful, NOW + 59)
-    assert decide.settle_due(doubtful, NOW + 60)
+    assert not settle_due(doubtful, NOW + 59)
+    assert settle_due(doubtful, NOW + 60)
     settled = decide.settle(doubtful, NOW + 60)
     assert (settled.state, settled.pending_since, settled.unsure) == (RecordState.PENDING, NOW + 60, True)
     assert decide.wire_action(settled) is ActionType.UPDATE
-    assert not decide.settle_due(replace(doubtful, unsure=False, unsure_until=None), NOW + 60)
-    assert not decide.settle_due(replace(doubtful, state=RecordState.PENDING), NOW + 60)
+    assert not settle_due(replace(doubtful, unsure=False, unsure_until=None), NOW + 60)
+    assert not settle_due(replace(doubtful, state=RecordState.PENDING), NOW + 60)
     with pytest.raises(TransitionError):
         decide.settle(replace(doubtful, state=RecordState.IN_FLIGHT), NOW + 60)
 
