@@ -48,7 +48,9 @@ from bridge.lanes import (
     Sleep,
     Timing,
     next_step,
+    on_monotonic,
     request_floor,
+    sooner,
 )  # fmt: skip
 from bridge.leadership import SOLE_TERM, operator_lease, while_leading
 from bridge.leases import LeaseLostError
@@ -261,7 +263,7 @@ class DataLanes:
         lane.quiet_from = now
         last_at, _ = await self.store.last_fullload(lane.operator_id)
         if interval > 0 and last_at is not None:
-            lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
+            lane.scheduled_resync_at = on_monotonic(last_at + interval, now, wall)
         lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
         if await self.store.interrupted_fullload(lane.operator_id):
             lane.settle_fullload_at = now + self.unsure_for
@@ -481,14 +483,13 @@ class DataLanes:
 
     def _doubt(self, lane: DataLane, seconds: float) -> None:
         """Records with an unknown outcome are pushed once more when ``seconds`` have passed."""
-        at = self.monotonic() + seconds
-        lane.settle_at = at if lane.settle_at is None else min(lane.settle_at, at)
+        lane.settle_at = sooner(lane.settle_at, self.monotonic() + seconds)
 
     async def _settle(self, lane: DataLane) -> None:
         count, next_until = await self.store.settle(lane.operator_id)
         lane.settle_at = None
         if next_until is not None:
-            lane.settle_at = self.monotonic() + max(0.0, next_until - self.wall_clock())
+            lane.settle_at = on_monotonic(next_until, self.monotonic(), self.wall_clock())
         if count:
             self.log.info(
                 "pushing doubtful EVSE data records once more",

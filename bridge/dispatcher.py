@@ -42,7 +42,9 @@ from bridge.lanes import (
     Sleep,
     Timing,
     next_step,
+    on_monotonic,
     request_floor,
+    sooner,
 )
 from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, operator_lease, while_leading
 from bridge.leases import LeaseLostError
@@ -317,12 +319,12 @@ class Dispatcher:
         lane.quiet_from = now
         last_at, _ = await self.store.last_fullload(lane.operator_id)
         if interval > 0 and last_at is not None:
-            lane.scheduled_resync_at = now + max(0.0, last_at + interval - wall)
+            lane.scheduled_resync_at = on_monotonic(last_at + interval, now, wall)
         lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
         if str(lane.operator_id) in recovered.interrupted_fullloads:
             lane.settle_fullload_at = now + self.unsure_for
         if recovered.unsure_until is not None:
-            lane.settle_at = now + max(0.0, recovered.unsure_until - wall)
+            lane.settle_at = on_monotonic(recovered.unsure_until, now, wall)
 
     async def _leads(self, lane: Lane, stop: asyncio.Event) -> bool:
         """Whether this replica runs the lane's next step (bridge.leadership); if not, the lane waited.
@@ -694,14 +696,13 @@ class Dispatcher:
 
     def _doubt(self, lane: Lane, seconds: float) -> None:
         """Rows with an unknown outcome are pushed once more when ``seconds`` have passed."""
-        at = self.monotonic() + seconds
-        lane.settle_at = at if lane.settle_at is None else min(lane.settle_at, at)
+        lane.settle_at = sooner(lane.settle_at, self.monotonic() + seconds)
 
     async def _settle(self, lane: Lane) -> None:
         count, next_until = await self.store.settle(lane.operator_id)
         lane.settle_at = None
         if next_until is not None:
-            lane.settle_at = self.monotonic() + max(0.0, next_until - self.wall_clock())
+            lane.settle_at = on_monotonic(next_until, self.monotonic(), self.wall_clock())
         if count:
             self.log.info(
                 "pushing doubtful records once more", operator_id=str(lane.operator_id), records=count

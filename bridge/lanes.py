@@ -123,3 +123,14 @@ def request_floor(
     cap or the client's retry budget (Hubject's Acceptable Use Policy)."""
     wait = cap if not retryable else backoff(failures, base=base, cap=cap, rng=rng)
     return now + max(wait, retry_after or 0.0)
+
+
+def on_monotonic(wall_at: float, now: float, wall_now: float) -> float:
+    """A moment the store keeps on the wall clock (a doubt's end, the next scheduled fullLoad) as a deadline
+    on the monotonic clock ``now``: as far ahead as it is; at once if it is past."""
+    return now + max(0.0, wall_at - wall_now)
+
+
+def sooner(current: float | None, at: float) -> float:
+    """The earlier of a lane's deadline (None: none set) and ``at``."""
+    return at if current is None else min(current, at)
