@@ -28,11 +28,11 @@ from typing import Any, Protocol
 from bridge.evse_data import NotPushable, NotPushableReason, RecordSettings, map_evse
 from bridge.evse_data.decide import DataDesired
 from bridge.mapping import Action
-from bridge.observation import OcpiEvseStatus
+from bridge.observation import EvseObservation, OcpiEvseStatus
 from bridge.ocpi.locations import MODELS, ObjectPath, Touched, WriteResult, validate
 from bridge.ocpi.store import OcpiStore, oicp_key
 from bridge.ocpi.versions import OcpiVersion
-from bridge.ownership import PartyBinding, owner
+from bridge.ownership import PartyBinding, owner, source_key
 from bridge.store.engine import Engine
 from bridge.store.evse_data import DataOutboxStore
 from bridge.store.port import Tx
@@ -101,10 +101,10 @@ class DataIntake:
                 key = oicp_key(raw)
                 if key:
                     done.add(key)
-                    if not self._owned_by(tx, key, path, evse.uid):  # another EVSE holding it decides
+                    source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
+                    if not self._owned_by(tx, key, source):  # another EVSE holding it decides
                         self._decide_evse_id(tx, key, at, now, recorded)
                         continue
-                    source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
                     self._decide(tx, key, source, path, location, evse, at, now, recorded)
             for item in result.touched:
                 current = oicp_key(item.state.evse_id)
@@ -125,25 +125,27 @@ class DataIntake:
                 done.add(key)
                 self._decide_evse_id(tx, key, at, now, recorded)
 
-    def _owned_by(self, tx: Tx, key: str, path: ObjectPath, evse_uid: str) -> bool:
-        """Whether the EVSE ``evse_uid`` of the Location at ``path`` owns EvseID ``key`` — the status side's
-        rule (``bridge.ownership.owner`` among the allowed parties' EVSEs holding it), so an EvseID several
-        EVSEs hold gets its data and its status from the same one, not from whichever changed last. True
-        when no allowed EVSE holds it (the mapping then decides what to do with it)."""
-        operator_id = self.operator_for(key)
-        if operator_id is None:
-            return True
-        holders = [
+    def _holders(self, tx: Tx, key: str, operator_id: OperatorID) -> list[EvseObservation]:
+        """The EVSEs of the parties allowed for ``operator_id`` that hold EvseID ``key`` now."""
+        return [
             state
             for state in OcpiStore.evses_holding(tx, key)
             if self.binding.allows(operator_id, state.country_code, state.party_id)
         ]
+
+    def _owned_by(self, tx: Tx, key: str, source: str) -> bool:
+        """Whether the EVSE ``source`` (country/party/location/uid) owns EvseID ``key`` — the status side's
+        rule (``bridge.ownership.owner`` among the allowed parties' EVSEs holding it), so an EvseID several
+        EVSEs hold gets its data and its status from the same one, not from whichever changed last. True
+        when no other allowed EVSE holds it (the mapping then decides what to do with it)."""
+        operator_id = self.operator_for(key)
+        if operator_id is None:
+            return True
+        holders = self._holders(tx, key, operator_id)
         if len(holders) <= 1:
             return True  # the commonest case: only this EVSE holds it
         chosen = owner(holders)
-        assert chosen is not None
-        here = (path.country_code, path.party_id, path.location_id, evse_uid)
-        return (chosen.country_code, chosen.party_id, chosen.location_id, chosen.evse_uid) == here
+        return chosen is None or source_key(chosen) == source
 
     def _pushing(
         self, key: str, country_code: str, party_id: str
@@ -191,12 +193,7 @@ class DataIntake:
         operator_id = self.operator_for(key)
         if operator_id is None or not self.pushes(operator_id):
             return
-        holders = [
-            state
-            for state in OcpiStore.evses_holding(tx, key)
-            if self.binding.allows(operator_id, state.country_code, state.party_id)
-        ]
-        chosen = owner(holders)
+        chosen = owner(self._holders(tx, key, operator_id))
         if chosen is not None:
             path = ObjectPath(chosen.country_code, chosen.party_id, chosen.location_id)
             version, document = OcpiStore.load_in(tx, path, self.store.db.dialect)
@@ -254,8 +251,8 @@ class DataIntake:
                     location = validate(MODELS[OcpiVersion(version)].location, document, "Location")
                     for evse in location.evses or ():
                         key = oicp_key(evse.evse_id)
-                        if key and self._owned_by(tx, key, path, evse.uid):  # else its owner's decides
-                            source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
+                        source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
+                        if key and self._owned_by(tx, key, source):  # else its owner's Location decides
                             self._decide(tx, key, source, path, location, evse, at, now, recorded)
                             count += 1
                 if not paths:
