@@ -128,6 +128,7 @@ FROM ocpi_evse AS e JOIN ocpi_location AS l
   {outbox_join}
 WHERE e.country_code = ? AND e.party_id = ? AND e.location_id = ? AND e.evse_uid = ?
 """
+FIND_EVSE_COLUMNS = 10  # FIND_EVSE's own columns, before the outbox's where it joins them
 _STATUS_PATCH = frozenset({"status", "last_updated", "uid"})
 _STATUSES = frozenset(status.value for status in OcpiEvseStatus)
 _STATUS_OF = {status.value: status for status in OcpiEvseStatus}  # cheaper than OcpiEvseStatus(value)
@@ -146,10 +147,14 @@ class _Statements:
 
     load_location: str
     find_evse: str
+    # whether find_evse also reads the EvseID's outbox rows (after its FIND_EVSE_COLUMNS): on PostgreSQL a
+    # round trip fewer per PATCH; on SQLite a statement costs less than the join (docs/benchmarks.md)
+    find_evse_reads_outbox: bool
 
     @classmethod
     @functools.cache
     def of(cls, dialect: Dialect) -> _Statements:
+        joined = dialect.name == "postgresql"
         return cls(
             LOAD_LOCATION.format(
                 overlays=dialect.json_array_agg("e.evse_uid", "e.status", "e.last_updated_text")
@@ -159,15 +164,10 @@ class _Statements:
                 evses=dialect.json_elements("l.document", "evses", "x"),
                 evse_uid=dialect.json_text("x.value", "uid"),
                 location_updated=dialect.json_text("l.document", "last_updated"),
-                # PostgreSQL: the outbox row with the EVSE, a round trip fewer (SQLite: a statement costs
-                # less than the join, docs/benchmarks.md)
-                outbox_columns=f", {WITH_EVSE_COLUMNS}" if dialect.name == "postgresql" else "",
-                outbox_join=(
-                    "LEFT JOIN outbox AS o ON o.evse_id = e.oicp_evse_id"
-                    if dialect.name == "postgresql"
-                    else ""
-                ),
+                outbox_columns=f", {WITH_EVSE_COLUMNS}" if joined else "",
+                outbox_join="LEFT JOIN outbox AS o ON o.evse_id = e.oicp_evse_id" if joined else "",
             ),
+            joined,
         )
 
 
@@ -507,8 +507,10 @@ class OcpiStore:
         )  # fmt: skip
         # the EVSE is the only one holding its EvseID (and the status changes nothing else): the intake need
         # not read the holders again; and whether a not-pushed note exists for it
-        alone = (state,) if found[8] == 1 else None  # holders
-        outbox = rows_by_operator(row[10:] for row in rows) if len(found) > 10 else None
+        alone = (state,) if found[8] == 1 else None  # holders (FIND_EVSE's 9th column; listed the 10th)
+        outbox = None
+        if self.sql.find_evse_reads_outbox:
+            outbox = rows_by_operator(row[FIND_EVSE_COLUMNS:] for row in rows)
         return WriteResult(Outcome.UPDATED, (Touched(state, evse_id, alone, bool(found[9]), outbox),))
 
     def _commit(
