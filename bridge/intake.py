@@ -29,7 +29,7 @@ from bridge.outbox import Desired, Row, to_micros
 from bridge.ownership import PartyBinding, owner, source_key
 from bridge.store.engine import Engine
 from bridge.store.outbox import OutboxStore
-from bridge.store.port import Tx
+from bridge.store.port import Read, ReadAhead, Tx
 from oicp.ids import EvseID, OperatorID
 
 # Bump when a rule of the decision changes, so the next start re-decides every EvseID.
@@ -126,7 +126,7 @@ class Intake:
         """PUT replaces the Location, EVSE or Connector at ``path`` (mod_locations PUT)."""
         updated = self.ocpi.check_put(version, path, body)
         return await self._write(
-            lambda tx: self.ocpi.put_in(tx, version, path, body, updated), inline=False, path=path
+            lambda tx, _ahead: self.ocpi.put_in(tx, version, path, body, updated), inline=False, path=path
         )
 
     async def patch(self, version: OcpiVersion, path: ObjectPath, body: Any) -> WriteResult:
@@ -134,9 +134,16 @@ class Intake:
         merged, updated = self.ocpi.check_patch(version, path, body)
         # only the status fast path is short for sure; anything that loads a whole Location document runs on
         # the store's thread, so a 10 000-EVSE Location never holds the event loop (docs/benchmarks.md)
-        inline = self.ocpi.is_status_patch(path, merged)
+        if self.ocpi.is_status_patch(path, merged):
+            # its read may be made ahead, with the reads of the other writes of its group (PostgreSQL)
+            return await self._write(
+                lambda tx, ahead: self.ocpi.patch_in(tx, version, path, merged, updated, ahead),
+                inline=True,
+                path=path,
+                read=self.ocpi.status_read(path),
+            )
         return await self._write(
-            lambda tx: self.ocpi.patch_in(tx, version, path, merged, updated), inline=inline, path=path
+            lambda tx, _ahead: self.ocpi.patch_in(tx, version, path, merged, updated), inline=False, path=path
         )
 
     async def apply_sender_locations(
@@ -207,15 +214,28 @@ class Intake:
     # --- inside the transaction ------------------------------------------------------------------------
 
     async def _write(
-        self, change: Callable[[Tx], WriteResult], *, inline: bool, path: ObjectPath
+        self,
+        change: Callable[[Tx, ReadAhead | None], WriteResult],
+        *,
+        inline: bool,
+        path: ObjectPath,
+        read: Read | None = None,
     ) -> WriteResult:
-        def write(tx: Tx) -> tuple[WriteResult, Recorded]:
-            result = change(tx)
+        """``change`` and the decisions it calls for, in one write; with ``read``, the change's first
+        statement, which the store may make ahead (``Engine.write_reading``)."""
+
+        def write(tx: Tx, ahead: ReadAhead | None = None) -> tuple[WriteResult, Recorded]:
+            result = change(tx, ahead)
+            # with ``ahead``, a status change: the decisions write only rows of its EvseID (outbox, not-pushed
+            # notes, EVSE data), which the change recorded in ``ahead`` for the group's later reads
             recorded = self._decide(tx, result.touched)
             self._decide_data(tx, path, result, recorded)
             return result, recorded
 
-        result, recorded = await self.db.write(write, inline=inline)
+        if read is None:
+            result, recorded = await self.db.write(write, inline=inline)
+        else:
+            result, recorded = await self.db.write_reading(read, write, inline=inline)
         self._after_commit(recorded)
         return result
 

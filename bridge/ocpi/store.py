@@ -62,7 +62,7 @@ from bridge.outbox import EPOCH, to_micros
 from bridge.store.dialect import Dialect
 from bridge.store.engine import Engine
 from bridge.store.outbox import WITH_EVSE_COLUMNS, rows_by_operator
-from bridge.store.port import Tx
+from bridge.store.port import Read, ReadAhead, Tx
 
 # also importable from here, where they were before bridge.ocpi.locations held them
 __all__ = [
@@ -401,11 +401,20 @@ class OcpiStore:
         return self._commit(tx, version, path, stored, new)
 
     def patch_in(
-        self, tx: Tx, version: OcpiVersion, path: ObjectPath, body: Document, updated: datetime
+        self,
+        tx: Tx,
+        version: OcpiVersion,
+        path: ObjectPath,
+        body: Document,
+        updated: datetime,
+        ahead: ReadAhead | None = None,
     ) -> WriteResult:
-        fast = self._patch_evse_status(tx, version, path, body, updated)
+        """``ahead``: the status fast path's read (``status_read``) made at the start of the write group."""
+        fast = self._patch_evse_status(tx, version, path, body, updated, ahead)
         if fast is not None:
             return fast
+        if ahead is not None:
+            ahead.changes.everything = True  # the general path may rewrite the whole Location
         _, stored = _load(tx, self.sql, path)
         document = require(stored, path)
         target = navigate(document, path)
@@ -455,8 +464,18 @@ class OcpiStore:
         """Whether a PATCH is the commonest request, an EVSE's ``status`` (the fast path's kind)."""
         return path.kind is ObjectKind.EVSE and set(body) <= _STATUS_PATCH and body.get("status") in _STATUSES
 
+    def status_read(self, path: ObjectPath) -> Read:
+        """The status fast path's read of the EVSE at ``path`` (``Engine.write_reading``)."""
+        return self.sql.find_evse, (path.country_code, path.party_id, path.location_id, path.evse_uid)
+
     def _patch_evse_status(
-        self, tx: Tx, version: OcpiVersion, path: ObjectPath, body: Document, updated: datetime
+        self,
+        tx: Tx,
+        version: OcpiVersion,
+        path: ObjectPath,
+        body: Document,
+        updated: datetime,
+        ahead: ReadAhead | None = None,
     ) -> WriteResult | None:
         """The commonest request, an EVSE PATCH of ``status`` (and ``last_updated``), without loading,
         re-validating and rewriting the whole Location: the change cannot make a valid Location invalid,
@@ -471,7 +490,9 @@ class OcpiStore:
         if not isinstance(status, str) or status not in _STATUSES:
             return None  # the general path answers it with the model's message
         key = (path.country_code, path.party_id, path.location_id)
-        rows = tx.execute(self.sql.find_evse, (*key, path.evse_uid)).fetchall()
+        rows = None if ahead is None else _still_holding(ahead)
+        if rows is None:
+            rows = tx.execute(self.sql.find_evse, (*key, path.evse_uid)).fetchall()
         if not rows:
             return None
         found = rows[0]  # one per outbox row of its EvseID where joined, the EVSE's columns in each
@@ -479,6 +500,10 @@ class OcpiStore:
         stored_version, evse_id, stored_status, publish, evse_us, location_us, evse_text, location_text = (
             found[:8]
         )
+        if ahead is not None:  # the group's earlier writes may have moved the Location's last_updated
+            location_us, location_text = ahead.changes.notes.get(
+                ("location", key), (location_us, location_text)
+            )
         if stored_version != version.value or evse_text is None:
             return None
         # the rows' microseconds are the stored strings parsed (both paths write them so); ``updated`` is
@@ -496,11 +521,16 @@ class OcpiStore:
             (status, updated_us, raw_updated, *key, path.evse_uid),
         )
         if new_location_text != location_text:
+            new_location_us = updated_us - updated_us % 1_000_000  # to the second, as formatted
             tx.execute(
                 "UPDATE ocpi_location SET last_updated_text = ?, last_updated_us = ? "
                 "WHERE country_code=? AND party_id=? AND location_id=?",
-                (new_location_text, updated_us - updated_us % 1_000_000, *key),  # to the second, as formatted
+                (new_location_text, new_location_us, *key),
             )
+            if ahead is not None:
+                ahead.changes.notes[("location", key)] = (new_location_us, new_location_text)
+        if ahead is not None:  # this EVSE's row; the intake's decision writes only its EvseID's rows
+            ahead.changes.notes[("evse_id", oicp_key(evse_id) if isinstance(evse_id, str) else "")] = True
         state = EvseObservation(
             path.country_code, path.party_id, path.location_id, path.evse_uid or "", evse_id,
             _STATUS_OF[status], updated, bool(publish),
@@ -546,6 +576,22 @@ class OcpiStore:
         ]
         tx.executemany(UPSERT_EVSE, changed)
         return WriteResult(Outcome.CREATED if stored is None else Outcome.UPDATED, tuple(touched), location)
+
+
+def _still_holding(ahead: ReadAhead) -> list[Any] | None:
+    """The fast path's rows read at the group's start, if no earlier write of the group changed them: the
+    EVSE's row and its EvseID's (outbox, not-pushed notes, other holders), recorded under the EvseID (an EVSE
+    without one under ""); the Location's last_updated is laid over them from the notes instead. None: read
+    again."""
+    changes = ahead.changes
+    if changes.everything:
+        return None
+    rows = ahead.rows.fetchall()
+    if rows:
+        evse_id = rows[0][1]
+        if ("evse_id", oicp_key(evse_id) if isinstance(evse_id, str) else "") in changes.notes:
+            return None
+    return rows
 
 
 def oicp_key_or_none(evse_id: Any) -> str | None:

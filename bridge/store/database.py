@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 from bridge.errors import StoreClosedError, StoreError, StoreLockedError
 from bridge.store.answers import answer
 from bridge.store.dialect import SQLITE
-from bridge.store.port import Tx
+from bridge.store.port import Read, ReadAhead, Tx
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,14 @@ class Database:
         self._queue.append(_Job(fn, future, inline))
         self._queued.set()
         return await future
+
+    async def write_reading(
+        self, read: Read, fn: Callable[[sqlite3.Connection, ReadAhead | None], T], *, inline: bool = False
+    ) -> T:
+        """``write`` of ``fn``, which reads ``read`` itself: on SQLite a read is a call into the library on
+        the same thread, with nothing to gain by making it ahead (``fn`` is handed None)."""
+        del read
+        return await self.write(lambda conn: fn(conn, None), inline=inline)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the read connection (sees every committed write)."""

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
 from bridge.store.dialect import Dialect
-from bridge.store.port import Fence, Tx
+from bridge.store.port import Fence, Read, ReadAhead, Tx
 
 T = TypeVar("T")
 
@@ -39,6 +39,14 @@ class Engine(Protocol):
     async def close(self) -> None: ...
 
     async def write(self, fn: Callable[[Tx], T], *, inline: bool = False) -> T: ...
+
+    async def write_reading(
+        self, read: Read, fn: Callable[[Tx, ReadAhead | None], T], *, inline: bool = False
+    ) -> T:
+        """A write whose first statement is the read ``read``: the engine may make that read ahead, at the
+        start of the write's group with the other writes' reads, and hand it to ``fn`` (``ReadAhead``);
+        ``fn`` gets None where it is not (it then reads itself)."""
+        ...
 
     def next_in_sequence(self, tx: Tx, name: str) -> int:
         """The next value of a named sequence, from inside a write function, in commit order."""

@@ -8,11 +8,15 @@ repositories run on either through the ``Tx`` port (``bridge.store.port``):
   one ``COMMIT``. A write that raises rolls back only its own changes and its caller gets the error; the
   others commit.
 - Every statement is a network round trip, so a group first runs at once (``_run_pipelined``): no
-  savepoints, and in pipeline mode, where a statement whose result is not read (an UPDATE, an upsert) does
-  not wait for its answer. If any write raises there (its error may surface at a later statement), the
-  whole group is rolled back and run again the safe way (``_run_in_savepoints``): each write in its own
-  ``SAVEPOINT``, so the failing one is undone alone. A write function is a function of its transaction,
-  so running it again after a rollback is running it once.
+  savepoints, and in libpq's pipeline mode (``bridge.store.pg_pipeline``: named prepared statements, sent
+  without psycopg's cursors), where a statement whose result is not read (an UPDATE, an upsert) does not
+  wait for its answer. The writes that start with a read (``write_reading``: the status fast path) have
+  their reads sent together at the group's start, one round trip for all; each write is handed its rows
+  with what the group's earlier writes recorded they changed (``bridge.store.port.ReadAhead``). If any
+  write raises (its error may surface at a later statement), the whole group is rolled back and run again
+  the safe way (``_run_in_savepoints``): each write in its own ``SAVEPOINT``, so the failing one is undone
+  alone, every read made then. A write function is a function of its transaction, so running it again
+  after a rollback is running it once.
 - ``await write(...)`` returns only after the ``COMMIT`` that holds the change, and the session runs with
   ``synchronous_commit = on``: the commit has reached the server's WAL on disk before it is acknowledged,
   so an acknowledged OCPI request is durable.
@@ -51,7 +55,8 @@ from psycopg.rows import BaseRowFactory
 from bridge.errors import StoreClosedError, StoreError
 from bridge.store.answers import answer
 from bridge.store.dialect import POSTGRESQL
-from bridge.store.port import Rows, Tx
+from bridge.store.pg_pipeline import PgPipeline, Prepared, Results
+from bridge.store.port import GroupChanges, Read, ReadAhead, Rows, Tx
 
 if TYPE_CHECKING:  # psycopg exports the row factories' cursor type only from a private module
     from psycopg._cursor_base import BaseCursor
@@ -81,9 +86,13 @@ WRITER_IDLE_IN_TRANSACTION = "5s"
 # --- the port on psycopg ------------------------------------------------------------------------------
 
 
-def translate_placeholders(sql: str) -> str:
-    """The port's ``?`` placeholders as psycopg's ``%s``; a literal ``%`` doubled (psycopg reads ``%`` as a
-    placeholder's start). Text inside quotes ('...', "...") and comments is left as it is."""
+def translate_placeholders(sql: str, *, numbered: bool = False) -> str:
+    """The port's ``?`` placeholders as psycopg's ``%s``, a literal ``%`` doubled (psycopg reads ``%`` as a
+    placeholder's start); ``numbered``: as the server's ``$1``, ``$2``… (``bridge.store.pg_pipeline`` sends
+    statements to libpq itself), ``%`` left as it is. Text inside quotes ('...', "...") and comments is
+    left as it is."""
+    percent = "%" if numbered else "%%"
+    count = 0
     out: list[str] = []
     i, n = 0, len(sql)
     while i < n:
@@ -97,23 +106,24 @@ def translate_placeholders(sql: str) -> str:
                         continue
                     break
                 end += 1
-            out.append(sql[i : end + 1].replace("%", "%%"))
+            out.append(sql[i : end + 1].replace("%", percent))
             i = end + 1
         elif sql.startswith("--", i):
             end = sql.find("\n", i)
             end = n if end < 0 else end
-            out.append(sql[i:end].replace("%", "%%"))
+            out.append(sql[i:end].replace("%", percent))
             i = end
         elif sql.startswith("/*", i):
             end = sql.find("*/", i + 2)
             end = n if end < 0 else end + 2
-            out.append(sql[i:end].replace("%", "%%"))
+            out.append(sql[i:end].replace("%", percent))
             i = end
         elif ch == "?":
-            out.append("%s")
+            count += 1
+            out.append(f"${count}" if numbered else "%s")
             i += 1
         elif ch == "%":
-            out.append("%%")
+            out.append(percent)
             i += 1
         else:
             out.append(ch)
@@ -169,9 +179,12 @@ def _column_index(names: tuple[bytes, ...]) -> dict[str, int]:
 
 
 def _row_factory(cursor: BaseCursor[Any, Any]) -> Callable[[Sequence[Any]], Row]:
+    return _row_maker(cursor.pgresult)
+
+
+def _row_maker(result: psycopg.pq.abc.PGresult | None) -> Callable[[Sequence[Any]], Row]:
     # From the result's field names, not ``cursor.description``: that builds a Column object per column
     # for every result, a quarter of the writer thread's CPU on the intake (py-spy).
-    result = cursor.pgresult
     if result is None or not result.nfields:
         index: dict[str, int] = {}
     else:
@@ -183,19 +196,12 @@ ROW_FACTORY: BaseRowFactory[Row] = _row_factory
 
 
 class PgTx:
-    """The ``Tx`` port on one psycopg connection: ``?`` parameters, rows by name and index. With a
-    ``pipeline`` (the connection is in pipeline mode) a statement is sent without waiting for its answer,
-    which arrives when its rows (or its ``rowcount``) are read."""
+    """The ``Tx`` port on one psycopg connection: ``?`` parameters, rows by name and index (reads, snapshots,
+    and a write group run again in savepoints; a group's first run is ``PipelinedTx``'s)."""
 
-    def __init__(
-        self,
-        conn: psycopg.Connection[Row],
-        translations: dict[str, bytes],
-        pipeline: psycopg.Pipeline | None = None,
-    ) -> None:
+    def __init__(self, conn: psycopg.Connection[Row], translations: dict[str, bytes]) -> None:
         self._conn = conn
         self._translations = translations
-        self._pipeline = pipeline
 
     def _sql(self, sql: str) -> bytes:
         translated = self._translations.get(sql)
@@ -204,43 +210,34 @@ class PgTx:
         return translated
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
-        cursor = self._conn.execute(self._sql(sql), tuple(parameters))
-        return cursor if self._pipeline is None else _Pipelined(cursor, self._pipeline)
+        return self._conn.execute(self._sql(sql), tuple(parameters))
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
         cursor = self._conn.cursor()
         cursor.executemany(self._sql(sql), [tuple(p) for p in parameters])
-        return cursor if self._pipeline is None else _Pipelined(cursor, self._pipeline)
+        return cursor
 
 
-class _Pipelined:
-    """A statement's result in pipeline mode: psycopg's cursor fetches its rows when they are read, but
-    reports ``rowcount`` -1 (0 after ``executemany``) until the answers are in; reading it here while the
-    pipeline runs waits for every answer first (a round trip; the repositories seldom read it)."""
+class PipelinedTx:
+    """The ``Tx`` port on a write group's ``PgPipeline``: a statement is sent without waiting for its
+    answer, which is read when its rows (or its ``rowcount``) are."""
 
-    __slots__ = ("_cursor", "_pipeline")
-
-    def __init__(self, cursor: psycopg.Cursor[Row], pipeline: psycopg.Pipeline) -> None:
-        self._cursor = cursor
+    def __init__(self, pipeline: PgPipeline, translations: dict[str, bytes]) -> None:
         self._pipeline = pipeline
+        self._translations = translations
 
-    @property
-    def rowcount(self) -> int:
-        if self._pipeline.status is not psycopg.pq.PipelineStatus.OFF:
-            self._pipeline.sync()
-        return self._cursor.rowcount
+    def _sql(self, sql: str) -> bytes:
+        translated = self._translations.get(sql)
+        if translated is None:
+            translated = self._translations[sql] = translate_placeholders(sql, numbered=True).encode()
+        return translated
 
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
+        return self._pipeline.send(self._sql(sql), parameters)
 
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    def fetchmany(self, size: int = 0, /) -> list[Any]:
-        return self._cursor.fetchmany(size)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor)
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Rows:
+        statement = self._sql(sql)
+        return Results([self._pipeline.send(statement, p) for p in parameters])
 
 
 def connect(url: str, *, application_name: str = "oicp-bridge") -> psycopg.Connection[Row]:
@@ -277,8 +274,9 @@ def _describe(exc: psycopg.Error) -> str:
 
 @dataclass(slots=True)
 class _Job:
-    fn: Callable[[PgTx], Any]
+    fn: Callable[[Tx, ReadAhead | None], Any]
     future: asyncio.Future[Any]
+    read: Read | None = None  # the read a pipelined group makes ahead for it (``write_reading``)
 
 
 class PostgresDatabase:
@@ -322,6 +320,9 @@ class PostgresDatabase:
         self._reader: ThreadPoolExecutor | None = None
         self._read_conn: psycopg.Connection[Row] | None = None
         self._translations: dict[str, bytes] = {}
+        self._numbered: dict[str, bytes] = {}  # the same statements with $n placeholders (pipelined groups)
+        self._prepared = Prepared()  # the statements prepared on the write connection ``_prepared_on``
+        self._prepared_on: psycopg.Connection[Row] | None = None
         self._open = False
 
     @property
@@ -411,7 +412,7 @@ class PostgresDatabase:
         self._sequence_rows = None
         self._stored_sequences = None
 
-    def _write_sequences(self, tx: PgTx) -> None:
+    def _write_sequences(self, tx: Tx) -> None:
         for name, value in self._sequences.items():
             tx.execute("UPDATE sequence SET value = ? WHERE name = ?", (value, name))
 
@@ -421,20 +422,32 @@ class PostgresDatabase:
         in savepoints hands out nothing: nobody hears of it.)"""
         self._handed_out.update(self._sequences)
 
-    async def write(self, fn: Callable[[PgTx], T], *, inline: bool = False) -> T:
+    async def write(self, fn: Callable[[Tx], T], *, inline: bool = False) -> T:
         """Run ``fn`` in a write transaction; return its result once that transaction is committed.
 
         ``inline`` is accepted for parity with the SQLite engine; every write runs on the writer thread
         (see the module's docstring)."""
         del inline
+        return await self._queue_job(lambda tx, _ahead: fn(tx), None)
+
+    async def write_reading(
+        self, read: Read, fn: Callable[[Tx, ReadAhead | None], T], *, inline: bool = False
+    ) -> T:
+        """``write`` of ``fn``, whose first statement is ``read``: a pipelined group sends the reads of all
+        its writes at its start, in one round trip, and hands each its rows (``ReadAhead``), instead of a
+        round trip per write (``_run_pipelined``). ``fn`` gets None in a group run again in savepoints."""
+        del inline
+        return await self._queue_job(fn, read)
+
+    async def _queue_job(self, fn: Callable[[Tx, ReadAhead | None], T], read: Read | None) -> T:
         if not self._open or self._loop is None:
             raise StoreClosedError("the store is closed")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            handed = asyncio.run_coroutine_threadsafe(self.write(fn), self._loop)
+            handed = asyncio.run_coroutine_threadsafe(self._queue_job(fn, read), self._loop)
             return await asyncio.wrap_future(handed)
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append(_Job(fn, future))
+        self._queue.append(_Job(fn, future, read))
         self._queued.set()
         return await future
 
@@ -497,6 +510,9 @@ class PostgresDatabase:
 
     def _connect_writer(self) -> psycopg.Connection[Row]:
         conn = self._connect()
+        # psycopg prepares nothing here: the pipelined groups prepare their statements (``PgPipeline``), and
+        # psycopg would drop those with its own (DEALLOCATE ALL) after any ROLLBACK
+        conn.prepare_threshold = None
         conn.execute(f"SET idle_in_transaction_session_timeout = '{WRITER_IDLE_IN_TRANSACTION}'")
         return conn
 
@@ -582,31 +598,33 @@ class PostgresDatabase:
         statement's, which in pipeline mode may surface at a later statement or at the COMMIT): the
         transaction is then rolled back, nothing of the group committed. A lost connection raises."""
         self._forget_sequences()
+        if self._prepared_on is not conn:  # a new connection: nothing prepared on it yet
+            self._prepared, self._prepared_on = Prepared(), conn
         results: list[Any] = []
         failure: Exception | None = None
         try:
-            with conn.pipeline() as pipeline:
-                tx = PgTx(conn, self._translations, pipeline)
-                try:
-                    conn.execute(b"BEGIN")
-                    lock = conn.execute(GROUP_LOCK.encode())
-                    if self._has_sequence_table:
-                        self._sequence_rows = tx.execute(SEQUENCE_ROWS)
-                    lock.fetchone()  # waits for the lock; the sequence rows come in the same answer
-                    # Taken now, not after the first write: a long first write (a storm's bulk chunk)
-                    # would otherwise draw everything queued during it into the group, and delay them all.
-                    self._take_queued(group)
-                    results = [job.fn(tx) for job in group]
-                    self._write_sequences(tx)
-                    conn.execute(b"COMMIT")
-                except Exception as exc:  # noqa: BLE001 - the run in savepoints hands it to its write's caller
-                    failure = exc
-                    # collect what is still in flight, so that leaving the pipeline has nothing to report
-                    with contextlib.suppress(psycopg.Error):
-                        pipeline.sync()
-                # leaving the pipeline sends the last statements and the COMMIT and waits for their answers
-        except psycopg.Error as exc:  # one of those failed (a deferred constraint at the COMMIT...)
+            pipeline = PgPipeline(conn, self._prepared, _row_maker)
+            tx = PipelinedTx(pipeline, self._numbered)
+            try:
+                pipeline.send(b"BEGIN", prepare=False)
+                lock = tx.execute(GROUP_LOCK)
+                if self._has_sequence_table:
+                    self._sequence_rows = tx.execute(SEQUENCE_ROWS)
+                lock.fetchone()  # waits for the lock; the sequence rows come in the same answer
+                # Taken now, not after the first write: a long first write (a storm's bulk chunk)
+                # would otherwise draw everything queued during it into the group, and delay them all.
+                self._take_queued(group)
+                results = self._run_reading_ahead(pipeline, tx, group)
+                self._write_sequences(tx)
+                pipeline.send(b"COMMIT", prepare=False)
+                pipeline.finish()  # sends the last statements and the COMMIT, reads every answer
+            except Exception as exc:  # noqa: BLE001 - the run in savepoints hands it to its write's caller
+                failure = exc
+                pipeline.abandon()  # what is still to come read, the connection out of pipeline mode
+        except psycopg.Error as exc:  # the connection cannot be brought back: closed, the next group connects
             failure = failure or exc
+            if not conn.closed and conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
+                conn.close()
         if failure is None:
             self._handed()
             return [(True, result) for result in results]
@@ -616,7 +634,30 @@ class PostgresDatabase:
             raise psycopg.OperationalError("the connection was lost during the write group") from failure
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.execute(b"ROLLBACK")
+        if isinstance(failure, psycopg.Error):
+            # the server refused a statement: perhaps a prepared one gone stale (another replica's migration
+            # changed its table); prepared again from the next group on
+            conn.execute(b"DEALLOCATE ALL")
+            self._prepared = Prepared()
         return None
+
+    @staticmethod
+    def _run_reading_ahead(pipeline: PgPipeline, tx: PipelinedTx, group: list[_Job]) -> list[Any]:
+        """The group's writes in order, the reads of those that have one (``write_reading``) sent first,
+        together: a write then finds its rows read instead of waiting for a round trip of its own. What
+        the earlier writes changed is in ``changes``: a plain write may change anything, so the writes
+        after it get no read ahead (they read again); a reading write records what it changes. Each
+        write's statements are sent when it is done, so the server runs them while the next one runs."""
+        reads = [None if job.read is None else tx.execute(*job.read) for job in group]
+        changes = GroupChanges()
+        results = []
+        for job, read in zip(group, reads, strict=True):
+            ahead = None if read is None or changes.everything else ReadAhead(read, changes)
+            results.append(job.fn(tx, ahead))
+            if job.read is None:
+                changes.everything = True
+            pipeline.send_now()
+        return results
 
     def _take_queued(self, group: list[_Job]) -> None:
         """On the writer thread, once the group holds the write lock: the writes queued meanwhile join it
@@ -677,12 +718,14 @@ class PgSnapshot:
         return await asyncio.get_running_loop().run_in_executor(self._thread, step)
 
 
-def _run_job(conn: psycopg.Connection[Row], tx: PgTx, fn: Callable[[PgTx], Any]) -> tuple[bool, Any]:
+def _run_job(
+    conn: psycopg.Connection[Row], tx: PgTx, fn: Callable[[Tx, ReadAhead | None], Any]
+) -> tuple[bool, Any]:
     """Run one write in its own savepoint: (True, result), or (False, its error) with its changes undone.
     A failure of the savepoint statements themselves (connection lost...) fails the whole group."""
     conn.execute("SAVEPOINT job")
     try:
-        result = fn(tx)
+        result = fn(tx, None)
     except Exception as exc:  # noqa: BLE001 - the job's own error is handed to its caller, not lost
         conn.execute("ROLLBACK TO SAVEPOINT job")
         conn.execute("RELEASE SAVEPOINT job")
