@@ -121,14 +121,15 @@ SELECT l.version AS version, e.evse_id AS evse_id, e.status AS status, e.publish
        coalesce(l.last_updated_text, {location_updated}) AS location_last_updated,
        (SELECT COUNT(*) FROM ocpi_evse AS o WHERE o.oicp_evse_id = e.oicp_evse_id) AS holders,
        EXISTS (SELECT 1 FROM not_pushed AS n WHERE n.source =
-               e.country_code || '/' || e.party_id || '/' || e.location_id || '/' || e.evse_uid) AS listed
+               e.country_code || '/' || e.party_id || '/' || e.location_id || '/' || e.evse_uid) AS listed,
+       e.oicp_evse_id AS oicp_evse_id
        {outbox_columns}
 FROM ocpi_evse AS e JOIN ocpi_location AS l
   ON l.country_code = e.country_code AND l.party_id = e.party_id AND l.location_id = e.location_id
   {outbox_join}
 WHERE e.country_code = ? AND e.party_id = ? AND e.location_id = ? AND e.evse_uid = ?
 """
-FIND_EVSE_COLUMNS = 10  # FIND_EVSE's own columns, before the outbox's where it joins them
+FIND_EVSE_COLUMNS = 11  # FIND_EVSE's own columns, before the outbox's where it joins them
 _STATUS_PATCH = frozenset({"status", "last_updated", "uid"})
 _STATUSES = frozenset(status.value for status in OcpiEvseStatus)
 _STATUS_OF = {status.value: status for status in OcpiEvseStatus}  # cheaper than OcpiEvseStatus(value)
@@ -530,7 +531,7 @@ class OcpiStore:
             if ahead is not None:
                 ahead.changes.notes[("location", key)] = (new_location_us, new_location_text)
         if ahead is not None:  # this EVSE's row; the intake's decision writes only its EvseID's rows
-            ahead.changes.notes[("evse_id", oicp_key(evse_id) if isinstance(evse_id, str) else "")] = True
+            ahead.changes.notes[("evse_id", found[10] or "")] = True  # oicp_evse_id, the 11th column
         state = EvseObservation(
             path.country_code, path.party_id, path.location_id, path.evse_uid or "", evse_id,
             _STATUS_OF[status], updated, bool(publish),
@@ -587,10 +588,8 @@ def _still_holding(ahead: ReadAhead) -> list[Any] | None:
     if changes.everything:
         return None
     rows = ahead.rows.fetchall()
-    if rows:
-        evse_id = rows[0][1]
-        if ("evse_id", oicp_key(evse_id) if isinstance(evse_id, str) else "") in changes.notes:
-            return None
+    if rows and ("evse_id", rows[0][10] or "") in changes.notes:  # oicp_evse_id, FIND_EVSE's 11th
+        return None
     return rows
 
 

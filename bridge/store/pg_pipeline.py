@@ -2,11 +2,11 @@
 engine's pipelined run (``bridge.store.postgres``).
 
 psycopg's own pipeline costs, per statement, a cursor, the query's conversion and a poll, send and receive
-of the socket: on the status intake (three statements per PATCH) the writer thread spent ~190 µs of CPU per
-PATCH, three quarters of it there (cProfile, docs/benchmarks.md). Here a statement is its parameters dumped
-by psycopg's own adapters (so values are sent as psycopg would send them), one named prepared statement per
-distinct (SQL, parameter types), and a send into libpq's buffer; the socket is written only when an answer
-is waited for (or at the end), and answers are read in order.
+of the socket: on the status intake (three statements per PATCH) the writer thread spent ~250 µs of CPU per
+PATCH, three quarters of it there (cProfile, docs/benchmarks.md, session 7). Here a statement is its
+parameters dumped by psycopg's own adapters (so values are sent as psycopg would send them), one named
+prepared statement per distinct (SQL, parameter types), and a send into libpq's buffer; the socket is
+written only when an answer is waited for (or at the end), and answers are read in order.
 
 Every statement's answer is checked: the first error is raised when it is read (at the read of a later
 statement's rows, or at ``finish``), as psycopg's pipeline raises it; the group is then rolled back by the
@@ -39,6 +39,9 @@ class Prepared:
 
     def __init__(self) -> None:
         self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
+        # a prepared statement's row maker (its columns cannot change while it is prepared: the server
+        # refuses to run it then, and the engine prepares everything anew)
+        self.row_makers: dict[bytes, Any] = {}
         self._numbers = itertools.count(1)
 
     def new_name(self) -> bytes:
@@ -79,7 +82,7 @@ class PgPipeline:
             values = adapters.dump_sequence(parameters, [_TEXT] * len(parameters))
             types = adapters.types or ()
         result = Result(self)
-        name = None
+        name: bytes | None = None
         if prepare:
             key = (sql, types)
             names = self._prepared.names
@@ -94,6 +97,7 @@ class PgPipeline:
             pgconn.send_query_params(sql, values, types or None)
         else:
             pgconn.send_query_prepared(name, values)
+            result.statement = sql
         self._waiting.append((result, None))
         self._unflushed = True
         return result
@@ -140,11 +144,6 @@ class PgPipeline:
             if self._pgconn.status != pq.ConnStatus.OK:
                 raise
             # an answer's error: the failure the engine already handles
-
-    def send_now(self) -> None:
-        """Hand what is queued to the socket if it takes it now (never waits): the server runs those
-        statements while this thread goes on."""
-        self._pgconn.flush()
 
     def _ask(self) -> None:
         if self._unflushed:
@@ -202,10 +201,16 @@ class PgPipeline:
         if answer is None or answer.status != _SYNC:
             raise psycopg.OperationalError("the pipeline's sync was not answered")
 
-    def rows(self, result: pq.abc.PGresult) -> list[Any]:
+    def rows(self, result: pq.abc.PGresult, statement: bytes | None) -> list[Any]:
+        """The rows of an answer; ``statement``: its SQL if it ran as a named prepared statement."""
         adapters = self._adapters
         adapters.set_pgresult(result)
-        make_row = self._make_row(result)
+        makers = self._prepared.row_makers
+        make_row = None if statement is None else makers.get(statement)
+        if make_row is None:
+            make_row = self._make_row(result)  # from the answer's column names: ~25 µs for FIND_EVSE's
+            if statement is not None:
+                makers[statement] = make_row
         return adapters.load_rows(0, result.ntuples, make_row)
 
 
@@ -218,11 +223,12 @@ def _error(result: pq.abc.PGresult) -> psycopg.Error:
 class Result:
     """One statement's result (the ``Rows`` port): its answer is read when its rows or its rowcount are."""
 
-    __slots__ = ("_pipeline", "_position", "_rows", "pgresult")
+    __slots__ = ("_pipeline", "_position", "_rows", "pgresult", "statement")
 
     def __init__(self, pipeline: PgPipeline) -> None:
         self._pipeline = pipeline
         self.pgresult: pq.abc.PGresult | None = None
+        self.statement: bytes | None = None  # its SQL, if sent as a named prepared statement
         self._rows: list[Any] | None = None
         self._position = 0
 
@@ -235,7 +241,7 @@ class Result:
         if self._rows is None:
             self._pipeline.wait_for(self)
             assert self.pgresult is not None
-            self._rows = self._pipeline.rows(self.pgresult)
+            self._rows = self._pipeline.rows(self.pgresult, self.statement)
         return self._rows
 
     def fetchone(self) -> Any:

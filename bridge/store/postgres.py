@@ -610,11 +610,14 @@ class PostgresDatabase:
                 lock = tx.execute(GROUP_LOCK)
                 if self._has_sequence_table:
                     self._sequence_rows = tx.execute(SEQUENCE_ROWS)
+                # the writes' reads ahead go with the lock: the server runs them once it has granted it
+                reads = _send_reads(tx, group)
                 lock.fetchone()  # waits for the lock; the sequence rows come in the same answer
                 # Taken now, not after the first write: a long first write (a storm's bulk chunk)
                 # would otherwise draw everything queued during it into the group, and delay them all.
                 self._take_queued(group)
-                results = self._run_reading_ahead(pipeline, tx, group)
+                reads += _send_reads(tx, group[len(reads) :])
+                results = self._run_reading_ahead(tx, group, reads)
                 self._write_sequences(tx)
                 pipeline.send(b"COMMIT", prepare=False)
                 pipeline.finish()  # sends the last statements and the COMMIT, reads every answer
@@ -642,13 +645,13 @@ class PostgresDatabase:
         return None
 
     @staticmethod
-    def _run_reading_ahead(pipeline: PgPipeline, tx: PipelinedTx, group: list[_Job]) -> list[Any]:
-        """The group's writes in order, the reads of those that have one (``write_reading``) sent first,
-        together: a write then finds its rows read instead of waiting for a round trip of its own. What
-        the earlier writes changed is in ``changes``: a plain write may change anything, so the writes
-        after it get no read ahead (they read again); a reading write records what it changes. Each
-        write's statements are sent when it is done, so the server runs them while the next one runs."""
-        reads = [None if job.read is None else tx.execute(*job.read) for job in group]
+    def _run_reading_ahead(tx: PipelinedTx, group: list[_Job], reads: list[Rows | None]) -> list[Any]:
+        """The group's writes in order, with the reads of those that have one (``write_reading``), sent
+        before (``_send_reads``): a write then finds its rows read instead of waiting for a round trip of
+        its own. What the earlier writes changed is in ``changes``: a plain write may change anything, so
+        the writes after it get no read ahead (they read again); a reading write records what it changes.
+        (Handing each write's statements to the socket when it is done, for the server to run them
+        meanwhile, cost more than it saved: ~22 µs of CPU per write for the send, docs/benchmarks.md.)"""
         changes = GroupChanges()
         results = []
         for job, read in zip(group, reads, strict=True):
@@ -656,7 +659,6 @@ class PostgresDatabase:
             results.append(job.fn(tx, ahead))
             if job.read is None:
                 changes.everything = True
-            pipeline.send_now()
         return results
 
     def _take_queued(self, group: list[_Job]) -> None:
@@ -716,6 +718,11 @@ class PgSnapshot:
                 raise StoreError(f"snapshot read failed: {_describe(exc)}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, step)
+
+
+def _send_reads(tx: PipelinedTx, jobs: Sequence[_Job]) -> list[Rows | None]:
+    """The reads of the writes that have one (``write_reading``), sent; None for the others."""
+    return [None if job.read is None else tx.execute(*job.read) for job in jobs]
 
 
 def _run_job(
