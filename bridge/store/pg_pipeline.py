@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import itertools
 import select
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -31,6 +31,8 @@ MAX_PREPARED = 256
 _TEXT = PyFormat.TEXT
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
+# an answer -> the function that makes one row of the engine's row type from a row's values
+RowMaker = Callable[[pq.abc.PGresult], Callable[[Sequence[Any]], Any]]
 
 
 class Prepared:
@@ -41,7 +43,7 @@ class Prepared:
         self.names: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
         # a prepared statement's row maker (its columns cannot change while it is prepared: the server
         # refuses to run it then, and the engine prepares everything anew)
-        self.row_makers: dict[bytes, Any] = {}
+        self.row_makers: dict[bytes, Callable[[Sequence[Any]], Any]] = {}
         self._numbers = itertools.count(1)
 
     def new_name(self) -> bytes:
@@ -54,11 +56,11 @@ class PgPipeline:
     the last statements with a sync and reads every answer; ``abandon`` (after a failure) does the same
     without raising, leaving the connection out of pipeline mode either way."""
 
-    def __init__(self, conn: psycopg.Connection[Any], prepared: Prepared, row: Any) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], prepared: Prepared, row_maker: RowMaker) -> None:
         self._conn = conn
         self._pgconn = conn.pgconn
         self._prepared = prepared
-        self._make_row = row  # (column index, values) -> a row: the engine's row type
+        self._row_maker = row_maker  # an answer -> how to make the engine's rows of its values
         self._adapters = Transformer.from_context(conn)
         # sent and not yet answered, in order: a statement's result, or None for a preparation's answer
         self._waiting: collections.deque[tuple[Result | None, tuple[bytes, tuple[int, ...]] | None]] = (
@@ -208,7 +210,7 @@ class PgPipeline:
         makers = self._prepared.row_makers
         make_row = None if statement is None else makers.get(statement)
         if make_row is None:
-            make_row = self._make_row(result)  # from the answer's column names: ~25 µs for FIND_EVSE's
+            make_row = self._row_maker(result)  # from the answer's column names: ~25 µs for FIND_EVSE's
             if statement is not None:
                 makers[statement] = make_row
         return adapters.load_rows(0, result.ntuples, make_row)
