@@ -134,16 +134,13 @@ class Intake:
         merged, updated = self.ocpi.check_patch(version, path, body)
         # only the status fast path is short for sure; anything that loads a whole Location document runs on
         # the store's thread, so a 10 000-EVSE Location never holds the event loop (docs/benchmarks.md)
-        if self.ocpi.is_status_patch(path, merged):
-            # its read may be made ahead, with the reads of the other writes of its group (PostgreSQL)
-            return await self._write(
-                lambda tx, ahead: self.ocpi.patch_in(tx, version, path, merged, updated, ahead),
-                inline=True,
-                path=path,
-                read=self.ocpi.status_read(path),
-            )
+        # a status PATCH's read may be made ahead, with the other writes' reads of its group (PostgreSQL)
+        status = self.ocpi.is_status_patch(path, merged)
         return await self._write(
-            lambda tx, _ahead: self.ocpi.patch_in(tx, version, path, merged, updated), inline=False, path=path
+            lambda tx, ahead: self.ocpi.patch_in(tx, version, path, merged, updated, ahead),
+            inline=status,
+            path=path,
+            read=self.ocpi.status_read(path) if status else None,
         )
 
     async def apply_sender_locations(

@@ -57,7 +57,6 @@ class PgPipeline:
     without raising, leaving the connection out of pipeline mode either way."""
 
     def __init__(self, conn: psycopg.Connection[Any], prepared: Prepared, row_maker: RowMaker) -> None:
-        self._conn = conn
         self._pgconn = conn.pgconn
         self._prepared = prepared
         self._row_maker = row_maker  # an answer -> how to make the engine's rows of its values

@@ -131,6 +131,15 @@ def translate_placeholders(sql: str, *, numbered: bool = False) -> str:
     return "".join(out)
 
 
+def translated(cache: dict[str, bytes], sql: str, *, numbered: bool) -> bytes:
+    """``translate_placeholders`` of ``sql``, encoded, once per distinct statement (``cache``: one per
+    placeholder style)."""
+    found = cache.get(sql)
+    if found is None:
+        found = cache[sql] = translate_placeholders(sql, numbered=numbered).encode()
+    return found
+
+
 class Row(Sequence[Any]):
     """One result row, readable by index and by column name (as ``sqlite3.Row`` is)."""
 
@@ -204,10 +213,7 @@ class PgTx:
         self._translations = translations
 
     def _sql(self, sql: str) -> bytes:
-        translated = self._translations.get(sql)
-        if translated is None:
-            translated = self._translations[sql] = translate_placeholders(sql).encode()
-        return translated
+        return translated(self._translations, sql, numbered=False)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
         return self._conn.execute(self._sql(sql), tuple(parameters))
@@ -227,10 +233,7 @@ class PipelinedTx:
         self._translations = translations
 
     def _sql(self, sql: str) -> bytes:
-        translated = self._translations.get(sql)
-        if translated is None:
-            translated = self._translations[sql] = translate_placeholders(sql, numbered=True).encode()
-        return translated
+        return translated(self._translations, sql, numbered=True)
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Rows:
         return self._pipeline.send(self._sql(sql), parameters)
