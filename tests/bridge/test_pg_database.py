@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bridge.errors import StoreClosedError, StoreError
 from bridge.store import schema, schema_pg
 from bridge.store.port import Tx
-from bridge.store.postgres import PgTx, PostgresDatabase, translate_placeholders
+from bridge.store.postgres import PgTx, PipelinedTx, PostgresDatabase, translate_placeholders
 from tests.pg_server import PgServer
 
 KV = "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
@@ -235,8 +235,10 @@ async def test_close_finishes_queued_writes(pg_url: str) -> None:
 
 
 def test_a_tx_is_the_port() -> None:
-    tx: Tx = PgTx.__new__(PgTx)  # mypy checks that PgTx satisfies the Tx protocol
+    tx: Tx = PgTx.__new__(PgTx)  # mypy checks that both satisfy the Tx protocol
+    pipelined: Tx = PipelinedTx.__new__(PipelinedTx)
     assert tx is not None
+    assert pipelined is not None
 
 
 # --- placeholder translation (pure) -------------------------------------------------------------------
@@ -256,6 +258,23 @@ def test_placeholders_outside_literals_become_psycopg_ones(parts: list[str]) -> 
         p.replace("%", "%%") if p.startswith("'") else p.replace("%", "%%").replace("?", "%s") for p in parts
     )
     assert translated == expected
+
+
+@given(st.lists(st.one_of(unquoted, literal), max_size=6))
+def test_numbered_placeholders_count_the_question_marks_outside_literals(parts: list[str]) -> None:
+    translated = translate_placeholders("".join(parts), numbered=True)
+    expected, count = [], 0
+    for part in parts:
+        if part.startswith("'"):
+            expected.append(part)
+            continue
+        for ch in part:
+            if ch == "?":
+                count += 1
+                expected.append(f"${count}")
+            else:
+                expected.append(ch)
+    assert translated == "".join(expected)  # % stays as it is: libpq has no placeholders of its own
 
 
 def test_comments_keep_their_question_marks() -> None:

@@ -1,6 +1,7 @@
 """The PostgreSQL engine's pipelined groups at libpq's level (bridge.store.pg_pipeline) against a real server:
-named prepared statements that outlive rollbacks and heal when they go stale, numbered placeholders, a
-group larger than the socket's buffers, errors in the middle of a group, and reads made ahead."""
+named prepared statements that outlive rollbacks and heal when they go stale, a group larger than the
+socket's buffers, errors in the middle of a group, and reads made ahead. (The numbered placeholders and the
+pipelined Tx's port check sit beside their twins in test_pg_database.py.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import asyncio
 from typing import Any
 
 import psycopg
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bridge.errors import StoreError
 from bridge.store.port import ReadAhead, Tx
-from bridge.store.postgres import PgTx, PipelinedTx, PostgresDatabase, translate_placeholders
+from bridge.store.postgres import PostgresDatabase
 
 KV = "CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"
 UPSERT = "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
@@ -27,36 +26,6 @@ async def opened(url: str, migrations: list[str] | None = None) -> PostgresDatab
 
 def value(key: str) -> Any:
     return lambda tx: tx.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()[0]
-
-
-def test_a_pipelined_tx_is_the_port() -> None:
-    tx: Tx = PipelinedTx.__new__(PipelinedTx)  # mypy checks that it satisfies the Tx protocol
-    other: Tx = PgTx.__new__(PgTx)
-    assert tx is not None
-    assert other is not None
-
-
-unquoted = st.text(alphabet=st.sampled_from(list("abc ,()=?%\n")), max_size=40)
-literal = st.text(alphabet=st.sampled_from(list("ab?%'\" -")), max_size=10).map(
-    lambda s: "'" + s.replace("'", "''") + "'"
-)
-
-
-@given(st.lists(st.one_of(unquoted, literal), max_size=6))
-def test_numbered_placeholders_count_the_question_marks_outside_literals(parts: list[str]) -> None:
-    translated = translate_placeholders("".join(parts), numbered=True)
-    expected, count = [], 0
-    for part in parts:
-        if part.startswith("'"):
-            expected.append(part)
-            continue
-        for ch in part:
-            if ch == "?":
-                count += 1
-                expected.append(f"${count}")
-            else:
-                expected.append(ch)
-    assert translated == "".join(expected)  # % stays as it is: libpq has no placeholders of its own
 
 
 async def test_prepared_statements_outlive_a_failed_group_and_a_rollback(pg_url: str) -> None:
