@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -102,8 +102,9 @@ class DataIntake:
                 if key:
                     done.add(key)
                     source = f"{path.country_code}/{path.party_id}/{path.location_id}/{evse.uid}"
-                    if not self._owned_by(tx, key, source):  # another EVSE holding it decides
-                        self._decide_evse_id(tx, key, at, now, recorded)
+                    owned, holders = self._owned_by(tx, key, source)
+                    if not owned:  # another EVSE holding it decides (from the holders just read)
+                        self._decide_evse_id(tx, key, at, now, recorded, holders)
                         continue
                     self._decide(tx, key, source, path, location, evse, at, now, recorded)
             for item in result.touched:
@@ -133,19 +134,21 @@ class DataIntake:
             if self.binding.allows(operator_id, state.country_code, state.party_id)
         ]
 
-    def _owned_by(self, tx: Tx, key: str, source: str) -> bool:
+    def _owned_by(self, tx: Tx, key: str, source: str) -> tuple[bool, list[EvseObservation] | None]:
         """Whether the EVSE ``source`` (country/party/location/uid) owns EvseID ``key`` — the status side's
         rule (``bridge.ownership.owner`` among the allowed parties' EVSEs holding it), so an EvseID several
         EVSEs hold gets its data and its status from the same one, not from whichever changed last. True
-        when no other allowed EVSE holds it (the mapping then decides what to do with it)."""
+        when no other allowed EVSE holds it (the mapping then decides what to do with it). With it, the
+        holders read (None if none were: no operator), which decide the EvseID when ``source`` is not its
+        owner."""
         operator_id = self.operator_for(key)
         if operator_id is None:
-            return True
+            return True, None
         holders = self._holders(tx, key, operator_id)
         if len(holders) <= 1:
-            return True  # the commonest case: only this EVSE holds it
+            return True, holders  # the commonest case: only this EVSE holds it
         chosen = owner(holders)
-        return chosen is None or source_key(chosen) == source
+        return chosen is None or source_key(chosen) == source, holders
 
     def _pushing(
         self, key: str, country_code: str, party_id: str
@@ -188,12 +191,21 @@ class DataIntake:
             self.store.note_not_pushable(tx, op, source, shown, now)
         recorded.add(op, self.store.observe(tx, op, key, desired, now))
 
-    def _decide_evse_id(self, tx: Tx, key: str, at: datetime, now: float, recorded: DataRecorded) -> None:
-        """One EvseID from the EVSEs holding it now: the owner's record, or a withdrawal if none does."""
+    def _decide_evse_id(
+        self,
+        tx: Tx,
+        key: str,
+        at: datetime,
+        now: float,
+        recorded: DataRecorded,
+        holders: Sequence[EvseObservation] | None = None,
+    ) -> None:
+        """One EvseID from the EVSEs holding it now (``holders``, where the caller read them in this
+        transaction): the owner's record, or a withdrawal if none does."""
         operator_id = self.operator_for(key)
         if operator_id is None or not self.pushes(operator_id):
             return
-        chosen = owner(self._holders(tx, key, operator_id))
+        chosen = owner(self._holders(tx, key, operator_id) if holders is None else holders)
         if chosen is not None:
             path = ObjectPath(chosen.country_code, chosen.party_id, chosen.location_id)
             version, document = OcpiStore.load_in(tx, path, self.store.db.dialect)
