@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.console.history import History
 from bridge.console.page import PageContext, render_page
 from bridge.feeds import FeedHealth
+from bridge.leadership import SOLE_HOLDER, Leader
 from bridge.status import (
     DeadLetter,
     LaneReport,
@@ -75,3 +79,32 @@ def test_json_carries_what_the_page_shows() -> None:
     assert body["uptime_s"] == 7200
     assert "42 s" in page  # the oldest wait, as a person reads it
     assert "p-1" in page
+
+
+def _leaders_table(page: str) -> list[list[str]]:
+    """The cells of the page's ``leaders`` table, row by row (its header row left out)."""
+    found = re.search(r'<table class="stack" id="leaders">(.*?)</table>', page)
+    assert found is not None, "no Replicas table on the page"
+    rows = re.findall(r"<tr>(.*?)</tr>", found.group(1))[1:]
+    return [re.findall(r"<div>(.*?)</div>", row) for row in rows]
+
+
+def test_replicas_table_shows_who_leads_each_operator_and_source() -> None:
+    """On PostgreSQL with several replicas, the page says which replica leads each lease, which of them is
+    this one, and a lease nobody holds (a takeover is due); a holder's name, written by another replica,
+    arrives escaped. On SQLite (one process leads everything) there is no such table."""
+    leaders = [
+        Leader("operator:DE*ABC", "host-a:101:x1", 7, 4.04, True),
+        Leader("source:cpo-1", "<b>host-b</b>:202:y2", 3, 9.0, False),
+        Leader("operator:DE*XYZ", "", 2, float("inf"), False),
+    ]
+    snap = dataclasses.replace(snapshot("fine", failing=False), replica="host-a:101:x1", leaders=leaders)
+    page = render_page(snap, history(), PageContext("c", "n", True))
+    assert "This page is replica host-a:101:x1." in page
+    assert _leaders_table(page) == [
+        ["operator", "DE*ABC", "host-a:101:x1", "this replica", "7", "4.0 s"],
+        ["source", "cpo-1", "&lt;b&gt;host-b&lt;/b&gt;:202:y2", "", "3", "9.0 s"],
+        ["operator", "DE*XYZ", "nobody (a takeover is due)", "", "2", "—"],
+    ]
+    alone = dataclasses.replace(snap, replica=SOLE_HOLDER)
+    assert 'id="leaders"' not in render_page(alone, history(), PageContext("c", "n", True))
