@@ -37,23 +37,10 @@ import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.dispatcher import ResyncResult
-from bridge.errors import StoreError
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
-from bridge.lanes import (
-    Flush,
-    LaneView,
-    Resync,
-    ResyncReason,
-    Settle,
-    Sleep,
-    Timing,
-    next_step,
-    on_monotonic,
-    request_floor,
-    sooner,
-)  # fmt: skip
+from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, wait
+from bridge.lanes import LaneView, ResyncReason, Step, Timing, next_step, on_monotonic
 from bridge.leadership import SOLE_TERM, operator_lease, while_leading
-from bridge.leases import LeaseLostError
 from bridge.metrics import Metrics
 from bridge.outbox import evse_key, fullload_refusal, named_keys
 from bridge.store.evse_data import DataOutboxStore, DataSnapshot
@@ -70,7 +57,6 @@ if TYPE_CHECKING:
 RECORD_CODES = RECORD_LEVEL_CODES | {"022", REFUSED_INSERT_OR_UPDATE}
 LOCALLY_REFUSED = "local"  # the dead code of a record local validation refused (never sent)
 FULLLOAD_ROUNDS = 8
-BACKOFF_BASE = 1.0
 
 
 class DataResult(Enum):
@@ -89,16 +75,10 @@ class DataResyncOutcome:
 
 
 @dataclass
-class _Request:
-    force: bool
-    done: asyncio.Future[DataResyncOutcome]
-
-
-@dataclass
 class DataLane:
     operator: OperatorConfig
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    resyncs: collections.deque[_Request] = field(default_factory=collections.deque)
+    resyncs: collections.deque[ResyncRequest[DataResyncOutcome]] = field(default_factory=collections.deque)
     pending: int = 0
     first_unpushed_at: float | None = None
     failures: int = 0
@@ -156,6 +136,29 @@ class DataLanes:
         self.log = structlog.get_logger("bridge.data_lane")
         # maps every stored EVSE again (bridge.data_intake.DataIntake.reconcile), before each data fullLoad
         self.remap: Callable[[], Awaitable[int]] | None = None
+        kind = LaneKind[DataLane, DataResyncOutcome](
+            leads=self._leads,
+            step=self._step,
+            resync=self.resync,
+            flush=self._flush_once,
+            settle=self._settle,
+            failed=_failed_outcome,
+            lost_lead=_lost_lead,
+            lost_lead_message="lost the lead of the operator's data lane mid-step",
+            store_error_message="store error in the data lane; retrying",
+            sleep=_sleep_for,
+        )
+        self._loop = LaneLoop(
+            kind,
+            dispatcher.leadership,
+            store,
+            push,
+            unsure_for=unsure_for,
+            monotonic=monotonic,
+            wall_clock=wall_clock,
+            rng=self.rng,
+            log=self.log,
+        )
 
     def pushes(self, operator_id: OperatorID) -> bool:
         return operator_id.canonical_key in self.lanes
@@ -191,7 +194,7 @@ class DataLanes:
         loop = asyncio.get_running_loop()
         requests = []
         for lane in lanes:
-            request = _Request(force, loop.create_future())
+            request = ResyncRequest[DataResyncOutcome](force, loop.create_future())
             lane.resyncs.append(request)
             lane.wake.set()
             requests.append(request)
@@ -242,7 +245,7 @@ class DataLanes:
         term = leadership.term(operator_lease(lane.operator_id))
         if term is None:
             lane.term, lane.failures, lane.refusal = None, 0, None  # /ready: this replica's own pushes
-            await _wait(lane.wake, stop, leadership.recheck)
+            await wait(lane.wake, stop, leadership.recheck)
             return False
         if term != lane.term:
             await self._take_over(lane, term)
@@ -277,66 +280,16 @@ class DataLanes:
 
     def tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
         return [
-            asyncio.create_task(self._run_lane(lane, stop), name=f"data lane {lane.operator_id}")
+            asyncio.create_task(self._loop.run(lane, stop), name=f"data lane {lane.operator_id}")
             for lane in self.lanes.values()
         ]
 
     async def run_until_idle(self, within: float = 30.0) -> None:
         """Push every pending record now, ignoring flush_interval (tests, the demo)."""
-        async with asyncio.timeout(within):
-            for lane in self.lanes.values():
-                while await self._flush_once(lane):
-                    pass
+        await self._loop.run_until_idle(self.lanes.values(), within)
 
-    async def _run_lane(self, lane: DataLane, stop: asyncio.Event) -> None:
-        log = self.log.bind(operator_id=str(lane.operator_id))
-        while not stop.is_set():
-            lane.wake.clear()
-            try:
-                if not await self._leads(lane, stop):
-                    continue
-                now = self.monotonic()
-                step = next_step(self.view(lane, now), now, self.timing)
-                if isinstance(step, Resync):
-                    await self._resync_step(lane, step.reason)
-                elif isinstance(step, Flush):
-                    await self._flush_once(lane)
-                elif isinstance(step, Settle):
-                    await self._settle(lane)
-                else:
-                    seconds = step.seconds if isinstance(step, Sleep) else None
-                    if lane.blocked_until is not None:
-                        wait = max(0.0, lane.blocked_until - now)
-                        seconds = wait if seconds is None else min(seconds, wait)
-                        lane.blocked_until = None
-                        lane.pending = max(lane.pending, 1)  # look at the waiting deletes again
-                        lane.first_unpushed_at = lane.first_unpushed_at or now
-                    if self.dispatcher.leadership.shared:  # wake to look for other replicas' intake
-                        seconds = min(seconds or self.push.flush_interval, self.push.flush_interval)
-                    await _wait(lane.wake, stop, seconds)
-            except LeaseLostError as exc:  # another replica may lead now: this one changed nothing
-                log.warning("lost the lead of the operator's data lane mid-step", error=str(exc))
-                lane.term = None
-            except StoreError as exc:
-                log.error("store error in the data lane; retrying", error=str(exc))
-                with contextlib.suppress(StoreError):
-                    await self.store.recover(self.unsure_for, lane.operator_id)
-                lane.request_floor = self.monotonic() + max(0.05, self.push.max_retry_interval)
-                await _wait(lane.wake, stop, max(0.05, self.push.max_retry_interval))
-        for request in lane.resyncs:
-            if not request.done.done():
-                request.done.set_result(
-                    DataResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="stopping")
-                )
-        lane.resyncs.clear()
-        if (
-            lane.term is None
-            or self.dispatcher.leadership.term(operator_lease(lane.operator_id)) != lane.term
-        ):
-            return  # only the leading replica drains
-        with contextlib.suppress(StoreError):
-            while await self._flush_once(lane):
-                pass
+    def _step(self, lane: DataLane, now: float) -> Step:
+        return next_step(self.view(lane, now), now, self.timing)
 
     # --- pushing ------------------------------------------------------------------------------------------
 
@@ -397,7 +350,7 @@ class DataLanes:
         doubt = self.unsure_for if elapsed >= self.dispatcher.attempt_timeout else None
         released = await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
         if doubt is not None:  # acknowledged only after a retried attempt: an earlier one may land late
-            self._doubt(lane, doubt)
+            self._loop.doubt(lane, doubt)
         lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
         lane.last_push_at = self.wall_clock()
         self._count(operator_id, "delivered", len(records))
@@ -469,8 +422,9 @@ class DataLanes:
     ) -> None:
         message = str(error) if error is not None else "refused in every half: the request, not a record"
         await self.store.release(lane.operator_id, records, message, self.unsure_for)
-        self._doubt(lane, self.unsure_for)  # the failed attempt may still land: settle after its quiet period
-        self._backoff(lane, error)
+        # the failed attempt may still land: settle after its quiet period
+        self._loop.doubt(lane, self.unsure_for)
+        self._loop.backoff(lane, error)
         lane.last_error = message
         self._count(lane.operator_id, "retry", len(records))
         self.log.warning(
@@ -481,15 +435,8 @@ class DataLanes:
             next_attempt_in=round(lane.request_floor - self.monotonic(), 2),
         )
 
-    def _doubt(self, lane: DataLane, seconds: float) -> None:
-        """Records with an unknown outcome are pushed once more when ``seconds`` have passed."""
-        lane.settle_at = sooner(lane.settle_at, self.monotonic() + seconds)
-
     async def _settle(self, lane: DataLane) -> None:
-        count, next_until = await self.store.settle(lane.operator_id)
-        lane.settle_at = None
-        if next_until is not None:
-            lane.settle_at = on_monotonic(next_until, self.monotonic(), self.wall_clock())
+        count = await self._loop.settle(lane)
         if count:
             self.log.info(
                 "pushing doubtful EVSE data records once more",
@@ -499,31 +446,7 @@ class DataLanes:
             lane.pending += count
             lane.first_unpushed_at = lane.first_unpushed_at or self.monotonic()
 
-    def _backoff(self, lane: DataLane, error: RequestError | None) -> None:
-        lane.failures += 1
-        lane.request_floor = request_floor(
-            self.monotonic(),
-            lane.failures,
-            None if error is None else error.retry_after,
-            retryable=True if error is None else error.retryable,
-            base=BACKOFF_BASE,
-            cap=self.push.max_retry_interval,
-            rng=self.rng,
-        )
-
     # --- the data fullLoad ----------------------------------------------------------------------------------
-
-    async def _resync_step(self, lane: DataLane, reason: ResyncReason) -> None:
-        if reason is not ResyncReason.REQUESTED:
-            await self.resync(lane, force=False, reason=reason)
-            return
-        request = lane.resyncs.popleft()
-        outcome = DataResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="the store failed")
-        try:
-            outcome = await self.resync(lane, force=request.force, reason=reason)
-        finally:
-            if not request.done.done():
-                request.done.set_result(outcome)
 
     async def resync(
         self, lane: DataLane, *, force: bool, reason: ResyncReason, then_status: bool = True
@@ -613,7 +536,7 @@ class DataLanes:
     ) -> DataResyncOutcome:
         message = str(error) if error is not None else "too many rounds of EvseIDs set aside"
         await self.store.fullload_finished(lane.operator_id, None, 0.0, error=f"fullLoad failed: {message}")
-        self._backoff(lane, error)
+        self._loop.backoff(lane, error)
         lane.last_error = message
         if error is None or isinstance(error, TransportError) or error.retryable:
             lane.settle_fullload_at = self.monotonic() + self.unsure_for  # the outcome may be unknown
@@ -625,12 +548,20 @@ class DataLanes:
             self.metrics.data_records_pushed.labels(str(operator_id), result).inc(count)
 
 
-async def _wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float | None) -> None:
-    waking = asyncio.ensure_future(wake.wait())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waking, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (waking, stopping):
-            task.cancel()
-        await asyncio.gather(waking, stopping, return_exceptions=True)
+def _failed_outcome(operator_id: OperatorID, message: str) -> DataResyncOutcome:
+    return DataResyncOutcome(operator_id, ResyncResult.FAILED, message=message)
+
+
+def _lost_lead(lane: DataLane) -> None:
+    lane.term = None
+
+
+def _sleep_for(lane: DataLane, seconds: float | None, now: float) -> float | None:
+    """Deletes wait for their status delete (``blocked_until``): the lane looks at them again then."""
+    if lane.blocked_until is not None:
+        wait = max(0.0, lane.blocked_until - now)
+        seconds = wait if seconds is None else min(seconds, wait)
+        lane.blocked_until = None
+        lane.pending = max(lane.pending, 1)  # look at the waiting deletes again
+        lane.first_unpushed_at = lane.first_unpushed_at or now
+    return seconds

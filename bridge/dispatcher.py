@@ -33,21 +33,9 @@ import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.errors import StoreError
-from bridge.lanes import (
-    Flush,
-    LaneView,
-    Resync,
-    ResyncReason,
-    Settle,
-    Sleep,
-    Timing,
-    next_step,
-    on_monotonic,
-    request_floor,
-    sooner,
-)
+from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, wait
+from bridge.lanes import Flush, LaneView, ResyncReason, Step, Timing, next_step, on_monotonic
 from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, operator_lease, while_leading
-from bridge.leases import LeaseLostError
 from bridge.metrics import Metrics
 from bridge.outbox import (
     Record,
@@ -76,7 +64,6 @@ _DELETE_PLACEHOLDER = EvseStatus.UNKNOWN
 RECORD_CODES = RECORD_LEVEL_CODES | {"022"}
 UNKNOWN_EVSE = "603"
 FULLLOAD_ROUNDS = 8  # each round sets aside the EvseIDs Hubject named, then sends the set again
-BACKOFF_BASE = 1.0
 
 
 class ResyncResult(StrEnum):
@@ -92,12 +79,6 @@ class ResyncOutcome:
     records: int = 0
     parked: int = 0
     message: str = ""
-
-
-@dataclass
-class _ResyncRequest:
-    force: bool
-    done: asyncio.Future[ResyncOutcome]
 
 
 class _Pushed(Enum):
@@ -122,7 +103,7 @@ class Lane:
 
     operator: OperatorConfig
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    resyncs: collections.deque[_ResyncRequest] = field(default_factory=collections.deque)
+    resyncs: collections.deque[ResyncRequest[ResyncOutcome]] = field(default_factory=collections.deque)
     pending: int = 0
     first_unpushed_at: float | None = None
     notified: int = 0  # how many times the intake told of new pending rows (see _flush_once)
@@ -194,6 +175,29 @@ class Dispatcher:
         self.log = structlog.get_logger("bridge.dispatcher")
         self._started = False
         self.data: DataLanes | None = None  # EVSE data lanes (bridge.data_lane), beside these
+        kind = LaneKind[Lane, ResyncOutcome](
+            leads=self._leads,
+            step=self._step,
+            resync=self._resync,
+            flush=self._flush_once,
+            settle=self._settle,
+            failed=_failed_outcome,
+            lost_lead=_lost_lead,
+            lost_lead_message="lost the lead of the operator mid-step",
+            store_error_message="store error in the dispatcher; retrying",
+            drained=self._drained,
+        )
+        self._loop = LaneLoop(
+            kind,
+            self.leadership,
+            store,
+            push,
+            unsure_for=unsure_for,
+            monotonic=monotonic,
+            wall_clock=wall_clock,
+            rng=self.rng,
+            log=self.log,
+        )
 
     def _data_first(self, lane: Lane) -> bool:
         """Whether the operator pushes EVSE data: its statuses then wait for their data (design §6.1)."""
@@ -260,7 +264,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         requests = []
         for lane in lanes:
-            request = _ResyncRequest(force, loop.create_future())
+            request = ResyncRequest[ResyncOutcome](force, loop.create_future())
             lane.resyncs.append(request)
             lane.wake.set()
             requests.append(request)
@@ -348,12 +352,9 @@ class Dispatcher:
             )
         # /ready of this replica is about its own pushes: failures from when it led are not its now
         lane.term, lane.prefetched, lane.failures, lane.refusal = None, None, 0, None
-        for request in lane.resyncs:
-            if not request.done.done():
-                message = f"replica {self.leadership.holder} does not lead {lane.operator_id}: ask the leader"
-                request.done.set_result(ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message=message))
-        lane.resyncs.clear()
-        await self._wait(lane, stop, self.leadership.recheck)
+        message = f"replica {self.leadership.holder} does not lead {lane.operator_id}: ask the leader"
+        self._loop.answer_waiting(lane, message)
+        await wait(lane.wake, stop, self.leadership.recheck)
         return False
 
     async def _look_for_work(self, lane: Lane) -> None:
@@ -371,7 +372,7 @@ class Dispatcher:
         ``shutdown_timeout`` after ``stop`` is cancelled (its records are recovered at the next start)."""
         await self.start()
         tasks = [
-            asyncio.create_task(self._run_lane(lane, stop), name=f"lane {lane.operator_id}")
+            asyncio.create_task(self._loop.run(lane, stop), name=f"lane {lane.operator_id}")
             for lane in self.lanes.values()
         ]
         if self.data is not None:
@@ -414,74 +415,14 @@ class Dispatcher:
 
     async def run_until_idle(self, within: float = 30.0) -> None:
         """Push everything pending now, ignoring flush_interval (tests, the demo, shutdown)."""
-        async with asyncio.timeout(within):
-            for lane in self.lanes.values():
-                while await self._flush_once(lane):
-                    pass
+        await self._loop.run_until_idle(self.lanes.values(), within)
 
-    async def _run_lane(self, lane: Lane, stop: asyncio.Event) -> None:
-        log = self.log.bind(operator_id=str(lane.operator_id))
-        while not stop.is_set():
-            # Cleared before deciding, not after: a notify or a resync request that arrives while a step
-            # awaits must still end the wait below.
-            lane.wake.clear()
-            try:
-                if not await self._leads(lane, stop):
-                    continue
-                now = self.monotonic()
-                # a batch claimed while the previous push was out is in flight already: it goes next
-                step = Flush() if lane.prefetched else next_step(self.view(lane, now), now, self.timing)
-                if isinstance(step, Resync):
-                    await self._resync_step(lane, step.reason)
-                elif isinstance(step, Flush):
-                    await self._flush_once(lane)
-                elif isinstance(step, Settle):
-                    await self._settle(lane)
-                else:
-                    seconds = step.seconds if isinstance(step, Sleep) else None
-                    if self.leadership.shared:  # wake to renew the look for other replicas' work
-                        seconds = min(seconds or self.push.flush_interval, self.push.flush_interval)
-                    await self._wait(lane, stop, seconds)
-            except LeaseLostError as exc:
-                # Another replica may lead now: this one changed nothing (fenced) and stops; the next leader
-                # takes what this one had in flight as pending again (_take_over).
-                log.warning("lost the lead of the operator mid-step", error=str(exc))
-                lane.term, lane.prefetched, lane.busy = None, None, False
-            except StoreError as exc:
-                # The store failed (disk full, locked...): never let that end the lane. Records this step
-                # had claimed are pending again at the next recovery; the lane tries again after a pause.
-                log.error("store error in the dispatcher; retrying", error=str(exc))
-                with contextlib.suppress(StoreError):
-                    await self.store.recover(self.unsure_for, lane.operator_id)
-                lane.request_floor = self.monotonic() + max(0.05, self.push.max_retry_interval)
-                await self._wait(lane, stop, max(0.05, self.push.max_retry_interval))
-        for request in lane.resyncs:
-            if not request.done.done():
-                request.done.set_result(
-                    ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="stopping")
-                )
-        lane.resyncs.clear()
-        await self._drain(lane, log)
+    def _step(self, lane: Lane, now: float) -> Step:
+        # a batch claimed while the previous push was out is in flight already: it goes next
+        return Flush() if lane.prefetched else next_step(self.view(lane, now), now, self.timing)
 
-    @staticmethod
-    async def _wait(lane: Lane, stop: asyncio.Event, seconds: float | None) -> None:
-        wake = asyncio.ensure_future(lane.wake.wait())
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({wake, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (wake, stopping):
-                task.cancel()
-            await asyncio.gather(wake, stopping, return_exceptions=True)
-
-    async def _drain(self, lane: Lane, log: structlog.stdlib.BoundLogger) -> None:
-        """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it. Only
-        the leading replica drains (another replica's lanes are the leader's to push)."""
-        if lane.term is None or self.leadership.term(lane.lease) != lane.term:
-            return
-        with contextlib.suppress(StoreError):
-            while await self._flush_once(lane):
-                pass
+    async def _drained(self, lane: Lane, log: structlog.stdlib.BoundLogger) -> None:
+        """After the drain at stop: say so if records stay pending."""
         if lane.pending:
             status = await self.store.lane_status(lane.operator_id)
             if status.pending:
@@ -597,7 +538,7 @@ class Dispatcher:
         doubt = self.unsure_for if elapsed >= self.attempt_timeout else None
         await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
         if doubt is not None:
-            self._doubt(lane, doubt)
+            self._loop.doubt(lane, doubt)
         lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
         lane.last_push_at = self.wall_clock()
         self._count(operator_id, "delivered", len(records))
@@ -669,8 +610,8 @@ class Dispatcher:
     async def _failed(self, lane: Lane, records: Sequence[Record], error: RequestError) -> None:
         message = str(error)
         await self.store.release(lane.operator_id, records, message, self.unsure_for)
-        self._backoff(lane, error)
-        self._doubt(lane, self.unsure_for)
+        self._loop.backoff(lane, error)
+        self._loop.doubt(lane, self.unsure_for)
         self._count(lane.operator_id, "retry", len(records))
         self.log.warning(
             "push failed; records stay pending",
@@ -681,28 +622,8 @@ class Dispatcher:
             next_attempt_in=round(lane.request_floor - self.monotonic(), 2),
         )
 
-    def _backoff(self, lane: Lane, error: RequestError | None) -> None:
-        lane.failures += 1
-        lane.last_error = str(error) if error is not None else lane.last_error
-        lane.request_floor = request_floor(
-            self.monotonic(),
-            lane.failures,
-            None if error is None else error.retry_after,
-            retryable=True if error is None else error.retryable,
-            base=BACKOFF_BASE,
-            cap=self.push.max_retry_interval,
-            rng=self.rng,
-        )
-
-    def _doubt(self, lane: Lane, seconds: float) -> None:
-        """Rows with an unknown outcome are pushed once more when ``seconds`` have passed."""
-        lane.settle_at = sooner(lane.settle_at, self.monotonic() + seconds)
-
     async def _settle(self, lane: Lane) -> None:
-        count, next_until = await self.store.settle(lane.operator_id)
-        lane.settle_at = None
-        if next_until is not None:
-            lane.settle_at = on_monotonic(next_until, self.monotonic(), self.wall_clock())
+        count = await self._loop.settle(lane)
         if count:
             self.log.info(
                 "pushing doubtful records once more", operator_id=str(lane.operator_id), records=count
@@ -710,18 +631,6 @@ class Dispatcher:
             self._repend(lane, count)
 
     # --- fullLoad --------------------------------------------------------------------------------------
-
-    async def _resync_step(self, lane: Lane, reason: ResyncReason) -> None:
-        if reason is not ResyncReason.REQUESTED:
-            await self._resync(lane, force=False, reason=reason)
-            return
-        request = lane.resyncs.popleft()
-        outcome = ResyncOutcome(lane.operator_id, ResyncResult.FAILED, message="the store failed")
-        try:
-            outcome = await self._resync(lane, force=request.force, reason=reason)
-        finally:
-            if not request.done.done():
-                request.done.set_result(outcome)
 
     async def _resync(self, lane: Lane, *, force: bool, reason: ResyncReason) -> ResyncOutcome:
         operator_id = lane.operator_id
@@ -833,7 +742,7 @@ class Dispatcher:
         message = str(error) if error is not None else "too many rounds of EvseIDs set aside"
         await self.store.operator_error(lane.operator_id, f"fullLoad failed: {message}")
         await self.store.fullload_finished(lane.operator_id, None, frozenset(), 0.0)
-        self._backoff(lane, error)
+        self._loop.backoff(lane, error)
         lane.last_error = message
         if error is None or isinstance(error, TransportError) or error.retryable:
             # the outcome may be unknown (a timeout): a fullLoad sent before this passes may be overtaken
@@ -866,3 +775,11 @@ class Dispatcher:
         if self.metrics is not None:
             self.metrics.push_latency.labels(action.value).observe(elapsed)
         return elapsed
+
+
+def _failed_outcome(operator_id: OperatorID, message: str) -> ResyncOutcome:
+    return ResyncOutcome(operator_id, ResyncResult.FAILED, message=message)
+
+
+def _lost_lead(lane: Lane) -> None:
+    lane.term, lane.prefetched, lane.busy = None, None, False

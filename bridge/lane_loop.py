@@ -1,0 +1,228 @@
+"""The loop every lane runs, and the small steps both kinds of lane share: the status lanes
+(``bridge.dispatcher``) and the EVSE data lanes (``bridge.data_lane``).
+
+A lane asks the pure scheduler (``bridge.lanes.next_step``) what to do and does it: a resync, a flush, a
+settle, or a sleep until something wakes it; a lost lease or a failing store never ends it. What each step
+does, and the little the loop itself does differently for a kind (the status lane's batch claimed ahead,
+the data lane's deletes that wait for their status delete, the log messages, the outcome a resync request
+gets), the kind supplies as a ``LaneKind``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from bridge.config import PushConfig
+from bridge.errors import StoreError
+from bridge.lanes import Flush, Resync, ResyncReason, Settle, Sleep, Step, on_monotonic, request_floor, sooner
+from bridge.leadership import Leadership, operator_lease
+from bridge.leases import LeaseLostError
+from oicp.errors import RequestError
+from oicp.ids import OperatorID
+
+BACKOFF_BASE = 1.0
+
+OutcomeT = TypeVar("OutcomeT")
+OutcomeT_co = TypeVar("OutcomeT_co", covariant=True)
+
+
+@dataclass
+class ResyncRequest(Generic[OutcomeT]):
+    """A fullLoad asked of a lane (``request_resync``); ``done`` gets its outcome."""
+
+    force: bool
+    done: asyncio.Future[OutcomeT]
+
+
+class LaneState(Protocol[OutcomeT]):
+    """What the loop and the shared steps read and write of a lane (``Lane``, ``DataLane``)."""
+
+    wake: asyncio.Event
+    resyncs: collections.deque[ResyncRequest[OutcomeT]]
+    failures: int
+    request_floor: float
+    last_error: str | None
+    settle_at: float | None
+    term: int | None
+
+    @property
+    def operator_id(self) -> OperatorID: ...
+
+
+LaneT = TypeVar("LaneT", bound=LaneState[Any])
+LaneT_contra = TypeVar("LaneT_contra", bound=LaneState[Any], contravariant=True)
+
+
+class LaneStore(Protocol):
+    """What the shared steps need of a lane kind's outbox store."""
+
+    async def recover(self, unsure_for: float, operator_id: OperatorID | None = None) -> object: ...
+
+    async def settle(self, operator_id: OperatorID) -> tuple[int, float | None]: ...
+
+
+class Resyncing(Protocol[LaneT_contra, OutcomeT_co]):
+    def __call__(
+        self, lane: LaneT_contra, *, force: bool, reason: ResyncReason
+    ) -> Awaitable[OutcomeT_co]: ...
+
+
+def _as_scheduled(lane: object, seconds: float | None, now: float) -> float | None:
+    return seconds
+
+
+@dataclass(frozen=True)
+class LaneKind(Generic[LaneT, OutcomeT]):
+    """What one kind of lane does at each step of the loop, and what it says."""
+
+    leads: Callable[[LaneT, asyncio.Event], Awaitable[bool]]  # may it run the next step? (if not, it waited)
+    step: Callable[[LaneT, float], Step]  # what to do now (``next_step`` on the lane's view)
+    resync: Resyncing[LaneT, OutcomeT]
+    flush: Callable[[LaneT], Awaitable[bool]]  # push one batch; False when nothing was pending or it failed
+    settle: Callable[[LaneT], Awaitable[None]]
+    failed: Callable[[OperatorID, str], OutcomeT]  # the outcome of a resync request the lane did not run
+    lost_lead: Callable[[LaneT], None]  # the lease ended mid-step: forget what the step had under way
+    lost_lead_message: str
+    store_error_message: str
+    # how long to sleep, given what the scheduler said (``None``: until woken)
+    sleep: Callable[[LaneT, float | None, float], float | None] = _as_scheduled
+    # after the drain at stop (the lane led and pushed what it could)
+    drained: Callable[[LaneT, Any], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class LaneLoop(Generic[LaneT, OutcomeT]):
+    """The loop of one kind of lane and the steps every kind takes alike (backoff, doubt, settle)."""
+
+    kind: LaneKind[LaneT, OutcomeT]
+    leadership: Leadership
+    store: LaneStore
+    push: PushConfig
+    unsure_for: float
+    monotonic: Callable[[], float]
+    wall_clock: Callable[[], float]
+    rng: random.Random
+    log: Any  # the kind's structlog logger
+
+    async def run(self, lane: LaneT, stop: asyncio.Event) -> None:
+        """Run the lane's steps until ``stop`` is set; then answer the resync requests still waiting, and
+        push what is pending if this replica still leads the operator."""
+        kind = self.kind
+        log = self.log.bind(operator_id=str(lane.operator_id))
+        while not stop.is_set():
+            # Cleared before deciding, not after: a notify or a resync request that arrives while a step
+            # awaits must still end the wait below.
+            lane.wake.clear()
+            try:
+                if not await kind.leads(lane, stop):
+                    continue
+                now = self.monotonic()
+                step = kind.step(lane, now)
+                if isinstance(step, Resync):
+                    await self.resync_step(lane, step.reason)
+                elif isinstance(step, Flush):
+                    await kind.flush(lane)
+                elif isinstance(step, Settle):
+                    await kind.settle(lane)
+                else:
+                    seconds = kind.sleep(lane, step.seconds if isinstance(step, Sleep) else None, now)
+                    if self.leadership.shared:  # wake to look in the store for other replicas' intake
+                        seconds = min(seconds or self.push.flush_interval, self.push.flush_interval)
+                    await wait(lane.wake, stop, seconds)
+            except LeaseLostError as exc:
+                # Another replica may lead now: this one changed nothing (fenced) and stops; the next leader
+                # takes what this one had in flight as pending again (its ``_take_over``).
+                log.warning(kind.lost_lead_message, error=str(exc))
+                kind.lost_lead(lane)
+            except StoreError as exc:
+                # The store failed (disk full, locked...): never let that end the lane. Records this step
+                # had claimed are pending again at the next recovery; the lane tries again after a pause.
+                log.error(kind.store_error_message, error=str(exc))
+                with contextlib.suppress(StoreError):
+                    await self.store.recover(self.unsure_for, lane.operator_id)
+                lane.request_floor = self.monotonic() + max(0.05, self.push.max_retry_interval)
+                await wait(lane.wake, stop, max(0.05, self.push.max_retry_interval))
+        self.answer_waiting(lane, "stopping")
+        await self._drain(lane, log)
+
+    async def _drain(self, lane: LaneT, log: Any) -> None:
+        """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it. Only
+        the leading replica drains (another replica's lanes are the leader's to push)."""
+        if lane.term is None or self.leadership.term(operator_lease(lane.operator_id)) != lane.term:
+            return
+        with contextlib.suppress(StoreError):
+            while await self.kind.flush(lane):
+                pass
+        if self.kind.drained is not None:
+            await self.kind.drained(lane, log)
+
+    async def run_until_idle(self, lanes: Iterable[LaneT], within: float) -> None:
+        async with asyncio.timeout(within):
+            for lane in lanes:
+                while await self.kind.flush(lane):
+                    pass
+
+    def answer_waiting(self, lane: LaneT, message: str) -> None:
+        """Every resync request still waiting fails with ``message`` (the lane will not run it)."""
+        for request in lane.resyncs:
+            if not request.done.done():
+                request.done.set_result(self.kind.failed(lane.operator_id, message))
+        lane.resyncs.clear()
+
+    async def resync_step(self, lane: LaneT, reason: ResyncReason) -> None:
+        if reason is not ResyncReason.REQUESTED:
+            await self.kind.resync(lane, force=False, reason=reason)
+            return
+        request = lane.resyncs.popleft()
+        outcome = self.kind.failed(lane.operator_id, "the store failed")
+        try:
+            outcome = await self.kind.resync(lane, force=request.force, reason=reason)
+        finally:
+            if not request.done.done():
+                request.done.set_result(outcome)
+
+    # --- the steps every kind takes alike ---------------------------------------------------------------
+
+    def backoff(self, lane: LaneT, error: RequestError | None) -> None:
+        lane.failures += 1
+        lane.last_error = str(error) if error is not None else lane.last_error
+        lane.request_floor = request_floor(
+            self.monotonic(),
+            lane.failures,
+            None if error is None else error.retry_after,
+            retryable=True if error is None else error.retryable,
+            base=BACKOFF_BASE,
+            cap=self.push.max_retry_interval,
+            rng=self.rng,
+        )
+
+    def doubt(self, lane: LaneT, seconds: float) -> None:
+        """Records with an unknown outcome are pushed once more when ``seconds`` have passed."""
+        lane.settle_at = sooner(lane.settle_at, self.monotonic() + seconds)
+
+    async def settle(self, lane: LaneT) -> int:
+        """Doubtful records whose quiet period ended are pending again (``store.settle``): how many; the
+        lane settles again when the next doubt ends."""
+        count, next_until = await self.store.settle(lane.operator_id)
+        lane.settle_at = None
+        if next_until is not None:
+            lane.settle_at = on_monotonic(next_until, self.monotonic(), self.wall_clock())
+        return count
+
+
+async def wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float | None) -> None:
+    """Until ``wake`` or ``stop`` is set, or ``seconds`` have passed (``None``: no limit)."""
+    waking = asyncio.ensure_future(wake.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waking, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waking, stopping):
+            task.cancel()
+        await asyncio.gather(waking, stopping, return_exceptions=True)
