@@ -38,8 +38,8 @@ import structlog
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.dispatcher import ResyncResult
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
-from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, wait
-from bridge.lanes import LaneView, ResyncReason, Step, Timing, next_step, on_monotonic
+from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, lane_view
+from bridge.lanes import LaneView, ResyncReason, Step, Timing, next_step
 from bridge.leadership import SOLE_TERM, operator_lease, while_leading
 from bridge.metrics import Metrics
 from bridge.outbox import evse_key, fullload_refusal, named_keys
@@ -137,7 +137,8 @@ class DataLanes:
         # maps every stored EVSE again (bridge.data_intake.DataIntake.reconcile), before each data fullLoad
         self.remap: Callable[[], Awaitable[int]] | None = None
         kind = LaneKind[DataLane, DataResyncOutcome](
-            leads=self._leads,
+            take_over=self._take_over,
+            look_for_work=self._look_for_work,
             step=self._step,
             resync=self.resync,
             flush=self._flush_once,
@@ -154,6 +155,7 @@ class DataLanes:
             store,
             push,
             unsure_for=unsure_for,
+            initial_resync=initial_resync,
             monotonic=monotonic,
             wall_clock=wall_clock,
             rng=self.rng,
@@ -191,31 +193,15 @@ class DataLanes:
     ) -> list[DataResyncOutcome]:
         """Queue a data fullLoad (then a status fullLoad) in the lane(s) and wait for the outcome(s)."""
         lanes = [self.lane(operator_id)] if operator_id is not None else list(self.lanes.values())
-        loop = asyncio.get_running_loop()
-        requests = []
-        for lane in lanes:
-            request = ResyncRequest[DataResyncOutcome](force, loop.create_future())
-            lane.resyncs.append(request)
-            lane.wake.set()
-            requests.append(request)
-        return [await r.done for r in requests]
+        return await self._loop.request_resync(lanes, force)
 
     def view(self, lane: DataLane, now: float) -> LaneView:
         first_at = None
         if lane.first_fullload_due and not lane.waiting_for_evses and self.dispatcher.sources_ready():
             first_at = lane.quiet_from + self.resync_config.first_fullload_quiet
-        return LaneView(
-            # the first upload is a fullLoad (Hubject's advice): it carries what is pending, so no flush
-            # goes before it (the status lane instead pushes its pending statuses first)
-            pending=0 if first_at is not None else lane.pending,
-            first_unpushed_at=lane.first_unpushed_at,
-            request_floor=lane.request_floor,
-            resync_requested=bool(lane.resyncs),
-            first_fullload_at=first_at,
-            settle_at=lane.settle_at,
-            settle_fullload_at=lane.settle_fullload_at,
-            scheduled_resync_at=lane.scheduled_resync_at,
-        )
+        # the first upload is a fullLoad (Hubject's advice): it carries what is pending, so no flush
+        # goes before it (the status lane instead pushes its pending statuses first)
+        return lane_view(lane, first_at, pending=0 if first_at is not None else lane.pending)
 
     async def start(self) -> None:
         """Recover data pushes a stopped process left in flight; set each lane's clocks from the store. The
@@ -238,36 +224,16 @@ class DataLanes:
         await self._init_lane(lane)
         lane.term = term
 
-    async def _leads(self, lane: DataLane, stop: asyncio.Event) -> bool:
-        """Whether this replica runs the lane's next step: the status lane's question (bridge.leadership)
-        for the same operator; a lane that does not lead waited."""
-        leadership = self.dispatcher.leadership
-        term = leadership.term(operator_lease(lane.operator_id))
-        if term is None:
-            lane.term, lane.failures, lane.refusal = None, 0, None  # /ready: this replica's own pushes
-            await wait(lane.wake, stop, leadership.recheck)
-            return False
-        if term != lane.term:
-            await self._take_over(lane, term)
-        elif leadership.shared and lane.pending == 0 and self.monotonic() >= lane.next_look:
-            lane.next_look = self.monotonic() + self.push.flush_interval  # other replicas' data intake
-            lane.pending = await self.store.pending_count(lane.operator_id)
-            lane.first_unpushed_at = self.monotonic() if lane.pending else lane.first_unpushed_at
-        return True
+    async def _look_for_work(self, lane: DataLane) -> None:
+        """Several replicas: what other replicas' data intake committed (it notifies only its own process)."""
+        lane.next_look = self.monotonic() + self.push.flush_interval  # other replicas' data intake
+        lane.pending = await self.store.pending_count(lane.operator_id)
+        lane.first_unpushed_at = self.monotonic() if lane.pending else lane.first_unpushed_at
 
     async def _init_lane(self, lane: DataLane) -> None:
         now, wall = self.monotonic(), self.wall_clock()
-        interval = self.resync_config.data_interval
         stored = await self.store.pending_count(lane.operator_id)
-        # as the status lane's: what the intake notified while the store was read counts too
-        lane.pending = max(lane.pending, stored)
-        if lane.first_unpushed_at is None and lane.pending:
-            lane.first_unpushed_at = now
-        lane.quiet_from = now
-        last_at, _ = await self.store.last_fullload(lane.operator_id)
-        if interval > 0 and last_at is not None:
-            lane.scheduled_resync_at = on_monotonic(last_at + interval, now, wall)
-        lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
+        await self._loop.start_clocks(lane, stored, self.resync_config.data_interval, now, wall)
         if await self.store.interrupted_fullload(lane.operator_id):
             lane.settle_fullload_at = now + self.unsure_for
         lane.settle_at = now  # the first Settle step finds when the stored doubts end (store.settle)

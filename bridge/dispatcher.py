@@ -33,7 +33,7 @@ import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.errors import StoreError
-from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, wait
+from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, lane_view
 from bridge.lanes import Flush, LaneView, ResyncReason, Step, Timing, next_step, on_monotonic
 from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, operator_lease, while_leading
 from bridge.metrics import Metrics
@@ -176,7 +176,8 @@ class Dispatcher:
         self._started = False
         self.data: DataLanes | None = None  # EVSE data lanes (bridge.data_lane), beside these
         kind = LaneKind[Lane, ResyncOutcome](
-            leads=self._leads,
+            take_over=self._take_over,
+            look_for_work=self._look_for_work,
             step=self._step,
             resync=self._resync,
             flush=self._flush_once,
@@ -185,6 +186,7 @@ class Dispatcher:
             lost_lead=_lost_lead,
             lost_lead_message="lost the lead of the operator mid-step",
             store_error_message="store error in the dispatcher; retrying",
+            stand_by=self._stand_by,
             drained=self._drained,
         )
         self._loop = LaneLoop(
@@ -193,6 +195,7 @@ class Dispatcher:
             store,
             push,
             unsure_for=unsure_for,
+            initial_resync=initial_resync,
             monotonic=monotonic,
             wall_clock=wall_clock,
             rng=self.rng,
@@ -245,30 +248,14 @@ class Dispatcher:
         first_at = None
         if lane.first_fullload_due and not lane.waiting_for_evses and self.sources_ready():
             first_at = lane.quiet_from + self.resync_config.first_fullload_quiet
-        return LaneView(
-            pending=lane.pending,
-            first_unpushed_at=lane.first_unpushed_at,
-            request_floor=lane.request_floor,
-            resync_requested=bool(lane.resyncs),
-            first_fullload_at=first_at,
-            settle_at=lane.settle_at,
-            settle_fullload_at=lane.settle_fullload_at,
-            scheduled_resync_at=lane.scheduled_resync_at,
-        )
+        return lane_view(lane, first_at, pending=lane.pending)
 
     async def request_resync(
         self, operator_id: OperatorID | None = None, *, force: bool = False
     ) -> list[ResyncOutcome]:
         """Queue a fullLoad in the lane(s) and wait for the outcome(s)."""
         lanes = [self.lane(operator_id)] if operator_id is not None else list(self.lanes.values())
-        loop = asyncio.get_running_loop()
-        requests = []
-        for lane in lanes:
-            request = ResyncRequest[ResyncOutcome](force, loop.create_future())
-            lane.resyncs.append(request)
-            lane.wake.set()
-            requests.append(request)
-        return [await request.done for request in requests]
+        return await self._loop.request_resync(lanes, force)
 
     async def resync_now(
         self, operator_id: OperatorID | None = None, *, force: bool = False
@@ -313,49 +300,25 @@ class Dispatcher:
 
     async def _init_lane(self, lane: Lane, recovered: Recovered) -> None:
         now, wall = self.monotonic(), self.wall_clock()
-        interval = self.resync_config.interval
         status = await self.store.lane_status(lane.operator_id)
-        # what the intake notified while the store was read counts too: the read may predate its commit
-        # (the receiver takes OCPI before the lanes start), and ``pending`` is an upper bound anyway
-        lane.pending = max(lane.pending, status.pending)
-        if lane.first_unpushed_at is None and lane.pending:
-            lane.first_unpushed_at = now
-        lane.quiet_from = now
-        last_at, _ = await self.store.last_fullload(lane.operator_id)
-        if interval > 0 and last_at is not None:
-            lane.scheduled_resync_at = on_monotonic(last_at + interval, now, wall)
-        lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
+        await self._loop.start_clocks(lane, status.pending, self.resync_config.interval, now, wall)
         if str(lane.operator_id) in recovered.interrupted_fullloads:
             lane.settle_fullload_at = now + self.unsure_for
         if recovered.unsure_until is not None:
             lane.settle_at = on_monotonic(recovered.unsure_until, now, wall)
 
-    async def _leads(self, lane: Lane, stop: asyncio.Event) -> bool:
-        """Whether this replica runs the lane's next step (bridge.leadership); if not, the lane waited.
-
-        One process (SQLite): always, at no cost. Several replicas: only in the term the lane took over
-        at; a leading lane also looks in the store every flush interval for what other replicas' intake
-        committed (their commits notify only their own process)."""
-        term = self.leadership.term(lane.lease)
-        if term is not None and term == lane.term:
-            if self.leadership.shared and lane.pending == 0 and self.monotonic() >= lane.next_look:
-                await self._look_for_work(lane)
-            return True
-        if term is not None:
-            await self._take_over(lane, term)
-            return True
+    def _stand_by(self, lane: Lane) -> None:
+        """This replica does not lead the operator (any more): the resync requests waiting here are the
+        leader's to run."""
         if lane.term is not None:
             self.log.warning(
                 "no longer leading the operator",
                 operator_id=str(lane.operator_id),
                 replica=self.leadership.holder,
             )
-        # /ready of this replica is about its own pushes: failures from when it led are not its now
-        lane.term, lane.prefetched, lane.failures, lane.refusal = None, None, 0, None
+        lane.prefetched = None
         message = f"replica {self.leadership.holder} does not lead {lane.operator_id}: ask the leader"
         self._loop.answer_waiting(lane, message)
-        await wait(lane.wake, stop, self.leadership.recheck)
-        return False
 
     async def _look_for_work(self, lane: Lane) -> None:
         now, wall = self.monotonic(), self.wall_clock()

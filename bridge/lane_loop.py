@@ -14,13 +14,24 @@ import asyncio
 import collections
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from bridge.config import PushConfig
 from bridge.errors import StoreError
-from bridge.lanes import Flush, Resync, ResyncReason, Settle, Sleep, Step, on_monotonic, request_floor, sooner
+from bridge.lanes import (
+    Flush,
+    LaneView,
+    Resync,
+    ResyncReason,
+    Settle,
+    Sleep,
+    Step,
+    on_monotonic,
+    request_floor,
+    sooner,
+)
 from bridge.leadership import Leadership, operator_lease
 from bridge.leases import LeaseLostError
 from oicp.errors import RequestError
@@ -45,11 +56,19 @@ class LaneState(Protocol[OutcomeT]):
 
     wake: asyncio.Event
     resyncs: collections.deque[ResyncRequest[OutcomeT]]
+    pending: int
+    first_unpushed_at: float | None
     failures: int
     request_floor: float
     last_error: str | None
+    first_fullload_due: bool
+    quiet_from: float
     settle_at: float | None
+    settle_fullload_at: float | None
+    scheduled_resync_at: float | None
+    refusal: str | None
     term: int | None
+    next_look: float
 
     @property
     def operator_id(self) -> OperatorID: ...
@@ -66,6 +85,8 @@ class LaneStore(Protocol):
 
     async def settle(self, operator_id: OperatorID) -> tuple[int, float | None]: ...
 
+    async def last_fullload(self, operator_id: OperatorID) -> tuple[float | None, int | None]: ...
+
 
 class Resyncing(Protocol[LaneT_contra, OutcomeT_co]):
     def __call__(
@@ -81,7 +102,8 @@ def _as_scheduled(lane: object, seconds: float | None, now: float) -> float | No
 class LaneKind(Generic[LaneT, OutcomeT]):
     """What one kind of lane does at each step of the loop, and what it says."""
 
-    leads: Callable[[LaneT, asyncio.Event], Awaitable[bool]]  # may it run the next step? (if not, it waited)
+    take_over: Callable[[LaneT, int], Awaitable[None]]  # this replica leads the operator from a term on
+    look_for_work: Callable[[LaneT], Awaitable[None]]  # several replicas: what others' intake committed
     step: Callable[[LaneT, float], Step]  # what to do now (``next_step`` on the lane's view)
     resync: Resyncing[LaneT, OutcomeT]
     flush: Callable[[LaneT], Awaitable[bool]]  # push one batch; False when nothing was pending or it failed
@@ -92,6 +114,8 @@ class LaneKind(Generic[LaneT, OutcomeT]):
     store_error_message: str
     # how long to sleep, given what the scheduler said (``None``: until woken)
     sleep: Callable[[LaneT, float | None, float], float | None] = _as_scheduled
+    # this replica does not lead the operator (any more): what else it forgets
+    stand_by: Callable[[LaneT], None] | None = None
     # after the drain at stop (the lane led and pushed what it could)
     drained: Callable[[LaneT, Any], Awaitable[None]] | None = None
 
@@ -105,6 +129,7 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
     store: LaneStore
     push: PushConfig
     unsure_for: float
+    initial_resync: bool
     monotonic: Callable[[], float]
     wall_clock: Callable[[], float]
     rng: random.Random
@@ -120,7 +145,7 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
             # awaits must still end the wait below.
             lane.wake.clear()
             try:
-                if not await kind.leads(lane, stop):
+                if not await self.leads(lane, stop):
                     continue
                 now = self.monotonic()
                 step = kind.step(lane, now)
@@ -151,6 +176,43 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
         self.answer_waiting(lane, "stopping")
         await self._drain(lane, log)
 
+    async def leads(self, lane: LaneT, stop: asyncio.Event) -> bool:
+        """Whether this replica runs the lane's next step (bridge.leadership); if not, the lane waited.
+
+        One process (SQLite): always, at no cost. Several replicas: only in the term the lane took over
+        at; a leading lane also looks in the store every flush interval for what other replicas' intake
+        committed (their commits notify only their own process)."""
+        term = self.leadership.term(operator_lease(lane.operator_id))
+        if term is None:
+            if self.kind.stand_by is not None:
+                self.kind.stand_by(lane)
+            # /ready of this replica is about its own pushes: failures from when it led are not its now
+            lane.term, lane.failures, lane.refusal = None, 0, None
+            await wait(lane.wake, stop, self.leadership.recheck)
+            return False
+        if term != lane.term:
+            await self.kind.take_over(lane, term)
+        elif self.leadership.shared and lane.pending == 0 and self.monotonic() >= lane.next_look:
+            await self.kind.look_for_work(lane)
+        return True
+
+    async def start_clocks(
+        self, lane: LaneT, stored_pending: int, interval: float, now: float, wall: float
+    ) -> None:
+        """The lane's clocks from the store, as it starts or takes the lead: what is pending (the store
+        just said ``stored_pending``), when the next scheduled fullLoad is due (``interval`` after the
+        last one), and whether the first one is."""
+        # what the intake notified while the store was read counts too: the read may predate its commit
+        # (the receiver takes OCPI before the lanes start), and ``pending`` is an upper bound anyway
+        lane.pending = max(lane.pending, stored_pending)
+        if lane.first_unpushed_at is None and lane.pending:
+            lane.first_unpushed_at = now
+        lane.quiet_from = now
+        last_at, _ = await self.store.last_fullload(lane.operator_id)
+        if interval > 0 and last_at is not None:
+            lane.scheduled_resync_at = on_monotonic(last_at + interval, now, wall)
+        lane.first_fullload_due = self.initial_resync and interval > 0 and last_at is None
+
     async def _drain(self, lane: LaneT, log: Any) -> None:
         """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it. Only
         the leading replica drains (another replica's lanes are the leader's to push)."""
@@ -167,6 +229,17 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
             for lane in lanes:
                 while await self.kind.flush(lane):
                     pass
+
+    async def request_resync(self, lanes: Sequence[LaneT], force: bool) -> list[OutcomeT]:
+        """Queue a fullLoad in each of ``lanes`` and wait for the outcomes."""
+        loop = asyncio.get_running_loop()
+        requests = []
+        for lane in lanes:
+            request = ResyncRequest[OutcomeT](force, loop.create_future())
+            lane.resyncs.append(request)
+            lane.wake.set()
+            requests.append(request)
+        return [await request.done for request in requests]
 
     def answer_waiting(self, lane: LaneT, message: str) -> None:
         """Every resync request still waiting fails with ``message`` (the lane will not run it)."""
@@ -214,6 +287,20 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
         if next_until is not None:
             lane.settle_at = on_monotonic(next_until, self.monotonic(), self.wall_clock())
         return count
+
+
+def lane_view(lane: LaneState[Any], first_fullload_at: float | None, *, pending: int) -> LaneView:
+    """What the scheduler (``bridge.lanes.next_step``) reads of a lane."""
+    return LaneView(
+        pending=pending,
+        first_unpushed_at=lane.first_unpushed_at,
+        request_floor=lane.request_floor,
+        resync_requested=bool(lane.resyncs),
+        first_fullload_at=first_fullload_at,
+        settle_at=lane.settle_at,
+        settle_fullload_at=lane.settle_fullload_at,
+        scheduled_resync_at=lane.scheduled_resync_at,
+    )
 
 
 async def wait(wake: asyncio.Event, stop: asyncio.Event, seconds: float | None) -> None:
