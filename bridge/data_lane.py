@@ -24,12 +24,11 @@ a data push and a status push may overlap (OICP 2.3 CPO 01: the rule is per oper
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -38,7 +37,7 @@ import structlog
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.dispatcher import ResyncResult
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
-from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, lane_view
+from bridge.lane_loop import LaneKind, LaneLoop, LaneState, lane_view
 from bridge.lanes import LaneView, ResyncReason, Step, Timing, next_step
 from bridge.leadership import SOLE_TERM, operator_lease, while_leading
 from bridge.metrics import Metrics
@@ -75,30 +74,10 @@ class DataResyncOutcome:
 
 
 @dataclass
-class DataLane:
-    operator: OperatorConfig
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    resyncs: collections.deque[ResyncRequest[DataResyncOutcome]] = field(default_factory=collections.deque)
-    pending: int = 0
-    first_unpushed_at: float | None = None
-    failures: int = 0
-    request_floor: float = 0.0
-    last_error: str | None = None
-    last_push_at: float | None = None  # wall clock
-    first_fullload_due: bool = False
-    waiting_for_evses: bool = False
-    quiet_from: float = 0.0
-    settle_at: float | None = None  # when doubtful delivered records are pushed once more
-    settle_fullload_at: float | None = None
-    scheduled_resync_at: float | None = None
-    refusal: str | None = None
-    blocked_until: float | None = None  # deletes wait for their status delete: look again then
-    term: int | None = None  # the operator's leadership term this lane took over at (bridge.leadership)
-    next_look: float = 0.0  # several replicas: when to look in the store for other replicas' intake
+class DataLane(LaneState[DataResyncOutcome]):
+    """One operator's EVSE data lane; what every lane holds is in ``LaneState``."""
 
-    @property
-    def operator_id(self) -> OperatorID:
-        return self.operator.operator_id
+    blocked_until: float | None = None  # deletes wait for their status delete: look again then
 
 
 class DataLanes:
@@ -315,10 +294,8 @@ class DataLanes:
         elapsed = self.monotonic() - started
         doubt = self.unsure_for if elapsed >= self.dispatcher.attempt_timeout else None
         released = await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
-        if doubt is not None:  # acknowledged only after a retried attempt: an earlier one may land late
-            self._loop.doubt(lane, doubt)
-        lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
-        lane.last_push_at = self.wall_clock()
+        # acknowledged only after a retried attempt: an earlier one may land late
+        self._loop.acknowledged(lane, doubt)
         self._count(operator_id, "delivered", len(records))
         if released:  # their statuses were held for this data: the status lane has work now
             self.dispatcher.notify(operator_id, pending=released, new_evses=0)
@@ -466,9 +443,8 @@ class DataLanes:
                 return await self._resync_failed(lane, error, log)
             snapshot = opened[-1]
             released = await self.store.fullload_finished(operator_id, snapshot, sent_at)
-            lane.failures, lane.request_floor, lane.last_error, lane.refusal = 0, 0.0, None, None
-            lane.first_fullload_due = False
-            lane.last_push_at = self.wall_clock()
+            self._loop.acknowledged(lane)
+            lane.refusal, lane.first_fullload_due = None, False
             lane.pending = max(lane.pending, 1)  # changes since the snapshot follow as inserts/updates
             lane.first_unpushed_at = lane.first_unpushed_at or self.monotonic()
             self._schedule(lane)

@@ -20,12 +20,11 @@ Failure handling (docs/bridge.md, docs/architecture.md):
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING
 
@@ -33,9 +32,9 @@ import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.errors import StoreError
-from bridge.lane_loop import LaneKind, LaneLoop, ResyncRequest, lane_view
+from bridge.lane_loop import LaneKind, LaneLoop, LaneState, lane_view
 from bridge.lanes import Flush, LaneView, ResyncReason, Step, Timing, next_step, on_monotonic
-from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, operator_lease, while_leading
+from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, while_leading
 from bridge.metrics import Metrics
 from bridge.outbox import (
     Record,
@@ -97,40 +96,13 @@ _SETTLED, _FAILED = _Result(_Pushed.SETTLED), _Result(_Pushed.FAILED)
 
 
 @dataclass
-class Lane:
-    """One operator's lane: what the scheduler reads (``view``) and what the status page shows. Times
-    named ``*_at`` without ``wall`` are on the monotonic clock."""
+class Lane(LaneState[ResyncOutcome]):
+    """One operator's status lane; what every lane holds is in ``LaneState``."""
 
-    operator: OperatorConfig
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    resyncs: collections.deque[ResyncRequest[ResyncOutcome]] = field(default_factory=collections.deque)
-    pending: int = 0
-    first_unpushed_at: float | None = None
     notified: int = 0  # how many times the intake told of new pending rows (see _flush_once)
-    failures: int = 0
-    request_floor: float = 0.0
-    last_error: str | None = None
-    last_push_at: float | None = None  # wall clock
     busy: bool = False
-    first_fullload_due: bool = False
-    quiet_from: float = 0.0  # the first fullLoad's quiet period runs from here (the last new EVSE)
-    waiting_for_evses: bool = False  # the first fullLoad found an empty set: it waits for EVSEs
-    settle_at: float | None = None
-    settle_fullload_at: float | None = None
     fullload_doubt_until: float | None = None  # a fullLoad sent before this may be overtaken by a late one
-    scheduled_resync_at: float | None = None
-    refusal: str | None = None  # why the last fullLoad was refused by its guard (shown on /ready)
     prefetched: list[Record] | None = None  # the next batch, claimed while the previous push was out
-    term: int | None = None  # the leadership term this lane took over at (None: it does not lead)
-    next_look: float = 0.0  # several replicas: when to look in the store for other replicas' intake
-
-    @property
-    def lease(self) -> str:
-        return operator_lease(self.operator.operator_id)
-
-    @property
-    def operator_id(self) -> OperatorID:
-        return self.operator.operator_id
 
     def backoff_remaining(self, now: float) -> float:
         return max(0.0, self.request_floor - now) if self.failures else 0.0
@@ -500,10 +472,7 @@ class Dispatcher:
         # outcome is unknown: that attempt may still land after a later push (docs/architecture.md)
         doubt = self.unsure_for if elapsed >= self.attempt_timeout else None
         await self.store.delivered(operator_id, records, sent_at, doubt_for=doubt)
-        if doubt is not None:
-            self._loop.doubt(lane, doubt)
-        lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
-        lane.last_push_at = self.wall_clock()
+        self._loop.acknowledged(lane, doubt)
         self._count(operator_id, "delivered", len(records))
         if action is ActionType.DELETE and self._data_first(lane) and self.data is not None:
             self.data.notify_data(operator_id, pending=len(records))  # their data deletes may go now
@@ -656,9 +625,8 @@ class Dispatcher:
 
     def _fullload_done(self, lane: Lane, started: float) -> None:
         now = self.monotonic()
-        lane.failures, lane.request_floor, lane.last_error, lane.refusal = 0, 0.0, None, None
-        lane.first_fullload_due = False
-        lane.last_push_at = self.wall_clock()
+        self._loop.acknowledged(lane)
+        lane.refusal, lane.first_fullload_due = None, False
         if self.resync_config.interval > 0:
             lane.scheduled_resync_at = now + self.resync_config.interval
         if now - started >= self.attempt_timeout:  # an attempt timed out and was retried: it may land late

@@ -15,10 +15,10 @@ import collections
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from bridge.config import PushConfig
+from bridge.config import OperatorConfig, PushConfig
 from bridge.errors import StoreError
 from bridge.lanes import (
     Flush,
@@ -51,27 +51,38 @@ class ResyncRequest(Generic[OutcomeT]):
     done: asyncio.Future[OutcomeT]
 
 
-class LaneState(Protocol[OutcomeT]):
-    """What the loop and the shared steps read and write of a lane (``Lane``, ``DataLane``)."""
+@dataclass
+class LaneState(Generic[OutcomeT]):
+    """What every lane holds, whatever it pushes (``bridge.dispatcher.Lane``, ``bridge.data_lane.DataLane``):
+    what the scheduler reads (``lane_view``) and what the status page shows. Times named ``*_at`` without
+    ``wall`` are on the monotonic clock."""
 
-    wake: asyncio.Event
-    resyncs: collections.deque[ResyncRequest[OutcomeT]]
-    pending: int
-    first_unpushed_at: float | None
-    failures: int
-    request_floor: float
-    last_error: str | None
-    first_fullload_due: bool
-    quiet_from: float
-    settle_at: float | None
-    settle_fullload_at: float | None
-    scheduled_resync_at: float | None
-    refusal: str | None
-    term: int | None
-    next_look: float
+    operator: OperatorConfig
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    resyncs: collections.deque[ResyncRequest[OutcomeT]] = field(default_factory=collections.deque)
+    pending: int = 0
+    first_unpushed_at: float | None = None
+    failures: int = 0
+    request_floor: float = 0.0
+    last_error: str | None = None
+    last_push_at: float | None = None  # wall clock
+    first_fullload_due: bool = False
+    quiet_from: float = 0.0  # the first fullLoad's quiet period runs from here (the last new EVSE, or data)
+    waiting_for_evses: bool = False  # the first fullLoad found an empty set: it waits for EVSEs
+    settle_at: float | None = None  # when doubtful delivered records are pushed once more
+    settle_fullload_at: float | None = None
+    scheduled_resync_at: float | None = None
+    refusal: str | None = None  # why the last fullLoad was refused by its guard (shown on /ready)
+    term: int | None = None  # the leadership term this lane took over at (None: it does not lead)
+    next_look: float = 0.0  # several replicas: when to look in the store for other replicas' intake
 
     @property
-    def operator_id(self) -> OperatorID: ...
+    def lease(self) -> str:
+        return operator_lease(self.operator.operator_id)
+
+    @property
+    def operator_id(self) -> OperatorID:
+        return self.operator.operator_id
 
 
 LaneT = TypeVar("LaneT", bound=LaneState[Any])
@@ -182,7 +193,7 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
         One process (SQLite): always, at no cost. Several replicas: only in the term the lane took over
         at; a leading lane also looks in the store every flush interval for what other replicas' intake
         committed (their commits notify only their own process)."""
-        term = self.leadership.term(operator_lease(lane.operator_id))
+        term = self.leadership.term(lane.lease)
         if term is None:
             if self.kind.stand_by is not None:
                 self.kind.stand_by(lane)
@@ -216,7 +227,7 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
     async def _drain(self, lane: LaneT, log: Any) -> None:
         """Stopping: push what is pending now, without waiting for flush_interval; a failure ends it. Only
         the leading replica drains (another replica's lanes are the leader's to push)."""
-        if lane.term is None or self.leadership.term(operator_lease(lane.operator_id)) != lane.term:
+        if lane.term is None or self.leadership.term(lane.lease) != lane.term:
             return
         with contextlib.suppress(StoreError):
             while await self.kind.flush(lane):
@@ -274,6 +285,14 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
             cap=self.push.max_retry_interval,
             rng=self.rng,
         )
+
+    def acknowledged(self, lane: LaneT, doubt: float | None = None) -> None:
+        """Hubject acknowledged a push: the lane's backoff ends. An acknowledgement that came only after a
+        retried attempt leaves the earlier attempt's outcome in doubt for ``doubt`` seconds."""
+        if doubt is not None:
+            self.doubt(lane, doubt)
+        lane.failures, lane.request_floor, lane.last_error = 0, 0.0, None
+        lane.last_push_at = self.wall_clock()
 
     def doubt(self, lane: LaneT, seconds: float) -> None:
         """Records with an unknown outcome are pushed once more when ``seconds`` have passed."""
