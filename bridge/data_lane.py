@@ -29,7 +29,6 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING
 
 import structlog
@@ -37,7 +36,7 @@ import structlog
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.dispatcher import ResyncResult
 from bridge.evse_data.decide import REFUSED_INSERT_OR_UPDATE, DataRecord, batches, halves
-from bridge.lane_loop import LaneKind, LaneLoop, LaneState, lane_view
+from bridge.lane_loop import LaneKind, LaneLoop, LaneState, Pushed, lane_view
 from bridge.lanes import LaneView, ResyncReason, Step, Timing, next_step
 from bridge.leadership import SOLE_TERM, operator_lease, while_leading
 from bridge.metrics import Metrics
@@ -58,10 +57,7 @@ LOCALLY_REFUSED = "local"  # the dead code of a record local validation refused 
 FULLLOAD_ROUNDS = 8
 
 
-class DataResult(Enum):
-    SETTLED = "settled"
-    UNNAMED = "unnamed"
-    FAILED = "failed"
+DataResult = Pushed  # what came of one data push: the status lane's vocabulary (bridge.lane_loop)
 
 
 @dataclass(frozen=True)

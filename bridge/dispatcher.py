@@ -25,14 +25,14 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import structlog
 
 from bridge.config import OperatorConfig, PushConfig, ResyncConfig
 from bridge.errors import StoreError
-from bridge.lane_loop import LaneKind, LaneLoop, LaneState, lane_view
+from bridge.lane_loop import LaneKind, LaneLoop, LaneState, Pushed, lane_view
 from bridge.lanes import Flush, LaneView, ResyncReason, Step, Timing, next_step, on_monotonic
 from bridge.leadership import SOLE_TERM, Leadership, SoleLeader, while_leading
 from bridge.metrics import Metrics
@@ -80,19 +80,13 @@ class ResyncOutcome:
     message: str = ""
 
 
-class _Pushed(Enum):
-    SETTLED = "settled"  # every record delivered or set aside
-    UNNAMED = "unnamed"  # every record refused by a record-level code naming nobody: no evidence yet
-    FAILED = "failed"  # the request failed; the records are pending again and the lane backs off
-
-
 @dataclass(frozen=True)
 class _Result:
-    kind: _Pushed
+    kind: Pushed
     refusal: RejectedError | None = None  # for UNNAMED: what Hubject answered
 
 
-_SETTLED, _FAILED = _Result(_Pushed.SETTLED), _Result(_Pushed.FAILED)
+_SETTLED, _FAILED = _Result(Pushed.SETTLED), _Result(Pushed.FAILED)
 
 
 @dataclass
@@ -423,7 +417,7 @@ class Dispatcher:
                 result = await self._push(lane, action, group)
                 if result.refusal is not None:  # refused in every half: the request, not a record
                     await self._failed(lane, group, result.refusal)
-                if result.kind is not _Pushed.SETTLED:
+                if result.kind is not Pushed.SETTLED:
                     unsent = [r for g, _ in groups[index + 1 :] for r in g]
                     if ahead is not None:
                         unsent += await ahead
@@ -493,21 +487,21 @@ class Dispatcher:
             await self._failed(lane, records, error)
             return _FAILED
         if len(records) == 1:
-            return _Result(_Pushed.UNNAMED, error)
+            return _Result(Pushed.UNNAMED, error)
         left, right = halves(records)
         first = await self._push(lane, action, left)
-        if first.kind is _Pushed.FAILED:
+        if first.kind is Pushed.FAILED:
             await self.store.release(lane.operator_id, right, str(error), 0.0)
             return _FAILED
         second = await self._push(lane, action, right)
-        if second.kind is _Pushed.FAILED:
-            if first.kind is _Pushed.UNNAMED:
+        if second.kind is Pushed.FAILED:
+            if first.kind is Pushed.UNNAMED:
                 await self.store.release(lane.operator_id, left, str(error), 0.0)
             return _FAILED
-        if first.kind is _Pushed.UNNAMED and second.kind is _Pushed.UNNAMED:
-            return _Result(_Pushed.UNNAMED, error)  # no evidence that any record is at fault
+        if first.kind is Pushed.UNNAMED and second.kind is Pushed.UNNAMED:
+            return _Result(Pushed.UNNAMED, error)  # no evidence that any record is at fault
         for half, result in ((left, first), (right, second)):
-            if result.kind is _Pushed.UNNAMED:  # its sibling was accepted: these records are the culprits
+            if result.kind is Pushed.UNNAMED:  # its sibling was accepted: these records are the culprits
                 await self._refuse(lane, half, error)
         return _SETTLED
 

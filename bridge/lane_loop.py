@@ -16,6 +16,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
 from bridge.config import OperatorConfig, PushConfig
@@ -41,6 +42,14 @@ BACKOFF_BASE = 1.0
 
 OutcomeT = TypeVar("OutcomeT")
 OutcomeT_co = TypeVar("OutcomeT_co", covariant=True)
+
+
+class Pushed(Enum):
+    """What came of pushing one group of records."""
+
+    SETTLED = "settled"  # every record delivered or set aside
+    UNNAMED = "unnamed"  # every record refused by a record-level code naming nobody: no evidence yet
+    FAILED = "failed"  # the request failed; the records are pending again and the lane backs off
 
 
 @dataclass
