@@ -2,7 +2,8 @@
 ``bridge.store.postgres.PostgresDatabase`` both have, so a repository can be written against either.
 
 The repositories take an ``Engine``, never an engine class; ``tests/typing/store_engines.py`` makes mypy check
-that both engines fit it. ``lane_write``: the fenced write of an operator's lane, shared by both outboxes.
+that both engines fit it. ``lane_write``: the fenced write of an operator's lane, shared by both outboxes
+(``operator_write``: the same, or a write for every operator at once).
 """
 
 from __future__ import annotations
@@ -69,3 +70,13 @@ async def lane_write(db: Engine, fence: Fence | None, operator_id: str, fn: Call
         return fn(tx)
 
     return await db.write(fenced)
+
+
+async def operator_write(
+    db: Engine, fence: Fence | None, operator_id: str | None, fn: Callable[[Tx], T]
+) -> T:
+    """A write of one operator's lane (``lane_write``: fenced), or, ``operator_id`` None, a write for every
+    operator at once (at start, before any lane runs: not fenced)."""
+    if operator_id is None:
+        return await db.write(fn)
+    return await lane_write(db, fence, operator_id, fn)

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 from bridge import outbox as rules
 from bridge.mapping import Action
 from bridge.outbox import Desired, Record, RecordState, Row
-from bridge.store.engine import Engine, lane_write
+from bridge.store import outbox_rows
+from bridge.store.engine import Engine, lane_write, operator_write
 from bridge.store.evse_data import HELD
+from bridge.store.outbox_rows import OutboxRows
 from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
 from oicp.ids import EvseID, OperatorID
@@ -33,13 +35,6 @@ COLUMNS = (
     "pending_since", "sent_version", "delivered_action", "delivered_status", "unsure", "unsure_until",
     "attempts", "last_error", "dead_code", "dead_reason", "dead_at", "delivered_at",
 )  # fmt: skip
-_SELECT = f"SELECT evse_id, {', '.join(COLUMNS)} FROM outbox"
-_SELECT_WITH_OPERATOR = f"SELECT evse_id, {', '.join(COLUMNS)}, operator_id FROM outbox"
-_UPSERT = (
-    f"INSERT INTO outbox (operator_id, evse_id, {', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))}) ON CONFLICT (operator_id, evse_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
-)
 _S = RecordState
 
 
@@ -87,6 +82,11 @@ def to_params(operator_id: str, evse_id: str, row: Row) -> tuple[Any, ...]:
         row.attempts, row.last_error, row.dead_code, row.dead_reason, row.dead_at, row.delivered_at,
     )  # fmt: skip
 
+
+_ROWS: OutboxRows[Row] = outbox_rows.outbox_rows("outbox", COLUMNS, to_row, to_params)
+_SELECT = _ROWS.select
+_SELECT_WITH_OPERATOR = _ROWS.select_with_operator
+_UPSERT = _ROWS.upsert
 
 RowStep = Callable[[Row, Record], Row]
 T = TypeVar("T")
@@ -155,10 +155,7 @@ class OutboxStore:
     # --- intake: inside the caller's transaction -------------------------------------------------------
 
     def load(self, tx: Tx, operator_id: str, evse_id: str) -> Row | None:
-        found = tx.execute(
-            f"{_SELECT} WHERE operator_id = ? AND evse_id = ?", (operator_id, evse_id)
-        ).fetchone()
-        return None if found is None else to_row(found)
+        return outbox_rows.load(tx, _ROWS, operator_id, evse_id)
 
     def observe(
         self,
@@ -207,47 +204,20 @@ class OutboxStore:
         wanted = {str(r.evse_id): r for r in records}
 
         def run(tx: Tx) -> None:
-            self._apply(tx, str(operator_id), wanted, step)
+            outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
 
         await self._lane_write(operator_id, run)
-
-    @staticmethod
-    def _apply(tx: Tx, operator_id: str, wanted: dict[str, Record], step: RowStep) -> None:
-        ids = list(wanted)
-        changed: list[tuple[Any, ...]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for found in tx.execute(
-                f"{_SELECT} WHERE operator_id = ? AND evse_id IN ({marks})", (operator_id, *chunk)
-            ):
-                row = to_row(found)
-                new = step(row, wanted[found["evse_id"]])
-                if new != row:
-                    changed.append(to_params(operator_id, found["evse_id"], new))
-        if changed:
-            tx.executemany(_UPSERT, changed)
 
     async def recover(self, unsure_for: float, operator_id: OperatorID | None = None) -> Recovered:
         """At start: whatever was in flight when the process stopped is pending again and ``unsure``: whether
         (and when) Hubject applies that push is unknown (``bridge.outbox.recovered``). ``operator_id``: only
         that operator's (a replica taking over its lane, fenced), else every operator's."""
-        only, args = ("", ()) if operator_id is None else (" AND operator_id = ?", (str(operator_id),))
+        op = None if operator_id is None else str(operator_id)
+        only, args = outbox_rows.only_operator(op)
 
         def run(tx: Tx) -> Recovered:
             now = self.clock()
-            until = now + unsure_for
-            rows = [
-                (found["operator_id"], found["evse_id"], to_row(found))
-                for found in tx.execute(
-                    f"{_SELECT_WITH_OPERATOR} WHERE state = ?{only}",
-                    (_S.IN_FLIGHT.value, *args),
-                )
-            ]
-            tx.executemany(
-                _UPSERT,
-                [to_params(op, evse_id, rules.recovered(row, now, until)) for op, evse_id, row in rows],
-            )
+            records = outbox_rows.recover_in_flight(tx, _ROWS, op, rules.recovered, now, now + unsure_for)
             interrupted = tuple(
                 r[0]
                 for r in tx.execute(
@@ -259,11 +229,9 @@ class OutboxStore:
             (latest,) = tx.execute(
                 f"SELECT MAX(unsure_until) FROM outbox WHERE unsure = 1{only}", args
             ).fetchone()
-            return Recovered(len(rows), interrupted, latest)
+            return Recovered(records, interrupted, latest)
 
-        if operator_id is None:
-            return await self.db.write(run)
-        return await self._lane_write(operator_id, run)
+        return await operator_write(self.db, self.fence, op, run)
 
     async def lane_status(self, operator_id: OperatorID) -> LaneStatus:
         def run(tx: Tx) -> LaneStatus:
@@ -321,7 +289,7 @@ class OutboxStore:
             step = _guarded(
                 rules.Event.DELIVERED, lambda row, sent: rules.delivered(row, sent, sent_at, now, doubt_until)
             )
-            self._apply(tx, str(operator_id), wanted, step)
+            outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
             self._operator_success(tx, str(operator_id), now)
 
         await self._lane_write(operator_id, run)
@@ -337,7 +305,7 @@ class OutboxStore:
             step = _guarded(
                 rules.Event.RELEASED, lambda row, _: rules.released(row, error, now, now + unsure_for)
             )
-            self._apply(tx, str(operator_id), wanted, step)
+            outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
             self._operator_error(tx, str(operator_id), error, now)
 
         await self._lane_write(operator_id, run)
@@ -357,15 +325,7 @@ class OutboxStore:
         Returns how many became pending and the next time a doubt ends (wall clock), if any."""
 
         def run(tx: Tx) -> tuple[int, float | None]:
-            now = self.clock()
-            found = tx.execute(
-                f"{_SELECT} WHERE operator_id = ? AND unsure = 1", (str(operator_id),)
-            ).fetchall()
-            due = [(f["evse_id"], to_row(f)) for f in found]
-            settled = [(e, rules.settle(r, now)) for e, r in due if rules.settle_due(r, now)]
-            tx.executemany(_UPSERT, [to_params(str(operator_id), e, r) for e, r in settled])
-            later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
-            return len(settled), min(later) if later else None
+            return outbox_rows.settle(tx, _ROWS, str(operator_id), self.clock(), rules.settle)
 
         return await self._lane_write(operator_id, run)
 
@@ -487,13 +447,9 @@ class OutboxStore:
         step = _guarded(rules.Event.SET_ASIDE, lambda row, _: rules.set_aside(row, state, code, reason, now))
 
         def run(tx: Tx) -> set[EvseID]:
-            found = {
-                r[0]
-                for r in tx.execute("SELECT evse_id FROM outbox WHERE operator_id = ?", (str(operator_id),))
-                if rules.evse_key(r[0]) in keys
-            }
+            found = outbox_rows.matching(tx, _ROWS, str(operator_id), keys)
             wanted = {e: Record(EvseID(e), Action.UPDATE, None, 0) for e in found}
-            self._apply(tx, str(operator_id), wanted, step)
+            outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
             return {EvseID(e) for e in found}
 
         return await self._lane_write(operator_id, run)

@@ -126,7 +126,7 @@ ALTER TABLE ocpi_evse ADD COLUMN last_updated_text TEXT;      -- the EVSE's last
 
 # A push whose outcome is unknown (timeout, reset, crash) may still be applied by Hubject later, even after a
 # later push of the same EVSE was acknowledged. Until the next fullLoad such a row never skips a change as
-# "Hubject already holds it" (bridge.store.outbox, _apply).
+# "Hubject already holds it" (bridge.outbox.hubject_holds).
 OUTBOX_UNSURE = """
 ALTER TABLE outbox ADD COLUMN unsure INTEGER NOT NULL DEFAULT 0;
 """
