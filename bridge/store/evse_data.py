@@ -23,8 +23,10 @@ from bridge.evse_data import decide as rules
 from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
-from bridge.outbox import RecordState, evse_key, settle_due
-from bridge.store.engine import Engine, lane_write
+from bridge.outbox import RecordState, evse_key
+from bridge.store import outbox_rows
+from bridge.store.engine import Engine, lane_write, operator_write
+from bridge.store.outbox_rows import OutboxRows
 from bridge.store.pages import snapshot_pages
 from bridge.store.port import Fence, Tx
 from oicp.ids import OperatorID
@@ -35,12 +37,6 @@ COLUMNS = (
     "sent_action", "acked_record", "acked_hash", "held", "unsure", "unsure_until", "reclassified",
     "attempts", "last_error", "dead_code", "dead_reason", "dead_at", "delivered_at",
 )  # fmt: skip
-_SELECT = f"SELECT evse_id, {', '.join(COLUMNS)} FROM evse_data_outbox"
-_UPSERT = (
-    f"INSERT INTO evse_data_outbox (operator_id, evse_id, {', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))}) ON CONFLICT (operator_id, evse_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
-)
 _S = RecordState
 T = TypeVar("T")
 _ACTIONS = {a.value: a for a in Action}
@@ -78,6 +74,11 @@ def to_params(operator_id: str, evse_id: str, row: DataRow) -> tuple[Any, ...]:
         int(row.held), int(row.unsure), row.unsure_until, int(row.reclassified), row.attempts,
         row.last_error, row.dead_code, row.dead_reason, row.dead_at, row.delivered_at,
     )  # fmt: skip
+
+
+_ROWS: OutboxRows[DataRow] = outbox_rows.outbox_rows("evse_data_outbox", COLUMNS, to_row, to_params)
+_SELECT = _ROWS.select
+_UPSERT = _ROWS.upsert
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +124,7 @@ class DataOutboxStore:
 
     @staticmethod
     def load(tx: Tx, operator_id: str, evse_id: str) -> DataRow | None:
-        found = tx.execute(
-            f"{_SELECT} WHERE operator_id = ? AND evse_id = ?", (operator_id, evse_id)
-        ).fetchone()
-        return None if found is None else to_row(found)
+        return outbox_rows.load(tx, _ROWS, operator_id, evse_id)
 
     def observe(self, tx: Tx, operator_id: str, evse_id: str, desired: DataDesired, now: float) -> bool:
         """Decide the row for the EVSE's current record; True when it became pending (the lane has work)."""
@@ -169,30 +167,6 @@ class DataOutboxStore:
         )  # fmt: skip
 
     # --- the data lane ----------------------------------------------------------------------------------
-
-    def _apply(
-        self,
-        tx: Tx,
-        operator_id: str,
-        wanted: dict[str, DataRecord],
-        step: Callable[[DataRow, DataRecord], DataRow],
-    ) -> list[tuple[str, DataRow, DataRow]]:
-        """Apply ``step`` to the rows of ``wanted``; the (EvseID, before, after) of every changed row."""
-        ids = list(wanted)
-        changed: list[tuple[str, DataRow, DataRow]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for found in tx.execute(
-                f"{_SELECT} WHERE operator_id = ? AND evse_id IN ({marks})", (operator_id, *chunk)
-            ):
-                row = to_row(found)
-                new = step(row, wanted[found["evse_id"]])
-                if new != row:
-                    changed.append((found["evse_id"], row, new))
-        if changed:
-            tx.executemany(_UPSERT, [to_params(operator_id, e, new) for e, _, new in changed])
-        return changed
 
     async def claim(self, operator_id: OperatorID, limit: int) -> Claimed:
         """Take up to ``limit`` pending records, oldest first, and mark them in flight; deletes whose status
@@ -247,7 +221,7 @@ class DataOutboxStore:
             return rules.delivered(row, sent, sent_at, now, doubt_until)
 
         def run(tx: Tx) -> int:
-            changed = self._apply(tx, op, wanted, step)
+            changed = outbox_rows.apply(tx, _ROWS, op, wanted, step)
             newly_held = [e for e, before, after in changed if after.held and not before.held]
             return self._release_statuses(tx, op, newly_held, now)
 
@@ -283,7 +257,9 @@ class DataOutboxStore:
                 return row
             return rules.released(row, error, now, now + unsure_for)
 
-        await self._lane_write(operator_id, lambda tx: self._apply(tx, str(operator_id), wanted, step))
+        await self._lane_write(
+            operator_id, lambda tx: outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
+        )
 
     async def refuse(
         self, operator_id: OperatorID, records: Sequence[DataRecord], code: str, reason: str
@@ -298,7 +274,7 @@ class DataOutboxStore:
             return rules.refused(row, sent, code, reason, now)
 
         def run(tx: Tx) -> int:
-            changed = self._apply(tx, str(operator_id), wanted, step)
+            changed = outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
             return sum(1 for _, _, after in changed if after.state is _S.DEAD)
 
         return await self._lane_write(operator_id, run)
@@ -310,13 +286,9 @@ class DataOutboxStore:
         op = str(operator_id)
 
         def run(tx: Tx) -> set[str]:
-            found = {
-                r[0]
-                for r in tx.execute("SELECT evse_id FROM evse_data_outbox WHERE operator_id = ?", (op,))
-                if evse_key(r[0]) in keys
-            }
+            found = outbox_rows.matching(tx, _ROWS, op, keys)
             wanted = {e: DataRecord(e, ActionType.INSERT, "", None, 0) for e in found}
-            self._apply(tx, op, wanted, lambda row, _: rules.unknown_to_hubject(row, now))
+            outbox_rows.apply(tx, _ROWS, op, wanted, lambda row, _: rules.unknown_to_hubject(row, now))
             return found
 
         return await self._lane_write(operator_id, run)
@@ -324,42 +296,20 @@ class DataOutboxStore:
     async def recover(self, unsure_for: float, operator_id: OperatorID | None = None) -> int:
         """At start: data pushes in flight when the process stopped are pending again and unsure.
         ``operator_id``: only that operator's (a replica taking over its lane, fenced)."""
-        only, args = ("", ()) if operator_id is None else (" AND operator_id = ?", (str(operator_id),))
+        op = None if operator_id is None else str(operator_id)
 
         def run(tx: Tx) -> int:
             now = self.clock()
-            rows = [
-                (f["operator_id"], f["evse_id"], to_row(f))
-                for f in tx.execute(
-                    f"SELECT operator_id, {_SELECT.removeprefix('SELECT ')} WHERE state = ?{only}",
-                    (_S.IN_FLIGHT.value, *args),
-                )
-            ]
-            tx.executemany(
-                _UPSERT,
-                [to_params(op, e, rules.recovered(r, now, now + unsure_for)) for op, e, r in rows],
-            )
-            return len(rows)
+            return outbox_rows.recover_in_flight(tx, _ROWS, op, rules.recovered, now, now + unsure_for)
 
-        if operator_id is None:
-            return await self.db.write(run)
-        return await self._lane_write(operator_id, run)
+        return await operator_write(self.db, self.fence, op, run)
 
     async def settle(self, operator_id: OperatorID) -> tuple[int, float | None]:
         """Push once more the delivered rows whose doubt's quiet period is over (``rules.settle``), as the
         status outbox does. Returns how many became pending and the next time a doubt ends (wall clock)."""
 
         def run(tx: Tx) -> tuple[int, float | None]:
-            now = self.clock()
-            op = str(operator_id)
-            due = [
-                (f["evse_id"], to_row(f))
-                for f in tx.execute(f"{_SELECT} WHERE operator_id = ? AND unsure = 1", (op,))
-            ]
-            settled = [(e, rules.settle(r, now)) for e, r in due if settle_due(r, now)]
-            tx.executemany(_UPSERT, [to_params(op, e, r) for e, r in settled])
-            later = [r.unsure_until for _, r in due if r.unsure_until is not None and r.unsure_until > now]
-            return len(settled), min(later) if later else None
+            return outbox_rows.settle(tx, _ROWS, str(operator_id), self.clock(), rules.settle)
 
         return await self._lane_write(operator_id, run)
 
