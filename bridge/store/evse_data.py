@@ -15,7 +15,7 @@ Two rules join the two outboxes, both here so that they commit with the data the
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -79,6 +79,19 @@ def to_params(operator_id: str, evse_id: str, row: DataRow) -> tuple[Any, ...]:
 _ROWS: OutboxRows[DataRow] = outbox_rows.outbox_rows("evse_data_outbox", COLUMNS, to_row, to_params)
 _SELECT = _ROWS.select
 _UPSERT = _ROWS.upsert
+DataStep = Callable[[DataRow, DataRecord], DataRow]
+
+
+def _guarded(states: Collection[RecordState], step: DataStep) -> DataStep:
+    """Apply ``step`` only to rows in one of ``states``; a row that moved on meanwhile (a fullLoad settled
+    it, a restart recovered it) is left as it is."""
+
+    def apply(row: DataRow, sent: DataRecord) -> DataRow:
+        if row.state not in states:
+            return row
+        return step(row, sent)
+
+    return apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +228,10 @@ class DataOutboxStore:
         op = str(operator_id)
         wanted = {r.evse_id: r for r in records}
 
-        def step(row: DataRow, sent: DataRecord) -> DataRow:
-            if row.state not in (_S.IN_FLIGHT, _S.PENDING):
-                return row
-            return rules.delivered(row, sent, sent_at, now, doubt_until)
+        step = _guarded(
+            (_S.IN_FLIGHT, _S.PENDING),
+            lambda row, sent: rules.delivered(row, sent, sent_at, now, doubt_until),
+        )
 
         def run(tx: Tx) -> int:
             changed = outbox_rows.apply(tx, _ROWS, op, wanted, step)
@@ -252,11 +265,7 @@ class DataOutboxStore:
         now = self.clock()
         wanted = {r.evse_id: r for r in records}
 
-        def step(row: DataRow, _: DataRecord) -> DataRow:
-            if row.state is not _S.IN_FLIGHT:
-                return row
-            return rules.released(row, error, now, now + unsure_for)
-
+        step = _guarded((_S.IN_FLIGHT,), lambda row, _: rules.released(row, error, now, now + unsure_for))
         await self._lane_write(
             operator_id, lambda tx: outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
         )
@@ -268,10 +277,7 @@ class DataOutboxStore:
         now = self.clock()
         wanted = {r.evse_id: r for r in records}
 
-        def step(row: DataRow, sent: DataRecord) -> DataRow:
-            if row.state is not _S.IN_FLIGHT:
-                return row
-            return rules.refused(row, sent, code, reason, now)
+        step = _guarded((_S.IN_FLIGHT,), lambda row, sent: rules.refused(row, sent, code, reason, now))
 
         def run(tx: Tx) -> int:
             changed = outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
