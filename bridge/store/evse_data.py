@@ -15,7 +15,7 @@ Two rules join the two outboxes, both here so that they commit with the data the
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -80,18 +80,6 @@ _ROWS: OutboxRows[DataRow] = outbox_rows.outbox_rows("evse_data_outbox", COLUMNS
 _SELECT = _ROWS.select
 _UPSERT = _ROWS.upsert
 DataStep = Callable[[DataRow, DataRecord], DataRow]
-
-
-def _guarded(states: Collection[RecordState], step: DataStep) -> DataStep:
-    """Apply ``step`` only to rows in one of ``states``; a row that moved on meanwhile (a fullLoad settled
-    it, a restart recovered it) is left as it is."""
-
-    def apply(row: DataRow, sent: DataRecord) -> DataRow:
-        if row.state not in states:
-            return row
-        return step(row, sent)
-
-    return apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +216,7 @@ class DataOutboxStore:
         op = str(operator_id)
         wanted = {r.evse_id: r for r in records}
 
-        step = _guarded(
+        step: DataStep = outbox_rows.guarded(
             (_S.IN_FLIGHT, _S.PENDING),
             lambda row, sent: rules.delivered(row, sent, sent_at, now, doubt_until),
         )
@@ -265,7 +253,9 @@ class DataOutboxStore:
         now = self.clock()
         wanted = {r.evse_id: r for r in records}
 
-        step = _guarded((_S.IN_FLIGHT,), lambda row, _: rules.released(row, error, now, now + unsure_for))
+        step: DataStep = outbox_rows.guarded(
+            (_S.IN_FLIGHT,), lambda row, _: rules.released(row, error, now, now + unsure_for)
+        )
         await self._lane_write(
             operator_id, lambda tx: outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
         )
@@ -277,7 +267,9 @@ class DataOutboxStore:
         now = self.clock()
         wanted = {r.evse_id: r for r in records}
 
-        step = _guarded((_S.IN_FLIGHT,), lambda row, sent: rules.refused(row, sent, code, reason, now))
+        step: DataStep = outbox_rows.guarded(
+            (_S.IN_FLIGHT,), lambda row, sent: rules.refused(row, sent, code, reason, now)
+        )
 
         def run(tx: Tx) -> int:
             changed = outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)

@@ -6,7 +6,7 @@ only read the rows a rule touches, apply it and write the changed rows back, ins
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -59,6 +59,18 @@ def load(tx: Tx, rows: OutboxRows[R], operator_id: str, evse_id: str) -> R | Non
         f"{rows.select} WHERE operator_id = ? AND evse_id = ?", (operator_id, evse_id)
     ).fetchone()
     return None if found is None else rows.to_row(found)
+
+
+def guarded(states: Collection[RecordState], step: Callable[[D, K], D]) -> Callable[[D, K], D]:
+    """``step`` only for rows in one of ``states`` (the states its rule moves a row from); a row that moved
+    on meanwhile (a fullLoad settled it, a restart recovered it) is left as it is."""
+
+    def apply(row: D, sent: K) -> D:
+        if row.state not in states:
+            return row
+        return step(row, sent)
+
+    return apply
 
 
 def apply(
