@@ -103,6 +103,12 @@ TRANSITIONS: dict[tuple[RecordState, Event], frozenset[RecordState]] = {
     (D, Event.SETTLE): frozenset({P}),
 }
 
+# the states the table lets each event move a row from: what a store's step is guarded by (a row that moved
+# on meanwhile, e.g. settled by a fullLoad or recovered at a restart, is left as it is)
+MOVES_FROM: dict[Event, frozenset[RecordState]] = {
+    event: frozenset(s for s, e in TRANSITIONS if e is event) for event in Event
+}
+
 
 class TransitionError(Exception):
     """A rule asked for a move the table does not list (a bug, never an input error)."""

@@ -23,7 +23,7 @@ from bridge.evse_data import decide as rules
 from bridge.evse_data.decide import DataDesired, DataRecord, DataRow
 from bridge.evse_data.mapping import NotPushable, NotPushableReason, summarise
 from bridge.mapping import Action
-from bridge.outbox import RecordState, evse_key
+from bridge.outbox import Event, RecordState, evse_key
 from bridge.store import outbox_rows
 from bridge.store.engine import Engine, lane_write, operator_write
 from bridge.store.outbox_rows import OutboxRows
@@ -217,7 +217,7 @@ class DataOutboxStore:
         wanted = {r.evse_id: r for r in records}
 
         step: DataStep = outbox_rows.guarded(
-            (_S.IN_FLIGHT, _S.PENDING),
+            Event.DELIVERED,
             lambda row, sent: rules.delivered(row, sent, sent_at, now, doubt_until),
         )
 
@@ -254,7 +254,7 @@ class DataOutboxStore:
         wanted = {r.evse_id: r for r in records}
 
         step: DataStep = outbox_rows.guarded(
-            (_S.IN_FLIGHT,), lambda row, _: rules.released(row, error, now, now + unsure_for)
+            Event.RELEASED, lambda row, _: rules.released(row, error, now, now + unsure_for)
         )
         await self._lane_write(
             operator_id, lambda tx: outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
@@ -268,7 +268,7 @@ class DataOutboxStore:
         wanted = {r.evse_id: r for r in records}
 
         step: DataStep = outbox_rows.guarded(
-            (_S.IN_FLIGHT,), lambda row, sent: rules.refused(row, sent, code, reason, now)
+            Event.REFUSED, lambda row, sent: rules.refused(row, sent, code, reason, now)
         )
 
         def run(tx: Tx) -> int:

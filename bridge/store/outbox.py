@@ -92,13 +92,9 @@ RowStep = Callable[[Row, Record], Row]
 T = TypeVar("T")
 
 
-# the states the table lets each event move a row from
-_MOVES_FROM = {event: frozenset(s for s, e in rules.TRANSITIONS if e is event) for event in rules.Event}
-
-
 def _guarded(event: rules.Event, step: RowStep) -> RowStep:
     """Apply ``step`` only to rows the table lets ``event`` move (``outbox_rows.guarded``)."""
-    return outbox_rows.guarded(_MOVES_FROM[event], step)
+    return outbox_rows.guarded(event, step)
 
 
 @dataclass(frozen=True, slots=True)

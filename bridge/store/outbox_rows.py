@@ -6,11 +6,11 @@ only read the rows a rule touches, apply it and write the changed rows back, ins
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from bridge.outbox import Doubtful, RecordState, evse_key, settle_due
+from bridge.outbox import MOVES_FROM, Doubtful, Event, RecordState, evse_key, settle_due
 from bridge.store.port import Tx
 
 R = TypeVar("R")  # a row (``bridge.outbox.Row``, ``bridge.evse_data.decide.DataRow``)
@@ -61,12 +61,14 @@ def load(tx: Tx, rows: OutboxRows[R], operator_id: str, evse_id: str) -> R | Non
     return None if found is None else rows.to_row(found)
 
 
-def guarded(states: Collection[RecordState], step: Callable[[D, K], D]) -> Callable[[D, K], D]:
-    """``step`` only for rows in one of ``states`` (the states its rule moves a row from); a row that moved
-    on meanwhile (a fullLoad settled it, a restart recovered it) is left as it is."""
+def guarded(event: Event, step: Callable[[D, K], D]) -> Callable[[D, K], D]:
+    """``step`` only for rows in a state the table (``bridge.outbox.TRANSITIONS``) lets ``event`` move a
+    row from; a row that moved on meanwhile (a fullLoad settled it, a restart recovered it) is left as it
+    is. Both outboxes guard by the one table: a row changed while its push was out (pending) still takes
+    that push's outcome (unsure after a timeout; no longer marked as sent after a refusal)."""
 
     def apply(row: D, sent: K) -> D:
-        if row.state not in states:
+        if row.state not in MOVES_FROM[event]:
             return row
         return step(row, sent)
 

@@ -135,3 +135,36 @@ async def test_a_data_delete_waits_for_the_status_delete(engine: Database) -> No
     await outbox.delivered(OP, await outbox.claim(OP, 10, data_first=True), NOW)
     deletes = await store.claim(OP, 10)
     assert [(r.action, r.record) for r in deletes.records] == [(ActionType.DELETE, record(1).record)]
+
+
+async def test_an_unknown_outcome_of_a_record_changed_while_it_was_out_leaves_the_row_unsure(
+    engine: Database,
+) -> None:
+    """A data push whose outcome is unknown (a timeout) may still land at Hubject, even after the record
+    that changed while it was out has been pushed: the row must be unsure, so that once the doubt's quiet
+    period is over the newest record is pushed once more (as the status outbox does)."""
+    store = DataOutboxStore(engine, clock=lambda: NOW)
+    await observe(engine, store, 1, record(1, "a"))
+    claimed = await store.claim(OP, 10)
+    await observe(engine, store, 1, record(1, "b"))  # changed while the push of "a" is out
+    await store.release(OP, claimed.records, "timed out", unsure_for=30)
+    row = (await rows(engine))["DE*ABC*E1"]
+    assert (row.state, row.unsure, row.unsure_until) == (RecordState.PENDING, True, NOW + 30)
+    assert (row.sent_version, row.sent_action, row.last_error) == (None, None, "timed out")
+    assert row.record == record(1, "b").record
+    assert await store.settle(OP) == (0, NOW + 30)  # its doubt ends then
+
+
+async def test_a_refusal_of_a_record_changed_while_it_was_out_leaves_the_new_record_pending(
+    engine: Database,
+) -> None:
+    """Hubject refused the record sent, but the row holds a newer one: that one is pending (it may be
+    accepted), no longer marked as sent, with Hubject's reason shown."""
+    store = DataOutboxStore(engine, clock=lambda: NOW)
+    await observe(engine, store, 1, record(1, "a"))
+    claimed = await store.claim(OP, 10)
+    await observe(engine, store, 1, record(1, "b"))
+    assert await store.refuse(OP, claimed.records, "018", "refused") == 0
+    row = (await rows(engine))["DE*ABC*E1"]
+    assert (row.state, row.sent_version, row.sent_action) == (RecordState.PENDING, None, None)
+    assert (row.last_error, row.dead_code, row.record) == ("refused", None, record(1, "b").record)
