@@ -20,7 +20,7 @@ import pytest
 
 from bridge.app import Bridge
 from bridge.config import PushConfig, ResyncConfig
-from bridge.dispatcher import Dispatcher
+from bridge.dispatcher import Dispatcher, ResyncResult
 from bridge.intake import Intake
 from bridge.leadership import SOLE_TERM, SoleLeader, operator_lease, while_leading
 from bridge.leases import LeaseLostError, LeasePolicy
@@ -274,3 +274,38 @@ async def test_two_replicas_push_evse_data_and_status_from_the_leader_only(
             assert other.dispatcher.data.lane(ABC_OBD).last_push_at is None  # the follower's data lane
             assert other.dispatcher.lane(ABC_OBD).last_push_at is None  # and its status lane never pushed
     assert not [e for e in simulator.request_log if e.result_code == "603"]
+
+
+async def test_a_fullload_asked_of_a_replica_that_does_not_lead_is_answered_at_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A data fullLoad and a status fullLoad asked of the follower (its admin endpoint, its CLI) fail at
+    once with who to ask, rather than waiting until that replica leads or stops; the leader runs them.
+    (The data lane's waited: found in session 8.)"""
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with serve_simulator(simulator) as hubject:
+        configs = [data_config(tmp_path, hubject, store={"url": pg_url, "lease": LEASE_S}) for _ in range(2)]
+        bridges = [Bridge.build(config, initial_resync=False) for config in configs]
+        async with bridges[0].running(), bridges[1].running():
+
+            def leader() -> Bridge | None:
+                held = [b for b in bridges if b.dispatcher.leadership.term("operator:DE*OBD") is not None]
+                return held[0] if len(held) == 1 else None
+
+            await until(lambda: asyncio.sleep(0, leader() is not None), "a leader")
+            first = leader()
+            assert first is not None
+            assert first.dispatcher.data is not None
+            other = next(b for b in bridges if b is not first)
+            assert other.dispatcher.data is not None
+            holder = other.dispatcher.leadership.holder
+            (data,) = await asyncio.wait_for(other.dispatcher.data.request_resync(ABC_OBD), LEASE_S * 4)
+            (status,) = await asyncio.wait_for(other.dispatcher.request_resync(ABC_OBD), LEASE_S * 4)
+            for outcome in (data, status):
+                assert outcome.result is ResyncResult.FAILED
+                assert outcome.message == f"replica {holder} does not lead DE*OBD: ask the leader"
+            # the leader runs it: with no EVSE stored yet its guard refuses to empty Hubject's set
+            (led,) = await asyncio.wait_for(first.dispatcher.data.request_resync(ABC_OBD), DEADLINE_S)
+            assert led.result is ResyncResult.REFUSED
+            assert "--force" in led.message
+            assert "ask the leader" not in led.message
