@@ -8,6 +8,7 @@ index must be reachable, as for the project's own install).
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
 import shutil
@@ -80,10 +81,14 @@ def test_the_wheel_holds_the_library_alone(wheel: Path) -> None:
 
 
 @contextmanager
-def hubject_sim(command: list[str]) -> Iterator[str]:
+def hubject_sim(command: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``hubject-sim --listen 127.0.0.1:0``; yield the URL it prints; stop it with SIGTERM."""
     with subprocess.Popen(
-        [*command, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [*command, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     ) as process:
         try:
             assert process.stdout is not None
@@ -98,10 +103,11 @@ def hubject_sim(command: list[str]) -> Iterator[str]:
     assert process.returncode == 0
 
 
-def run_example(python: str, url: str, cwd: Path | None = None) -> str:
+def run_example(python: str, url: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
         [python, "-c", docs_example().replace(EXAMPLE_URL, url)],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -154,15 +160,22 @@ def test_the_wheel_alone_in_a_clean_venv_pushes_to_hubject_sim(wheel: Path, tmp_
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python, sim = str(venv / "bin" / "python"), str(venv / "bin" / "hubject-sim")
     install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[simulator]"]
-    subprocess.run(install, check=True, timeout=300, capture_output=True)
-    # Run from tmp_path: the work tree (with bridge/ and oicp/) must not be on sys.path.
+    # Run from tmp_path, without a PYTHONPATH the test run may have (one naming a work tree): the work tree
+    # (with bridge/ and oicp/) must not be on sys.path.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    subprocess.run(install, check=True, timeout=300, capture_output=True, env=env)
     checked = subprocess.run(
-        [python, "-c", NOTHING_OF_THE_BRIDGE], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [python, "-c", NOTHING_OF_THE_BRIDGE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert checked.returncode == 0, checked.stderr
     found, soap_error = checked.stdout.splitlines()
     assert found == "[]"
     assert "oicp[soap]" in soap_error
-    with hubject_sim([sim]) as url:
-        assert run_example(python, url, cwd=tmp_path).startswith("000 ")
+    with hubject_sim([sim], env) as url:
+        assert run_example(python, url, cwd=tmp_path, env=env).startswith("000 ")
         assert held_by(url) == {"DE*ABC*E123456": "Occupied"}
