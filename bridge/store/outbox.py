@@ -92,11 +92,6 @@ RowStep = Callable[[Row, Record], Row]
 T = TypeVar("T")
 
 
-def _guarded(event: rules.Event, step: RowStep) -> RowStep:
-    """Apply ``step`` only to rows the table lets ``event`` move (``outbox_rows.guarded``)."""
-    return outbox_rows.guarded(event, step)
-
-
 @dataclass(frozen=True, slots=True)
 class Observed:
     """What one ``observe`` did to a row (for the intake's counts and wake-ups)."""
@@ -279,7 +274,7 @@ class OutboxStore:
         doubt_until = None if doubt_for is None else now + doubt_for
 
         def run(tx: Tx) -> None:
-            step = _guarded(
+            step: RowStep = outbox_rows.guarded(
                 rules.Event.DELIVERED, lambda row, sent: rules.delivered(row, sent, sent_at, now, doubt_until)
             )
             outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
@@ -295,7 +290,7 @@ class OutboxStore:
         wanted = {str(r.evse_id): r for r in records}
 
         def run(tx: Tx) -> None:
-            step = _guarded(
+            step: RowStep = outbox_rows.guarded(
                 rules.Event.RELEASED, lambda row, _: rules.released(row, error, now, now + unsure_for)
             )
             outbox_rows.apply(tx, _ROWS, str(operator_id), wanted, step)
@@ -308,7 +303,7 @@ class OutboxStore:
     ) -> None:
         """Hubject refused these records for good (dead) or for lack of EVSE data (parked)."""
         now = self.clock()
-        step = _guarded(
+        step: RowStep = outbox_rows.guarded(
             rules.Event.REFUSED, lambda row, sent: rules.refused(row, sent, state, code, reason, now)
         )
         await self._rows(operator_id, records, step)
@@ -437,7 +432,9 @@ class OutboxStore:
         '*'; 603: parked, other codes: dead): kept out until the next one. Returns the operator's EvseIDs
         they matched (which the next round leaves out)."""
         now = self.clock()
-        step = _guarded(rules.Event.SET_ASIDE, lambda row, _: rules.set_aside(row, state, code, reason, now))
+        step: RowStep = outbox_rows.guarded(
+            rules.Event.SET_ASIDE, lambda row, _: rules.set_aside(row, state, code, reason, now)
+        )
 
         def run(tx: Tx) -> set[EvseID]:
             found = outbox_rows.matching(tx, _ROWS, str(operator_id), keys)

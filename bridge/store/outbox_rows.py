@@ -27,6 +27,7 @@ class OutboxRows(Generic[R]):
     table: str
     select: str  # ``evse_id``, then the columns, FROM the table
     select_with_operator: str  # the same and then ``operator_id``
+    select_one: str  # ``select`` of one (operator, EvseID): the intake reads it for every change
     upsert: str  # ``operator_id``, ``evse_id``, the columns: the whole row
     to_row: Callable[[Any], R]  # a row read with ``select`` (or ``select_with_operator``)
     to_params: Callable[[str, str, R], tuple[Any, ...]]  # (operator, EvseID, row): ``upsert``'s parameters
@@ -43,6 +44,7 @@ def outbox_rows(
         table=table,
         select=f"SELECT evse_id, {listed} FROM {table}",
         select_with_operator=f"SELECT evse_id, {listed}, operator_id FROM {table}",
+        select_one=f"SELECT evse_id, {listed} FROM {table} WHERE operator_id = ? AND evse_id = ?",
         upsert=(
             f"INSERT INTO {table} (operator_id, evse_id, {listed}) "
             f"VALUES ({', '.join('?' * (len(columns) + 2))}) "
@@ -55,9 +57,7 @@ def outbox_rows(
 
 
 def load(tx: Tx, rows: OutboxRows[R], operator_id: str, evse_id: str) -> R | None:
-    found = tx.execute(
-        f"{rows.select} WHERE operator_id = ? AND evse_id = ?", (operator_id, evse_id)
-    ).fetchone()
+    found = tx.execute(rows.select_one, (operator_id, evse_id)).fetchone()
     return None if found is None else rows.to_row(found)
 
 
