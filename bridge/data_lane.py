@@ -123,7 +123,6 @@ class DataLanes:
             lost_lead_message="lost the lead of the operator's data lane mid-step",
             store_error_message="store error in the data lane; retrying",
             sleep=_sleep_for,
-            stand_by=self._stand_by,
         )
         self._loop = LaneLoop(
             kind,
@@ -137,12 +136,6 @@ class DataLanes:
             rng=self.rng,
             log=self.log,
         )
-
-    def _stand_by(self, lane: DataLane) -> None:
-        """This replica does not lead the operator (any more): the data fullLoads asked here are the
-        leader's to run, as the status lane's are (``Dispatcher._stand_by``)."""
-        holder = self.dispatcher.leadership.holder
-        self._loop.answer_waiting(lane, f"replica {holder} does not lead {lane.operator_id}: ask the leader")
 
     def pushes(self, operator_id: OperatorID) -> bool:
         return operator_id.canonical_key in self.lanes

@@ -274,8 +274,8 @@ class Dispatcher:
             lane.settle_at = on_monotonic(recovered.unsure_until, now, wall)
 
     def _stand_by(self, lane: Lane) -> None:
-        """This replica does not lead the operator (any more): the resync requests waiting here are the
-        leader's to run."""
+        """This replica does not lead the operator (any more): it says so once and drops the batch it had
+        claimed ahead."""
         if lane.term is not None:
             self.log.warning(
                 "no longer leading the operator",
@@ -283,8 +283,6 @@ class Dispatcher:
                 replica=self.leadership.holder,
             )
         lane.prefetched = None
-        message = f"replica {self.leadership.holder} does not lead {lane.operator_id}: ask the leader"
-        self._loop.answer_waiting(lane, message)
 
     async def _look_for_work(self, lane: Lane) -> None:
         now, wall = self.monotonic(), self.wall_clock()

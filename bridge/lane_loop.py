@@ -134,7 +134,8 @@ class LaneKind(Generic[LaneT, OutcomeT]):
     store_error_message: str
     # how long to sleep, given what the scheduler said (``None``: until woken)
     sleep: Callable[[LaneT, float | None, float], float | None] = _as_scheduled
-    # this replica does not lead the operator (any more): what else it forgets
+    # this replica does not lead the operator (any more): what else it forgets (the loop then answers the
+    # resync requests waiting here)
     stand_by: Callable[[LaneT], None] | None = None
     # after the drain at stop (the lane led and pushed what it could)
     drained: Callable[[LaneT, Any], Awaitable[None]] | None = None
@@ -206,6 +207,9 @@ class LaneLoop(Generic[LaneT, OutcomeT]):
         if term is None:
             if self.kind.stand_by is not None:
                 self.kind.stand_by(lane)
+            # the fullLoads asked here are the leader's to run
+            holder = self.leadership.holder
+            self.answer_waiting(lane, f"replica {holder} does not lead {lane.operator_id}: ask the leader")
             # /ready of this replica is about its own pushes: failures from when it led are not its now
             lane.term, lane.failures, lane.refusal = None, 0, None
             await wait(lane.wake, stop, self.leadership.recheck)
