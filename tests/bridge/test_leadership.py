@@ -237,52 +237,12 @@ async def test_one_process_leads_everything_at_term_zero(client: tuple[HubjectSi
     assert [leader.mine for leader in await leadership.report()] == [True, True]
 
 
-async def test_two_replicas_push_evse_data_and_status_from_the_leader_only(
-    pg_url: str, tmp_path: Path
-) -> None:
-    """The EVSE data lane asks the status lane's question: with ``push_evse_data`` on two replicas (whole
-    bridges, one database), only the operator's leader pushes data and status, input taken by either,
-    without a single 603 from a Hubject that requires the data first."""
-    simulator = HubjectSimulator(require_evse_data=True)
-    async with serve_simulator(simulator) as hubject:
-        configs = [data_config(tmp_path, hubject, store={"url": pg_url, "lease": LEASE_S}) for _ in range(2)]
-        bridges = [Bridge.build(config, initial_resync=False) for config in configs]
-        async with bridges[0].running(), bridges[1].running(), aiohttp.ClientSession() as session:
-
-            def leader() -> Bridge | None:
-                held = [b for b in bridges if b.dispatcher.leadership.term("operator:DE*OBD") is not None]
-                return held[0] if len(held) == 1 else None
-
-            await until(lambda: asyncio.sleep(0, leader() is not None), "a leader")
-            first = leader()
-            assert first is not None
-            other = next(b for b in bridges if b is not first)
-            assert other.receiver_url is not None
-            cpo = Cpo(session, other.receiver_url)  # input through the replica that does not lead
-            await cpo.call("PUT", "/L1", cpo.location("L1", [cpo.evse("e1", "DE*OBD*E1")]))
-            await cpo.call("PATCH", "/L1/e1", {"status": "CHARGING", "last_updated": cpo.stamp()})
-
-            def delivered() -> bool:
-                return set(simulator.evse_data.records("DE*OBD")) == {
-                    EvseID("DE*OBD*E1")
-                } and simulator.statuses("DE*OBD") == {EvseID("DE*OBD*E1"): EvseStatus.OCCUPIED}
-
-            await until(lambda: asyncio.sleep(0, delivered()), "the data and the status at Hubject")
-            assert first.dispatcher.data is not None
-            assert other.dispatcher.data is not None
-            assert first.dispatcher.data.lane(ABC_OBD).last_push_at is not None
-            assert other.dispatcher.data.lane(ABC_OBD).last_push_at is None  # the follower's data lane
-            assert other.dispatcher.lane(ABC_OBD).last_push_at is None  # and its status lane never pushed
-    assert not [e for e in simulator.request_log if e.result_code == "603"]
-
-
-async def test_a_fullload_asked_of_a_replica_that_does_not_lead_is_answered_at_once(
-    pg_url: str, tmp_path: Path
-) -> None:
-    """A data fullLoad and a status fullLoad asked of the follower (its admin endpoint, its CLI) fail at
-    once with who to ask, rather than waiting until that replica leads or stops; the leader runs them.
-    (The data lane's waited: found in session 8.)"""
-    simulator = HubjectSimulator(require_evse_data=True)
+@contextlib.asynccontextmanager
+async def two_data_replicas(
+    pg_url: str, tmp_path: Path, simulator: HubjectSimulator
+) -> AsyncIterator[tuple[Bridge, Bridge]]:
+    """Two whole bridges with ``push_evse_data`` on one database and ``simulator``, running; yields
+    (the one leading DE*OBD, the other) once one leads."""
     async with serve_simulator(simulator) as hubject:
         configs = [data_config(tmp_path, hubject, store={"url": pg_url, "lease": LEASE_S}) for _ in range(2)]
         bridges = [Bridge.build(config, initial_resync=False) for config in configs]
@@ -295,17 +255,56 @@ async def test_a_fullload_asked_of_a_replica_that_does_not_lead_is_answered_at_o
             await until(lambda: asyncio.sleep(0, leader() is not None), "a leader")
             first = leader()
             assert first is not None
-            assert first.dispatcher.data is not None
-            other = next(b for b in bridges if b is not first)
-            assert other.dispatcher.data is not None
-            holder = other.dispatcher.leadership.holder
-            (data,) = await asyncio.wait_for(other.dispatcher.data.request_resync(ABC_OBD), LEASE_S * 4)
-            (status,) = await asyncio.wait_for(other.dispatcher.request_resync(ABC_OBD), LEASE_S * 4)
-            for outcome in (data, status):
-                assert outcome.result is ResyncResult.FAILED
-                assert outcome.message == f"replica {holder} does not lead DE*OBD: ask the leader"
-            # the leader runs it: with no EVSE stored yet its guard refuses to empty Hubject's set
-            (led,) = await asyncio.wait_for(first.dispatcher.data.request_resync(ABC_OBD), DEADLINE_S)
-            assert led.result is ResyncResult.REFUSED
-            assert "--force" in led.message
-            assert "ask the leader" not in led.message
+            yield first, next(b for b in bridges if b is not first)
+
+
+async def test_two_replicas_push_evse_data_and_status_from_the_leader_only(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The EVSE data lane asks the status lane's question: with ``push_evse_data`` on two replicas (whole
+    bridges, one database), only the operator's leader pushes data and status, input taken by either,
+    without a single 603 from a Hubject that requires the data first."""
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with (
+        two_data_replicas(pg_url, tmp_path, simulator) as (first, other),
+        aiohttp.ClientSession() as session,
+    ):
+        assert other.receiver_url is not None
+        cpo = Cpo(session, other.receiver_url)  # input through the replica that does not lead
+        await cpo.call("PUT", "/L1", cpo.location("L1", [cpo.evse("e1", "DE*OBD*E1")]))
+        await cpo.call("PATCH", "/L1/e1", {"status": "CHARGING", "last_updated": cpo.stamp()})
+
+        def delivered() -> bool:
+            data, statuses = set(simulator.evse_data.records("DE*OBD")), simulator.statuses("DE*OBD")
+            return data == {EvseID("DE*OBD*E1")} and statuses == {EvseID("DE*OBD*E1"): EvseStatus.OCCUPIED}
+
+        await until(lambda: asyncio.sleep(0, delivered()), "the data and the status at Hubject")
+        assert first.dispatcher.data is not None
+        assert other.dispatcher.data is not None
+        assert first.dispatcher.data.lane(ABC_OBD).last_push_at is not None
+        assert other.dispatcher.data.lane(ABC_OBD).last_push_at is None  # the follower's data lane
+        assert other.dispatcher.lane(ABC_OBD).last_push_at is None  # and its status lane never pushed
+    assert not [e for e in simulator.request_log if e.result_code == "603"]
+
+
+async def test_a_fullload_asked_of_a_replica_that_does_not_lead_is_answered_at_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A data fullLoad and a status fullLoad asked of the follower (its admin endpoint, its CLI) fail at
+    once with who to ask, rather than waiting until that replica leads or stops; the leader runs them.
+    (The data lane's waited: found in session 8.)"""
+    simulator = HubjectSimulator(require_evse_data=True)
+    async with two_data_replicas(pg_url, tmp_path, simulator) as (first, other):
+        assert first.dispatcher.data is not None
+        assert other.dispatcher.data is not None
+        holder = other.dispatcher.leadership.holder
+        (data,) = await asyncio.wait_for(other.dispatcher.data.request_resync(ABC_OBD), LEASE_S * 4)
+        (status,) = await asyncio.wait_for(other.dispatcher.request_resync(ABC_OBD), LEASE_S * 4)
+        for outcome in (data, status):
+            assert outcome.result is ResyncResult.FAILED
+            assert outcome.message == f"replica {holder} does not lead DE*OBD: ask the leader"
+        # the leader runs it: with no EVSE stored yet its guard refuses to empty Hubject's set
+        (led,) = await asyncio.wait_for(first.dispatcher.data.request_resync(ABC_OBD), DEADLINE_S)
+        assert led.result is ResyncResult.REFUSED
+        assert "--force" in led.message
+        assert "ask the leader" not in led.message
